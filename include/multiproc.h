@@ -87,6 +87,145 @@ MP_API uint64_t mp_monotonic_ns(void);
 /** Fills buf with len cryptographically random bytes from the OS. */
 MP_API int mp_random_bytes(void *buf, size_t len);
 
+/* ---- opaque types ------------------------------------------------------------------ */
+
+typedef struct mp_args mp_args;       /* a typed argument list for a child's target */
+typedef struct mp_process mp_process; /* a child process running a function */
+typedef struct mp_conn mp_conn;       /* one end of a Pipe */
+typedef struct mp_value mp_value;     /* a typed value: nil, bool, int, float, str, bytes,
+                                         list, tuple, dict */
+
+/* ---- values (value.c) -------------------------------------------------------------- */
+/* Declared by the Pipe/Connection work. */
+
+/* ---- pipes and connections (connection.c) ------------------------------------------- */
+/* Declared by the Pipe/Connection work. */
+
+/* ---- waiting on several objects (wait.c) -------------------------------------------- */
+
+enum { MP_WAIT_CONN = 1, MP_WAIT_PROCESS = 2 };
+
+/* One object for mp_wait: set kind and the matching pointer; mp_wait sets ready. */
+typedef struct mp_waitable {
+  int kind;
+  union {
+    mp_conn *conn;
+    mp_process *process;
+  } u;
+  int ready;
+} mp_waitable;
+
+/** Builds an mp_waitable for a connection (ready: data to read, or the peer is gone). */
+MP_API mp_waitable mp_waitable_conn(mp_conn *conn);
+/** Builds an mp_waitable for a process (ready: it has exited). */
+MP_API mp_waitable mp_waitable_process(mp_process *process);
+/** Waits until at least one object is ready; returns how many (ready flags set),
+ * MP_ETIMEDOUT, or an error. Like multiprocessing.connection.wait. */
+MP_API int mp_wait(mp_waitable *objs, size_t n, int timeout_ms);
+
+/* ---- arguments (args.c) ------------------------------------------------------------- */
+
+typedef enum mp_arg_type {
+  MP_ARG_NIL = 0,
+  MP_ARG_BOOL,
+  MP_ARG_INT,
+  MP_ARG_DOUBLE,
+  MP_ARG_STR,
+  MP_ARG_BYTES,
+  MP_ARG_CONN,
+  MP_ARG_OBJECT, /* another passable object (queue, lock, shared memory) */
+} mp_arg_type;
+
+/** Creates an empty argument list. */
+MP_API int mp_args_create(mp_args **args);
+/** Frees an argument list (objects added to it are not freed: the caller owns them). */
+MP_API void mp_args_free(mp_args *args);
+/** Appends nil. */
+MP_API int mp_args_add_nil(mp_args *args);
+/** Appends a boolean (any non-zero value is true). */
+MP_API int mp_args_add_bool(mp_args *args, int value);
+/** Appends a 64-bit signed integer. */
+MP_API int mp_args_add_int(mp_args *args, int64_t value);
+/** Appends a double. */
+MP_API int mp_args_add_double(mp_args *args, double value);
+/** Appends a NUL-terminated UTF-8 string (copied; invalid UTF-8 is MP_EINVAL). */
+MP_API int mp_args_add_str(mp_args *args, const char *value);
+/** Appends len bytes (copied; may contain NULs; data may be NULL when len is 0). */
+MP_API int mp_args_add_bytes(mp_args *args, const void *data, size_t len);
+/** Appends a connection: the child gets its own handle to the same pipe end. */
+MP_API int mp_args_add_conn(mp_args *args, mp_conn *conn);
+/** Returns the number of arguments. */
+MP_API size_t mp_args_count(const mp_args *args);
+/** Returns the type of argument i, or MP_EINVAL if i is out of range. */
+MP_API int mp_args_type(const mp_args *args, size_t i);
+/** Reads argument i as a boolean; MP_EINVAL if absent or of another type. */
+MP_API int mp_args_get_bool(const mp_args *args, size_t i, int *value);
+/** Reads argument i as an integer. */
+MP_API int mp_args_get_int(const mp_args *args, size_t i, int64_t *value);
+/** Reads argument i as a double. */
+MP_API int mp_args_get_double(const mp_args *args, size_t i, double *value);
+/** Reads argument i as a string (borrowed, NUL-terminated; len excludes the NUL). */
+MP_API int mp_args_get_str(const mp_args *args, size_t i, const char **value, size_t *len);
+/** Reads argument i as bytes (borrowed). */
+MP_API int mp_args_get_bytes(const mp_args *args, size_t i, const void **data, size_t *len);
+/** Reads argument i as a connection (borrowed: valid while the target runs). */
+MP_API int mp_args_get_conn(const mp_args *args, size_t i, mp_conn **conn);
+
+/* ---- processes (process.c) ---------------------------------------------------------- */
+
+/* A process's target: runs in the child; its return value becomes the exit code. */
+typedef int (*mp_target_fn)(mp_args *args);
+
+typedef enum mp_start_method {
+  MP_START_DEFAULT = 0, /* the process-wide default (fork on POSIX, spawn on Windows) */
+  MP_START_FORK = 1,    /* POSIX only: fork and call the target, no exec */
+  MP_START_SPAWN = 2,   /* re-execute this program, which runs the target from mp_init */
+} mp_start_method;
+
+typedef struct mp_process_opts {
+  const char *name;       /* NULL: "Process-N" */
+  int daemon;             /* terminated at mp_shutdown instead of joined */
+  int detached;           /* may outlive this process (no parent-death kill) */
+  mp_start_method method; /* MP_START_DEFAULT: see mp_set_start_method */
+} mp_process_opts;
+
+/** Must be the first line of main: in a spawned child it runs the target and exits. */
+MP_API int mp_init(int *argc, char ***argv);
+/** Terminates daemon children and joins the others (mp_init arranges it at exit). */
+MP_API void mp_shutdown(void);
+/** Sets the process-wide start method; MULTIPROC_START_METHOD=fork|spawn overrides it. */
+MP_API int mp_set_start_method(mp_start_method method);
+/** Returns the start method that MP_START_DEFAULT means now. */
+MP_API mp_start_method mp_get_start_method(void);
+/** Creates a process object for fn(args); args is copied, opts may be NULL. */
+MP_API int mp_process_create(mp_process **p, mp_target_fn fn, const mp_args *args,
+                             const mp_process_opts *opts);
+/** Starts the child; fails with the reason if it cannot start or bootstrap. */
+MP_API int mp_process_start(mp_process *p);
+/** Waits for the child to exit: 0, or MP_ETIMEDOUT if it is still running. */
+MP_API int mp_process_join(mp_process *p, int timeout_ms);
+/** Returns 1 while the child runs, 0 otherwise. */
+MP_API int mp_process_is_alive(mp_process *p);
+/** Stores the exit code: the target's return value, or minus the signal that ended it;
+ * MP_ESTATE if the child has not exited. */
+MP_API int mp_process_exitcode(mp_process *p, int *code);
+/** Asks the child to stop (SIGTERM; TerminateProcess on Windows): exit code -15. */
+MP_API int mp_process_terminate(mp_process *p);
+/** Kills the child (SIGKILL; TerminateProcess on Windows): exit code -9. */
+MP_API int mp_process_kill(mp_process *p);
+/** Returns the child's pid, or 0 before start. */
+MP_API int64_t mp_process_pid(const mp_process *p);
+/** Returns the process's name. */
+MP_API const char *mp_process_name(const mp_process *p);
+/** Returns 1 if the process is a daemon. */
+MP_API int mp_process_daemon(const mp_process *p);
+/** Frees the process object; a running child is left running (and reaped at shutdown). */
+MP_API void mp_process_free(mp_process *p);
+/** Returns the parent's pid (0 if unknown). */
+MP_API int64_t mp_getppid(void);
+/** Returns the current process's name ("MainProcess" in the parent). */
+MP_API const char *mp_current_process_name(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -11,4 +11,49 @@ int mp__os_error(const char *what);
 /* Like mp__os_error for a known OS error number and a chosen MP_E* code. */
 int mp__os_error_code(int code, long os_err, const char *what);
 
+/* ---- objects that travel to a child in mp_args (args.c, process.c) ------------------ */
+
+#include "platform.h"
+
+/* Under fork the child uses the parent's object as it is. Under spawn the parent exports
+ * the object as a small blob plus the OS handles it needs; process.c hands exactly those
+ * handles to the child (the same fd numbers on POSIX; duplicated into the child on Windows
+ * with the child's values substituted) and the child imports them into a fresh object,
+ * which it releases after the target returns. */
+#define MP_XFER_MAX_HANDLES 4
+#define MP_XFER_MAX_BLOB 256
+
+typedef struct mp__xfer {
+  unsigned char blob[MP_XFER_MAX_BLOB];
+  size_t blob_len;
+  mp_plat_handle handles[MP_XFER_MAX_HANDLES];
+  size_t nhandles;
+} mp__xfer;
+
+typedef struct mp__xfer_type {
+  uint8_t id;       /* stable; the MessagePack extension type on the wire */
+  const char *name; /* for messages: "connection", "queue", ... */
+  /* Fills out with what a spawned child needs; the handles stay owned by obj. */
+  int (*export_obj)(void *obj, mp__xfer *out);
+  /* In the child: builds a new object from the blob and the child's handles. */
+  int (*import_obj)(const mp__xfer *in, void **obj);
+  /* In the child, after the target returns: frees what import_obj built. */
+  void (*release_imported)(void *obj);
+} mp__xfer_type;
+
+/* Ids in use; one line per passable type, listed in args.c's registry. */
+enum {
+  MP_XFER_CONN = 1,
+  MP_XFER_QUEUE = 2,
+  MP_XFER_PLOCK = 3,
+  MP_XFER_PSEM = 4,
+  MP_XFER_PEVENT = 5,
+  MP_XFER_SHM = 6
+};
+
+/* Appends any passable object; the public mp_args_add_<kind> functions wrap this. */
+int mp__args_add_object(mp_args *args, const mp__xfer_type *type, void *obj);
+/* Reads argument i as an object of the given type (MP_EINVAL if it is another type). */
+int mp__args_get_object(const mp_args *args, size_t i, const mp__xfer_type *type, void **obj);
+
 #endif /* MP_INTERNAL_H */

@@ -25,4 +25,39 @@ int64_t mp_plat_getppid(void);
 long mp_plat_last_os_error(void);
 void mp_plat_os_error_text(long err, char *buf, size_t size);
 
+/* ---- handles ------------------------------------------------------------------------ */
+
+/* An OS handle: a file descriptor on POSIX, a HANDLE on Windows. Every handle the library
+ * creates is close-on-exec / non-inheritable; a child receives exactly the handles named by
+ * its arguments (see process.c). */
+typedef intptr_t mp_plat_handle;
+#define MP_PLAT_INVALID ((mp_plat_handle)-1)
+
+/* Closes a handle; MP_PLAT_INVALID is ignored. */
+void mp_plat_handle_close(mp_plat_handle h);
+
+/* ---- channel: byte streams between processes (posix/channel.c, win32/channel.c) ------ */
+/* Owned by the Pipe/Connection work: a socketpair end on POSIX, an overlapped named-pipe
+ * end on Windows. */
+typedef struct mp_plat_chan mp_plat_chan;
+
+/* ---- wait: block on several channels and processes at once (wait.c) ------------------ */
+
+/* One thing mp_plat_wait_many watches: a channel (readable, or its peer gone) when chan is
+ * not NULL, else a process handle (POSIX pidfd, Windows process HANDLE) that becomes ready
+ * when the process exits. ready is set to 1 for each source that is ready. */
+typedef struct mp_plat_waitsrc {
+  mp_plat_chan *chan;
+  mp_plat_handle proc;
+  int ready;
+} mp_plat_waitsrc;
+
+/* Waits until at least one source is ready or timeout_ms passes (MP_FOREVER blocks).
+ * Returns the number of ready sources, MP_ETIMEDOUT, or an error. Never busy-waits; on
+ * Windows more than 64 sources work. */
+int mp_plat_wait_many(mp_plat_waitsrc *srcs, size_t n, int timeout_ms);
+
+/* ---- process: fork, spawn, wait, signal (posix/process.c, win32/process.c) ------------ */
+/* Declared by the Process work below this line. */
+
 #endif /* MP_PLATFORM_H */
