@@ -187,6 +187,7 @@ typedef struct mp_process_opts {
   int daemon;             /* terminated at mp_shutdown instead of joined */
   int detached;           /* may outlive this process (no parent-death kill) */
   mp_start_method method; /* MP_START_DEFAULT: see mp_set_start_method */
+  int start_timeout_ms;   /* spawn: how long the child may take to reach mp_init (0: 30 s) */
 } mp_process_opts;
 
 /** Must be the first line of main: in a spawned child it runs the target and exits. */

@@ -11,6 +11,9 @@ int mp__os_error(const char *what);
 /* Like mp__os_error for a known OS error number and a chosen MP_E* code. */
 int mp__os_error_code(int code, long os_err, const char *what);
 
+/* 1 if s[0..n) is well-formed UTF-8 (no overlongs, surrogates or values past U+10FFFF). */
+int mp__utf8_valid(const char *s, size_t n);
+
 /* ---- objects that travel to a child in mp_args (args.c, process.c) ------------------ */
 
 #include "platform.h"
@@ -55,5 +58,21 @@ enum {
 int mp__args_add_object(mp_args *args, const mp__xfer_type *type, void *obj);
 /* Reads argument i as an object of the given type (MP_EINVAL if it is another type). */
 int mp__args_get_object(const mp_args *args, size_t i, const mp__xfer_type *type, void **obj);
+
+/* Looks up a passable type by id (the registry in args.c); NULL if unknown. */
+const mp__xfer_type *mp__xfer_lookup(uint8_t id);
+
+/* Encodes args for a spawned child as MessagePack into *buf (malloc'd) and appends the OS
+ * handles the objects need to handles[*nhandles..max). */
+int mp__args_encode(const mp_args *args, char **buf, size_t *len, mp_plat_handle *handles,
+                    size_t *nhandles, size_t max);
+/* In the child: decodes args, importing objects with the child's handle values. */
+int mp__args_decode(const char *buf, size_t len, const mp_plat_handle *handles, size_t nhandles,
+                    mp_args **out);
+/* Deep-copies args (strings and bytes copied, objects shared). */
+int mp__args_copy(const mp_args *src, mp_args **out);
+
+/* A started process's wait handle (pidfd / process HANDLE), for mp_wait. */
+mp_plat_handle mp__process_wait_handle(mp_process *p);
 
 #endif /* MP_INTERNAL_H */

@@ -25,6 +25,11 @@ int64_t mp_plat_getppid(void);
 long mp_plat_last_os_error(void);
 void mp_plat_os_error_text(long err, char *buf, size_t size);
 
+/* One library-wide lock for rarely touched global state (the registry of children).
+ * Consistent in a fork child (pthread_atfork on POSIX). */
+void mp_plat_global_lock(void);
+void mp_plat_global_unlock(void);
+
 /* ---- handles ------------------------------------------------------------------------ */
 
 /* An OS handle: a file descriptor on POSIX, a HANDLE on Windows. Every handle the library
@@ -58,6 +63,99 @@ typedef struct mp_plat_waitsrc {
 int mp_plat_wait_many(mp_plat_waitsrc *srcs, size_t n, int timeout_ms);
 
 /* ---- process: fork, spawn, wait, signal (posix/process.c, win32/process.c) ------------ */
-/* Declared by the Process work below this line. */
+
+/* A child process as the backend sees it. */
+typedef struct mp_plat_proc {
+  int64_t pid;
+  mp_plat_handle wait_handle; /* pidfd / process HANDLE; ready when the child exits */
+  int reaped;                 /* exit status collected; never signal the pid again */
+  int exit_code;              /* valid once reaped: >= 0 status, or minus the signal */
+} mp_plat_proc;
+
+/* What the backend needs to start a child. */
+typedef struct mp_plat_spawn_req {
+  const char *argv0;             /* shown in ps / Task Manager; may be NULL */
+  int flags;                     /* MP_CHILD_* bits, carried in the marker */
+  mp_plat_handle bootstrap;      /* the child's end of the bootstrap channel */
+  const mp_plat_handle *handles; /* further handles the child must receive */
+  mp_plat_handle *child_handles; /* out: their values in the child */
+  size_t nhandles;
+} mp_plat_spawn_req;
+
+/* The signal numbers used in exit codes on every system. */
+enum {
+  MP_SIG_ILL = 4,
+  MP_SIG_ABRT = 6,
+  MP_SIG_FPE = 8,
+  MP_SIG_KILL = 9,
+  MP_SIG_SEGV = 11,
+  MP_SIG_TERM = 15
+};
+
+/* POSIX: forks. In the child calls child_fn(ctx) and _exits with its result after flushing
+ * stdio; returns 0 in the parent with p filled. Windows: MP_ENOTSUP. */
+int mp_plat_fork(mp_plat_proc *p, int die_with_parent, int (*child_fn)(void *), void *ctx);
+
+/* The marker argument of a spawned child: "--multiproc-child=<ppid>:<bootstrap>:<flags>",
+ * where bootstrap is the value the child passes to mp_plat_bootstrap_handle. */
+#define MP_CHILD_MARKER "--multiproc-child="
+#define MP_CHILD_MARKER_W L"--multiproc-child="
+enum { MP_CHILD_DIE_WITH_PARENT = 1 };
+
+/* Re-executes this program's own image with the marker as its only argument; the child
+ * receives req->bootstrap and req->handles and nothing else. */
+int mp_plat_spawn_self(mp_plat_proc *p, mp_plat_spawn_req *req);
+
+/* In a spawned child: turns the bootstrap value from the marker into a usable handle
+ * (POSIX: the inherited fd itself; Windows: duplicated out of the parent, which keeps and
+ * later closes its own copy). */
+int mp_plat_bootstrap_handle(int64_t parent_pid, int64_t value, mp_plat_handle *out);
+
+/* Waits up to timeout_ms for the child to exit and reaps it (fills exit_code, reaped=1,
+ * releases wait_handle). Returns 0 or MP_ETIMEDOUT. */
+int mp_plat_proc_wait(mp_plat_proc *p, int timeout_ms);
+
+/* Sends MP_SIG_TERM or MP_SIG_KILL. A reaped or already exited child is left alone. */
+int mp_plat_proc_signal(mp_plat_proc *p, int sig);
+
+/* Releases the wait handle of a child that is not reaped (it stays running). */
+void mp_plat_proc_release(mp_plat_proc *p);
+
+/* This program's own executable path (UTF-8) into buf. */
+int mp_plat_self_exe(char *buf, size_t size);
+
+/* 1 if this process's command line carries a --multiproc-child marker. */
+int mp_plat_started_as_child(void);
+
+/* Prepares a child: dies with its parent if asked (re-checking that the parent is still
+ * parent_pid), and reports crashes as exit codes instead of dialogs. */
+void mp_plat_child_setup(int64_t parent_pid, int die_with_parent);
+
+/* In a fork child: closes the close-on-exec handles that keep does not name, so that a fork
+ * child holds what a spawned child would. (No fork on Windows: nothing to do there.) */
+void mp_plat_fork_child_close_fds(const mp_plat_handle *keep, size_t n);
+
+/* Exits the process now with code, after flushing stdio. */
+void mp_plat_exit(int code);
+
+/* ---- target references (posix/target.c, win32/target.c) ---------------------------- */
+
+#define MP_FINGERPRINT_MAX 32
+
+/* Where a function lives: its module (empty string for the main executable), its offset
+ * from the module's base and the module's build fingerprint. */
+typedef struct mp_plat_target {
+  char module[1024];
+  uint64_t offset;
+  unsigned char fingerprint[MP_FINGERPRINT_MAX];
+  size_t fingerprint_len;
+} mp_plat_target;
+
+/* Describes fn for a child. MP_EINVAL if fn is not inside a loaded module. */
+int mp_plat_target_ref(void (*fn)(void), mp_plat_target *out);
+
+/* In the child: finds (loading it if needed) the module, checks its fingerprint, and
+ * returns the function. A mismatch is MP_ECHILD with a message, never a wild jump. */
+int mp_plat_target_resolve(const mp_plat_target *t, void (**fn)(void));
 
 #endif /* MP_PLATFORM_H */

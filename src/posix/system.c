@@ -1,5 +1,6 @@
 /* POSIX backend: clock, randomness, identity, OS error text. */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -45,3 +46,18 @@ void mp_plat_os_error_text(long err, char *buf, size_t size) {
     buf[size - 1] = '\0';
   }
 }
+
+static pthread_mutex_t global_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+
+/* Held across fork so that the child's copy is never locked by a thread it does not have. */
+static void global_prepare(void) { pthread_mutex_lock(&global_mu); }
+static void global_after(void) { pthread_mutex_unlock(&global_mu); }
+static void global_init(void) { pthread_atfork(global_prepare, global_after, global_after); }
+
+void mp_plat_global_lock(void) {
+  pthread_once(&global_once, global_init);
+  pthread_mutex_lock(&global_mu);
+}
+
+void mp_plat_global_unlock(void) { pthread_mutex_unlock(&global_mu); }

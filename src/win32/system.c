@@ -67,3 +67,9 @@ void mp_plat_os_error_text(long err, char *buf, size_t size) {
       wsprintfA(buf, "Windows error %lu", (unsigned long)err);
   }
 }
+
+static SRWLOCK global_lock = SRWLOCK_INIT;
+
+void mp_plat_global_lock(void) { AcquireSRWLockExclusive(&global_lock); }
+
+void mp_plat_global_unlock(void) { ReleaseSRWLockExclusive(&global_lock); }

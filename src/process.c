@@ -1,0 +1,641 @@
+/* Processes: run a function in a child, by fork (POSIX) or by re-executing this program
+ * (spawn, both systems), and follow its life. The spawn bootstrap:
+ *
+ *   parent                                   child (mp_init sees the marker)
+ *   spawn self --multiproc-child=ppid:h:f -> takes bootstrap handle h
+ *          <- ["hello", pid]                  (proves mp_init ran; bounded by start_timeout)
+ *   ["call", target, name, handles, args] ->  resolves the target, imports the handles
+ *          <- ["ok"] | ["error", code, msg]   (so start() reports bootstrap failures)
+ *                                             runs the target, exits with its result
+ */
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "platform.h"
+
+#define MP_DEFAULT_START_TIMEOUT_MS 30000
+#define MP_MAX_CHILD_HANDLES 256
+/* Exit codes of a spawned child that could not run its target. */
+#define MP_EXIT_BOOTSTRAP 120
+#define MP_EXIT_NO_INIT 121
+
+extern const mp__xfer_type mp__conn_xfer;
+
+enum { ST_CREATED, ST_STARTED, ST_DONE };
+
+struct mp_process {
+  mp_target_fn fn;
+  mp_args *args;
+  char *name;
+  int daemon, detached, start_timeout_ms;
+  mp_start_method method;
+  int state;
+  int freed; /* the user freed it while it ran: mp_shutdown reaps and frees it */
+  mp_plat_proc proc;
+  mp_process *next; /* registry of started, unreaped children */
+};
+
+/* ---- process-wide state ----------------------------------------------------------------- */
+
+static mp_process *live;               /* guarded by mp_plat_global_lock */
+static unsigned process_counter;       /* guarded by mp_plat_global_lock */
+static mp_start_method default_method; /* 0: the platform's default */
+static mp_start_method forced_method;  /* from MULTIPROC_START_METHOD */
+static char current_name[128] = "MainProcess";
+static int64_t parent_pid; /* known in children; 0: ask the OS */
+static const char *program_argv0;
+static int is_spawned_child_running; /* mp_init ran the bootstrap in this process */
+
+static mp_start_method platform_default(void) {
+#ifdef _WIN32
+  return MP_START_SPAWN;
+#else
+  return MP_START_FORK;
+#endif
+}
+
+static int method_supported(mp_start_method m, const char *who) {
+#ifdef _WIN32
+  if (m == MP_START_FORK)
+    return mp_set_error(MP_EINVAL,
+                        "%s: the fork start method does not exist on Windows; "
+                        "use MP_START_SPAWN",
+                        who);
+#endif
+  if (m != MP_START_DEFAULT && m != MP_START_FORK && m != MP_START_SPAWN)
+    return mp_set_error(MP_EINVAL, "%s: unknown start method %d", who, (int)m);
+  return 0;
+}
+
+int mp_set_start_method(mp_start_method method) {
+  int rc = method_supported(method, "mp_set_start_method");
+  if (rc == 0)
+    default_method = method;
+  return rc;
+}
+
+mp_start_method mp_get_start_method(void) {
+  if (forced_method)
+    return forced_method;
+  return default_method ? default_method : platform_default();
+}
+
+static mp_start_method resolve_method(mp_start_method asked) {
+  if (forced_method)
+    return forced_method;
+  return asked ? asked : mp_get_start_method();
+}
+
+static void registry_add(mp_process *p) {
+  mp_plat_global_lock();
+  p->next = live;
+  live = p;
+  mp_plat_global_unlock();
+}
+
+static void registry_remove(mp_process *p) {
+  mp_plat_global_lock();
+  for (mp_process **pp = &live; *pp; pp = &(*pp)->next) {
+    if (*pp == p) {
+      *pp = p->next;
+      break;
+    }
+  }
+  mp_plat_global_unlock();
+}
+
+/* ---- the public object ------------------------------------------------------------------ */
+
+int mp_process_create(mp_process **out, mp_target_fn fn, const mp_args *args,
+                      const mp_process_opts *opts) {
+  if (out == NULL || fn == NULL)
+    return mp_set_error(MP_EINVAL, "mp_process_create: %s is NULL", out ? "fn" : "p");
+  *out = NULL;
+  mp_process_opts none;
+  memset(&none, 0, sizeof none);
+  if (opts == NULL)
+    opts = &none;
+  int rc = method_supported(opts->method, "mp_process_create");
+  if (rc)
+    return rc;
+  mp_process *p = calloc(1, sizeof *p);
+  if (p == NULL)
+    return mp_set_error(MP_ENOMEM, "mp_process_create: out of memory");
+  rc = mp__args_copy(args, &p->args);
+  if (rc == 0) {
+    char fallback[32];
+    mp_plat_global_lock();
+    snprintf(fallback, sizeof fallback, "Process-%u", ++process_counter);
+    mp_plat_global_unlock();
+    p->name = strdup(opts->name ? opts->name : fallback);
+    rc = p->name ? 0 : mp_set_error(MP_ENOMEM, "mp_process_create: out of memory");
+  }
+  if (rc) {
+    mp_args_free(p->args);
+    free(p);
+    return rc;
+  }
+  p->fn = fn;
+  p->daemon = opts->daemon != 0;
+  p->detached = opts->detached != 0;
+  p->method = opts->method;
+  p->start_timeout_ms =
+      opts->start_timeout_ms > 0 ? opts->start_timeout_ms : MP_DEFAULT_START_TIMEOUT_MS;
+  p->proc.wait_handle = MP_PLAT_INVALID;
+  *out = p;
+  return 0;
+}
+
+static void process_destroy(mp_process *p) {
+  mp_plat_proc_release(&p->proc);
+  mp_args_free(p->args);
+  free(p->name);
+  free(p);
+}
+
+void mp_process_free(mp_process *p) {
+  if (p == NULL)
+    return;
+  if (p->state == ST_STARTED) {
+    /* Still running: it stays registered, and mp_shutdown reaps and frees it. */
+    mp_plat_global_lock();
+    p->freed = 1;
+    mp_plat_global_unlock();
+    return;
+  }
+  process_destroy(p);
+}
+
+int64_t mp_process_pid(const mp_process *p) {
+  return p && p->state != ST_CREATED ? p->proc.pid : 0;
+}
+
+const char *mp_process_name(const mp_process *p) { return p ? p->name : NULL; }
+
+int mp_process_daemon(const mp_process *p) { return p ? p->daemon : 0; }
+
+const char *mp_current_process_name(void) { return current_name; }
+
+int64_t mp_getppid(void) { return parent_pid ? parent_pid : mp_plat_getppid(); }
+
+/* ---- fork ----------------------------------------------------------------------------- */
+
+/* The handles a child's arguments name, found by asking each object to export itself. */
+static size_t args_handles(const mp_args *args, mp_plat_handle *out, size_t max) {
+  mp_plat_handle scratch[MP_MAX_CHILD_HANDLES];
+  size_t n = 0;
+  char *buf = NULL;
+  size_t len = 0;
+  if (mp__args_encode(args, &buf, &len, scratch, &n, MP_MAX_CHILD_HANDLES) != 0)
+    return 0;
+  free(buf);
+  n = n < max ? n : max;
+  memcpy(out, scratch, n * sizeof *out);
+  return n;
+}
+
+static void become_child(const char *name, int64_t ppid) {
+  snprintf(current_name, sizeof current_name, "%s", name);
+  parent_pid = ppid;
+  /* The parent's children are not this process's to join or terminate. */
+  live = NULL;
+}
+
+static int fork_child_main(void *ctx) {
+  mp_process *p = ctx;
+  mp_plat_handle keep[MP_MAX_CHILD_HANDLES];
+  size_t n = args_handles(p->args, keep, MP_MAX_CHILD_HANDLES);
+  mp_plat_fork_child_close_fds(keep, n);
+  become_child(p->name, mp_plat_getppid());
+  return p->fn(p->args);
+}
+
+static int start_fork(mp_process *p) {
+  return mp_plat_fork(&p->proc, !p->detached, fork_child_main, p);
+}
+
+/* ---- spawn: the parent's side of the bootstrap -------------------------------------------- */
+
+typedef struct call_msg {
+  char *buf;
+  size_t len;
+} call_msg;
+
+static int encode_call(mp_process *p, const mp_plat_target *t, const char *args_buf,
+                       size_t args_len, const mp_plat_handle *child_handles, size_t nh,
+                       call_msg *out) {
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  size_t mlen = strlen(t->module), nlen = strlen(p->name);
+  int bad = msgpack_pack_array(&pk, 7) || msgpack_pack_str_with_body(&pk, "call", 4) ||
+            msgpack_pack_str_with_body(&pk, t->module, mlen) ||
+            msgpack_pack_uint64(&pk, t->offset) ||
+            msgpack_pack_bin_with_body(&pk, t->fingerprint, t->fingerprint_len) ||
+            msgpack_pack_str_with_body(&pk, p->name, nlen) || msgpack_pack_array(&pk, nh);
+  for (size_t i = 0; i < nh && !bad; i++)
+    bad = msgpack_pack_int64(&pk, (int64_t)child_handles[i]);
+  bad = bad || msgpack_pack_bin_with_body(&pk, args_buf, args_len);
+  if (bad) {
+    msgpack_sbuffer_destroy(&sb);
+    return mp_set_error(MP_ENOMEM, "start: out of memory encoding the call");
+  }
+  out->buf = sb.data;
+  out->len = sb.size;
+  return 0;
+}
+
+static int64_t remaining_ms(uint64_t deadline) {
+  uint64_t now = mp_plat_monotonic_ns();
+  return now >= deadline ? 0 : (int64_t)((deadline - now) / 1000000u) + 1;
+}
+
+/* Waits for one message from the child; if the child exits first, says how. */
+static int recv_from_child(mp_process *p, mp_conn *c, uint64_t deadline, const char *stage,
+                           void **msg, size_t *len) {
+  mp_waitable w[2] = {mp_waitable_conn(c), mp_waitable_process(p)};
+  int rc = mp_wait(w, 2, (int)remaining_ms(deadline));
+  if (rc == MP_ETIMEDOUT)
+    return mp_set_error(MP_ECHILD, "child did not call mp_init within %d ms (%s)",
+                        p->start_timeout_ms, stage);
+  if (rc < 0)
+    return rc;
+  if (w[0].ready) {
+    rc = mp_conn_recv(c, msg, len, (int)remaining_ms(deadline));
+    if (rc == 0 || !w[1].ready)
+      return rc == MP_EEOF || rc == MP_EBROKEN ? MP_EEOF : rc;
+  }
+  /* The child is gone: report its exit code. */
+  mp_plat_proc_wait(&p->proc, MP_FOREVER);
+  if (p->proc.exit_code == MP_EXIT_NO_INIT || strcmp(stage, "hello") == 0)
+    return mp_set_error(MP_ECHILD,
+                        "child exited with code %d before calling mp_init: does main() "
+                        "call mp_init(&argc, &argv) first?",
+                        p->proc.exit_code);
+  return mp_set_error(MP_ECHILD, "child exited with code %d during the bootstrap (%s)",
+                      p->proc.exit_code, stage);
+}
+
+/* Reads ["ok"] or ["error", code, message]; anything else is a protocol error. */
+static int check_reply(const void *msg, size_t len) {
+  msgpack_unpacked up;
+  msgpack_unpacked_init(&up);
+  size_t off = 0;
+  int rc = mp_set_error(MP_EPROTO, "start: malformed bootstrap reply from the child");
+  if (msgpack_unpack_next(&up, msg, len, &off) == MSGPACK_UNPACK_SUCCESS &&
+      up.data.type == MSGPACK_OBJECT_ARRAY && up.data.via.array.size >= 1) {
+    const msgpack_object *a = up.data.via.array.ptr;
+    if (a[0].type == MSGPACK_OBJECT_STR && a[0].via.str.size == 2 &&
+        memcmp(a[0].via.str.ptr, "ok", 2) == 0) {
+      rc = 0;
+    } else if (up.data.via.array.size == 3 && a[1].type == MSGPACK_OBJECT_NEGATIVE_INTEGER &&
+               a[2].type == MSGPACK_OBJECT_STR) {
+      rc = mp_set_error((int)a[1].via.i64, "child could not start its target: %.*s",
+                        (int)a[2].via.str.size, a[2].via.str.ptr);
+    }
+  }
+  msgpack_unpacked_destroy(&up);
+  return rc;
+}
+
+static int handshake(mp_process *p, mp_conn *mine, const call_msg *call) {
+  uint64_t deadline = mp_plat_monotonic_ns() + (uint64_t)p->start_timeout_ms * 1000000u;
+  void *msg = NULL;
+  size_t len = 0;
+  int rc = recv_from_child(p, mine, deadline, "hello", &msg, &len);
+  mp_free(msg);
+  msg = NULL;
+  if (rc == 0)
+    rc = mp_conn_send(mine, call->buf, call->len);
+  if (rc == 0)
+    rc = recv_from_child(p, mine, deadline, "call", &msg, &len);
+  if (rc == 0)
+    rc = check_reply(msg, len);
+  mp_free(msg);
+  return rc;
+}
+
+/* Prepares the call, spawns, and runs the handshake; the child's bootstrap end is
+ * closed in the parent once the child holds it (or has failed). */
+static int start_spawn(mp_process *p) {
+  mp_plat_target t;
+  mp_conn *mine = NULL, *theirs = NULL;
+  mp_plat_handle handles[MP_MAX_CHILD_HANDLES], child_handles[MP_MAX_CHILD_HANDLES];
+  size_t nh = 0;
+  char *args_buf = NULL;
+  size_t args_len = 0;
+  call_msg call = {NULL, 0};
+  mp__xfer boot;
+  int rc = mp_plat_target_ref((void (*)(void))p->fn, &t);
+  if (rc == 0)
+    rc = mp__args_encode(p->args, &args_buf, &args_len, handles, &nh, MP_MAX_CHILD_HANDLES);
+  if (rc == 0)
+    rc = mp_pipe(&mine, &theirs, 1);
+  if (rc == 0) {
+    memset(&boot, 0, sizeof boot);
+    rc = mp__conn_xfer.export_obj(theirs, &boot);
+  }
+  if (rc == 0) {
+    mp_plat_spawn_req req = {program_argv0,   p->detached ? 0 : MP_CHILD_DIE_WITH_PARENT,
+                             boot.handles[0], handles,
+                             child_handles,   nh};
+    rc = mp_plat_spawn_self(&p->proc, &req);
+  }
+  if (rc == 0)
+    rc = encode_call(p, &t, args_buf, args_len, child_handles, nh, &call);
+  if (rc == 0) {
+#ifndef _WIN32
+    mp_conn_free(theirs); /* the child has its copy; EOF now means the child is gone */
+    theirs = NULL;
+#endif
+    int hs = handshake(p, mine, &call);
+    if (hs != 0 && !p->proc.reaped) {
+      mp_plat_proc_signal(&p->proc, MP_SIG_KILL);
+      mp_plat_proc_wait(&p->proc, MP_FOREVER);
+    }
+    rc = hs;
+  } else if (p->proc.wait_handle != MP_PLAT_INVALID) {
+    mp_plat_proc_signal(&p->proc, MP_SIG_KILL);
+    mp_plat_proc_wait(&p->proc, MP_FOREVER);
+  }
+  mp_conn_free(theirs);
+  mp_conn_free(mine);
+  free(call.buf);
+  free(args_buf);
+  return rc;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+int mp_process_start(mp_process *p) {
+  if (p == NULL)
+    return mp_set_error(MP_EINVAL, "mp_process_start: p is NULL");
+  if (p->state != ST_CREATED)
+    return mp_set_error(MP_ESTATE, "mp_process_start: %s was already started", p->name);
+  if (mp_plat_started_as_child() && !is_spawned_child_running) {
+    /* This program was spawned by multiproc but its main() did not call mp_init: it is
+     * running the parent's main a second time. Stop before it spawns itself again. */
+    fprintf(stderr, "multiproc: this process was spawned to run a target, but main() did not "
+                    "call mp_init(&argc, &argv) first; exiting\n");
+    mp_plat_exit(MP_EXIT_NO_INIT);
+  }
+  mp_start_method m = resolve_method(p->method);
+  int rc = method_supported(m, "mp_process_start");
+  if (rc == 0)
+    rc = m == MP_START_FORK ? start_fork(p) : start_spawn(p);
+  if (rc) {
+    p->proc.wait_handle = MP_PLAT_INVALID;
+    p->proc.reaped = 0;
+    return rc;
+  }
+  p->state = ST_STARTED;
+  registry_add(p);
+  return 0;
+}
+
+static void mark_done(mp_process *p) {
+  p->state = ST_DONE;
+  registry_remove(p);
+}
+
+int mp_process_join(mp_process *p, int timeout_ms) {
+  if (p == NULL)
+    return mp_set_error(MP_EINVAL, "mp_process_join: p is NULL");
+  if (p->state == ST_CREATED)
+    return mp_set_error(MP_ESTATE, "mp_process_join: %s was not started", p->name);
+  if (p->state == ST_DONE)
+    return 0;
+  int rc = mp_plat_proc_wait(&p->proc, timeout_ms);
+  if (rc == 0)
+    mark_done(p);
+  return rc;
+}
+
+int mp_process_is_alive(mp_process *p) {
+  if (p == NULL || p->state != ST_STARTED)
+    return 0;
+  return mp_process_join(p, 0) == MP_ETIMEDOUT;
+}
+
+int mp_process_exitcode(mp_process *p, int *code) {
+  if (p == NULL || code == NULL)
+    return mp_set_error(MP_EINVAL, "mp_process_exitcode: NULL argument");
+  if (p->state == ST_STARTED)
+    mp_process_join(p, 0);
+  if (p->state != ST_DONE)
+    return mp_set_error(MP_ESTATE, "mp_process_exitcode: %s has not exited", p->name);
+  *code = p->proc.exit_code;
+  return 0;
+}
+
+static int send_signal(mp_process *p, int sig, const char *who) {
+  if (p == NULL)
+    return mp_set_error(MP_EINVAL, "%s: p is NULL", who);
+  if (p->state == ST_CREATED)
+    return mp_set_error(MP_ESTATE, "%s: %s was not started", who, p->name);
+  return p->state == ST_DONE ? 0 : mp_plat_proc_signal(&p->proc, sig);
+}
+
+int mp_process_terminate(mp_process *p) {
+  return send_signal(p, MP_SIG_TERM, "mp_process_terminate");
+}
+
+int mp_process_kill(mp_process *p) { return send_signal(p, MP_SIG_KILL, "mp_process_kill"); }
+
+mp_plat_handle mp__process_wait_handle(mp_process *p) {
+  return p && p->state == ST_STARTED ? p->proc.wait_handle : MP_PLAT_INVALID;
+}
+
+/* Terminates daemons, then joins every child; frees those the user already freed. */
+void mp_shutdown(void) {
+  for (;;) {
+    mp_plat_global_lock();
+    mp_process *p = live;
+    if (p)
+      live = p->next;
+    mp_plat_global_unlock();
+    if (p == NULL)
+      break;
+    if (p->daemon)
+      mp_plat_proc_signal(&p->proc, MP_SIG_TERM);
+    mp_plat_proc_wait(&p->proc, MP_FOREVER);
+    p->state = ST_DONE;
+    if (p->freed)
+      process_destroy(p);
+  }
+}
+
+/* ---- the child's side of the bootstrap ---------------------------------------------------- */
+
+typedef struct child_call {
+  mp_plat_target target;
+  char name[128];
+  mp_plat_handle handles[MP_MAX_CHILD_HANDLES];
+  size_t nhandles;
+  const char *args;
+  size_t args_len;
+} child_call;
+
+static int parse_call(const msgpack_object *o, child_call *c) {
+  if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 7)
+    return mp_set_error(MP_EPROTO, "bootstrap: malformed call");
+  const msgpack_object *a = o->via.array.ptr;
+  if (a[1].type != MSGPACK_OBJECT_STR || a[1].via.str.size >= sizeof c->target.module ||
+      a[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[3].type != MSGPACK_OBJECT_BIN ||
+      a[3].via.bin.size > MP_FINGERPRINT_MAX || a[4].type != MSGPACK_OBJECT_STR ||
+      a[5].type != MSGPACK_OBJECT_ARRAY || a[5].via.array.size > MP_MAX_CHILD_HANDLES ||
+      a[6].type != MSGPACK_OBJECT_BIN)
+    return mp_set_error(MP_EPROTO, "bootstrap: malformed call fields");
+  memset(c, 0, sizeof *c);
+  memcpy(c->target.module, a[1].via.str.ptr, a[1].via.str.size);
+  c->target.offset = a[2].via.u64;
+  memcpy(c->target.fingerprint, a[3].via.bin.ptr, a[3].via.bin.size);
+  c->target.fingerprint_len = a[3].via.bin.size;
+  snprintf(c->name, sizeof c->name, "%.*s", (int)a[4].via.str.size, a[4].via.str.ptr);
+  c->nhandles = a[5].via.array.size;
+  for (size_t i = 0; i < c->nhandles; i++)
+    c->handles[i] = (mp_plat_handle)a[5].via.array.ptr[i].via.i64;
+  c->args = a[6].via.bin.ptr;
+  c->args_len = a[6].via.bin.size;
+  return 0;
+}
+
+static int send_reply(mp_conn *c, int code, const char *message) {
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  if (code == 0) {
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "ok", 2);
+  } else {
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_str_with_body(&pk, "error", 5);
+    msgpack_pack_int(&pk, code);
+    msgpack_pack_str_with_body(&pk, message, strlen(message));
+  }
+  int rc = mp_conn_send(c, sb.data, sb.size);
+  msgpack_sbuffer_destroy(&sb);
+  return rc;
+}
+
+static int send_hello(mp_conn *c) {
+  msgpack_sbuffer sb;
+  msgpack_packer pk;
+  msgpack_sbuffer_init(&sb);
+  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+  msgpack_pack_array(&pk, 2);
+  msgpack_pack_str_with_body(&pk, "hello", 5);
+  msgpack_pack_int64(&pk, mp_plat_getpid());
+  int rc = mp_conn_send(c, sb.data, sb.size);
+  msgpack_sbuffer_destroy(&sb);
+  return rc;
+}
+
+/* Receives and decodes the call; on success *fn and *args are ready to run. */
+static int receive_call(mp_conn *c, mp_target_fn *fn, mp_args **args) {
+  void *msg = NULL;
+  size_t len = 0;
+  int rc = mp_conn_recv(c, &msg, &len, MP_FOREVER);
+  if (rc)
+    return rc;
+  msgpack_unpacked up;
+  msgpack_unpacked_init(&up);
+  size_t off = 0;
+  child_call call;
+  if (msgpack_unpack_next(&up, msg, len, &off) != MSGPACK_UNPACK_SUCCESS)
+    rc = mp_set_error(MP_EPROTO, "bootstrap: the call is not MessagePack");
+  if (rc == 0)
+    rc = parse_call(&up.data, &call);
+  void (*code)(void) = NULL;
+  if (rc == 0)
+    rc = mp_plat_target_resolve(&call.target, &code);
+  if (rc == 0)
+    rc = mp__args_decode(call.args, call.args_len, call.handles, call.nhandles, args);
+  if (rc == 0) {
+    *fn = (mp_target_fn)code;
+    snprintf(current_name, sizeof current_name, "%s", call.name);
+  }
+  msgpack_unpacked_destroy(&up);
+  mp_free(msg);
+  return rc;
+}
+
+static int parse_marker(const char *arg, int64_t *ppid, int64_t *handle, int *flags) {
+  long long a = 0, b = 0;
+  int f = 0;
+  if (sscanf(arg + strlen(MP_CHILD_MARKER), "%lld:%lld:%d", &a, &b, &f) != 3)
+    return MP_EPROTO;
+  *ppid = a;
+  *handle = b;
+  *flags = f;
+  return 0;
+}
+
+/* Runs the whole child: never returns. */
+static void child_main(const char *marker) {
+  int64_t ppid = 0, value = 0;
+  int flags = 0;
+  mp_plat_handle h = MP_PLAT_INVALID;
+  mp_conn *c = NULL;
+  if (parse_marker(marker, &ppid, &value, &flags) != 0)
+    mp_plat_exit(MP_EXIT_BOOTSTRAP);
+  is_spawned_child_running = 1;
+  parent_pid = ppid;
+  mp_plat_child_setup(ppid, flags & MP_CHILD_DIE_WITH_PARENT);
+  mp__xfer x;
+  memset(&x, 0, sizeof x);
+  if (mp_plat_bootstrap_handle(ppid, value, &h) != 0)
+    mp_plat_exit(MP_EXIT_BOOTSTRAP);
+  x.handles[0] = h;
+  x.nhandles = 1;
+  if (mp__conn_xfer.import_obj(&x, (void **)&c) != 0 || send_hello(c) != 0)
+    mp_plat_exit(MP_EXIT_BOOTSTRAP);
+  mp_target_fn fn = NULL;
+  mp_args *args = NULL;
+  int rc = receive_call(c, &fn, &args);
+  if (rc == MP_EEOF || rc == MP_EBROKEN)
+    mp_plat_exit(MP_EXIT_BOOTSTRAP); /* the parent gave up on us */
+  send_reply(c, rc, mp_last_error());
+  mp__conn_xfer.release_imported(c);
+  if (rc)
+    mp_plat_exit(MP_EXIT_BOOTSTRAP);
+  int code = fn(args);
+  mp_args_free(args);
+  mp_plat_exit(code);
+}
+
+static void read_forced_method(void) {
+  const char *env = getenv("MULTIPROC_START_METHOD");
+  if (env == NULL || env[0] == '\0')
+    return;
+  if (strcmp(env, "spawn") == 0)
+    forced_method = MP_START_SPAWN;
+  else if (strcmp(env, "fork") == 0 && method_supported(MP_START_FORK, "x") == 0)
+    forced_method = MP_START_FORK;
+  else
+    mp_set_error(MP_EINVAL, "MULTIPROC_START_METHOD=%s is not a start method here; ignored", env);
+}
+
+int mp_init(int *argc, char ***argv) {
+  static int initialised;
+  if (argc && argv && *argv) {
+    for (int i = 1; i < *argc; i++)
+      if (strncmp((*argv)[i], MP_CHILD_MARKER, strlen(MP_CHILD_MARKER)) == 0)
+        child_main((*argv)[i]);
+    program_argv0 = (*argv)[0];
+  }
+  if (initialised)
+    return 0;
+  initialised = 1;
+  read_forced_method();
+  atexit(mp_shutdown);
+  return forced_method == 0 && getenv("MULTIPROC_START_METHOD") &&
+                 getenv("MULTIPROC_START_METHOD")[0]
+             ? MP_EINVAL
+             : 0;
+}
