@@ -56,4 +56,21 @@ int mp__args_add_object(mp_args *args, const mp__xfer_type *type, void *obj);
 /* Reads argument i as an object of the given type (MP_EINVAL if it is another type). */
 int mp__args_get_object(const mp_args *args, size_t i, const mp__xfer_type *type, void **obj);
 
+/* ---- connections (connection.c) and waiting (wait.c) -------------------------------- */
+
+/* How a connection travels to a spawned child: handles[0] is its channel's handle; the
+ * blob holds its directions and maximum message size. Exporting a connection that is in
+ * the middle of receiving a message fails with MP_ESTATE (the child could not continue
+ * the frame). */
+extern const mp__xfer_type mp__conn_xfer;
+
+/* The connection's channel (NULL once closed); for tests that inject raw bytes. */
+mp_plat_chan *mp__conn_chan(mp_conn *c);
+
+/* Implemented by process.c: a handle that becomes ready (POSIX: pollable, e.g. a pidfd;
+ * Windows: the process HANDLE) when the process exits, owned by p and valid until
+ * mp_process_free, also after join. MP_PLAT_INVALID if the process was never started
+ * (mp_wait then fails with MP_ESTATE). */
+mp_plat_handle mp__process_wait_handle(mp_process *p);
+
 #endif /* MP_INTERNAL_H */
