@@ -27,6 +27,14 @@ extern "C" {
 #  define MP_API
 #endif
 
+#if defined(__MINGW32__)
+#  define MP_PRINTF(f, a) __attribute__((format(gnu_printf, f, a)))
+#elif defined(__GNUC__)
+#  define MP_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#  define MP_PRINTF(f, a)
+#endif
+
 #define MP_VERSION_MAJOR 0
 #define MP_VERSION_MINOR 1
 #define MP_VERSION_PATCH 0
@@ -70,11 +78,7 @@ MP_API const char *mp_last_error(void);
 /** Returns the code of the calling thread's last failed call, or 0. */
 MP_API int mp_last_error_code(void);
 /** Sets the calling thread's error message (printf-style) and returns `code`. */
-MP_API int mp_set_error(int code, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
-#endif
-    ;
+MP_API int mp_set_error(int code, const char *fmt, ...) MP_PRINTF(2, 3);
 /** Frees a buffer that the library allocated for the caller. */
 MP_API void mp_free(void *ptr);
 
@@ -96,10 +100,127 @@ typedef struct mp_value mp_value;     /* a typed value: nil, bool, int, float, s
                                          list, tuple, dict */
 
 /* ---- values (value.c) -------------------------------------------------------------- */
-/* Declared by the Pipe/Connection work. */
+/* A typed value tree, sent over connections as MessagePack (tuple as extension type 16).
+ * Ownership: containers own their items. The constructors are the one exception to the
+ * int-return rule: they return the new value, or NULL on failure (out of memory, or
+ * invalid input such as bad UTF-8) with mp_last_error_code() set to MP_ENOMEM/MP_EINVAL.
+ * Adding to a container always takes ownership of the item, even on failure (a NULL item
+ * is refused with the code of the failed constructor), so calls can be nested:
+ * mp_value_append(list, mp_value_int(7)). */
+
+typedef enum mp_value_type {
+  MP_VALUE_NIL = 0,
+  MP_VALUE_BOOL,
+  MP_VALUE_INT,    /* int64_t */
+  MP_VALUE_DOUBLE, /* double */
+  MP_VALUE_STR,    /* UTF-8 text, may contain NUL */
+  MP_VALUE_BYTES,  /* raw bytes */
+  MP_VALUE_LIST,
+  MP_VALUE_TUPLE,
+  MP_VALUE_DICT, /* ordered (key, value) pairs; keys of any type */
+} mp_value_type;
+
+/* Nesting deeper than this many containers is refused by encode (MP_EINVAL) and decode
+ * (MP_EPROTO). */
+#define MP_VALUE_MAX_DEPTH 32
+
+/** Returns a new nil (None) value, or NULL if out of memory. */
+MP_API mp_value *mp_value_nil(void);
+/** Returns a new boolean (any non-zero is true), or NULL if out of memory. */
+MP_API mp_value *mp_value_bool(int b);
+/** Returns a new 64-bit integer, or NULL if out of memory. */
+MP_API mp_value *mp_value_int(int64_t i);
+/** Returns a new double, or NULL if out of memory. */
+MP_API mp_value *mp_value_double(double d);
+/** Returns a copy of a NUL-terminated UTF-8 string, or NULL (bad UTF-8: MP_EINVAL). */
+MP_API mp_value *mp_value_str(const char *s);
+/** Returns a copy of len bytes of UTF-8 text (may hold NULs), or NULL (bad UTF-8: MP_EINVAL). */
+MP_API mp_value *mp_value_strn(const char *s, size_t len);
+/** Returns a copy of len raw bytes (data may be NULL when len is 0), or NULL. */
+MP_API mp_value *mp_value_bytes(const void *data, size_t len);
+/** Returns a new empty list, or NULL if out of memory. */
+MP_API mp_value *mp_value_list(void);
+/** Returns a new empty tuple, or NULL if out of memory. */
+MP_API mp_value *mp_value_tuple(void);
+/** Returns a new empty dict, or NULL if out of memory. */
+MP_API mp_value *mp_value_dict(void);
+/** Frees a value and everything it contains; NULL is ignored. */
+MP_API void mp_value_free(mp_value *v);
+
+/** Appends item (owned from now on, even on failure) to a list or tuple. */
+MP_API int mp_value_append(mp_value *seq, mp_value *item);
+/** Sets dict[key] = val (both owned from now on, even on failure); an equal key keeps its
+ * place and gets the new value, as in a Python dict. Linear in the dict's size. */
+MP_API int mp_value_dict_set(mp_value *dict, mp_value *key, mp_value *val);
+
+/** Returns the value's mp_value_type, or MP_EINVAL for NULL. */
+MP_API int mp_value_type_of(const mp_value *v);
+/** Reads a boolean (MP_EINVAL if v is not one). */
+MP_API int mp_value_get_bool(const mp_value *v, int *b);
+/** Reads an integer (MP_EINVAL if v is not one). */
+MP_API int mp_value_get_int(const mp_value *v, int64_t *i);
+/** Reads a double (MP_EINVAL if v is not one). */
+MP_API int mp_value_get_double(const mp_value *v, double *d);
+/** Reads a string (borrowed, NUL-terminated; len excludes the NUL; len may be NULL). */
+MP_API int mp_value_get_str(const mp_value *v, const char **s, size_t *len);
+/** Reads bytes (borrowed; data is never NULL, len may be 0). */
+MP_API int mp_value_get_bytes(const mp_value *v, const void **data, size_t *len);
+/** Reads the number of items of a list, tuple or dict (or bytes of a str/bytes value). */
+MP_API int mp_value_len(const mp_value *v, size_t *len);
+/** Reads item i of a list or tuple (borrowed); MP_EINVAL if i is out of range. */
+MP_API int mp_value_at(const mp_value *seq, size_t i, mp_value **item);
+/** Reads pair i of a dict in insertion order (borrowed; key or val may be NULL). */
+MP_API int mp_value_dict_at(const mp_value *dict, size_t i, mp_value **key, mp_value **val);
+/** Looks up the value for key (borrowed); MP_ENOENT if there is none. */
+MP_API int mp_value_dict_get(const mp_value *dict, const mp_value *key, mp_value **val);
+/** Returns 1 if a and b have the same type and contents (dicts: same pairs in the same
+ * order; doubles compare with ==, so NaN differs from itself), else 0. */
+MP_API int mp_value_equal(const mp_value *a, const mp_value *b);
+/** Encodes v as MessagePack into a new buffer (free with mp_free). */
+MP_API int mp_value_encode(const mp_value *v, void **buf, size_t *len);
+/** Decodes exactly one MessagePack value filling buf[0..len); malformed, truncated or
+ * too deeply nested input, trailing bytes or unknown extension types give MP_EPROTO. */
+MP_API int mp_value_decode(const void *buf, size_t len, mp_value **v);
 
 /* ---- pipes and connections (connection.c) ------------------------------------------- */
-/* Declared by the Pipe/Connection work. */
+/* A connection carries whole messages (byte strings) with the framing of Python's
+ * multiprocessing.connection on sockets: a 4-byte big-endian signed length, or -1 and an
+ * 8-byte big-endian length for messages above 2 GiB - 1. One thread at a time may send,
+ * and one at a time may receive, on a connection. */
+
+/* Default largest message mp_conn_recv accepts: 256 MiB. */
+#define MP_CONN_DEFAULT_MAX_MESSAGE ((size_t)256 * 1024 * 1024)
+
+/** Creates a connected pair, like multiprocessing.Pipe(duplex). duplex != 0: both ends
+ * send and receive; duplex == 0: *a only receives and *b only sends. */
+MP_API int mp_pipe(mp_conn **a, mp_conn **b, int duplex);
+/** Sends one message of len bytes (buf may be NULL when len is 0). Blocks until it is
+ * written; a peer that is gone gives MP_EBROKEN (never SIGPIPE). */
+MP_API int mp_conn_send(mp_conn *c, const void *buf, size_t len);
+/** Receives one message into a new buffer (free with mp_free; never NULL on success).
+ * MP_ETIMEDOUT keeps what arrived so far for the next call; MP_EEOF: the peer closed
+ * between messages; MP_EBROKEN: it vanished mid-message; MP_EPROTO: a bad or too large
+ * length prefix (a too large message is skipped, unread and unallocated, by later calls). */
+MP_API int mp_conn_recv(mp_conn *c, void **buf, size_t *len, int timeout_ms);
+/** Sends a typed value (MessagePack, see mp_value_encode). */
+MP_API int mp_conn_send_value(mp_conn *c, const mp_value *v);
+/** Receives a typed value (free with mp_value_free); undecodable messages give MP_EPROTO. */
+MP_API int mp_conn_recv_value(mp_conn *c, mp_value **v, int timeout_ms);
+/** Returns 1 if a message (or the peer's close) is ready to receive, 0 if nothing
+ * arrived within timeout_ms, or a negative error. */
+MP_API int mp_conn_poll(mp_conn *c, int timeout_ms);
+/** Sets the largest message mp_conn_recv accepts (at least 1). */
+MP_API int mp_conn_set_max_message(mp_conn *c, size_t max_bytes);
+/** Returns the largest message mp_conn_recv accepts. */
+MP_API size_t mp_conn_max_message(const mp_conn *c);
+/** Returns 1 if the connection can receive, 0 if not (or if it is closed or NULL). */
+MP_API int mp_conn_readable(const mp_conn *c);
+/** Returns 1 if the connection can send, 0 if not (or if it is closed or NULL). */
+MP_API int mp_conn_writable(const mp_conn *c);
+/** Closes the OS handle; later calls give MP_ECLOSED. Closing twice is harmless. */
+MP_API int mp_conn_close(mp_conn *c);
+/** Closes (if needed) and frees the connection; NULL is ignored. */
+MP_API void mp_conn_free(mp_conn *c);
 
 /* ---- waiting on several objects (wait.c) -------------------------------------------- */
 

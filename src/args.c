@@ -33,7 +33,7 @@ struct mp_args {
 /* ---- registry of passable types: one line per type ---------------------------------- */
 
 static const mp__xfer_type *const registry[] = {
-    NULL, /* filled as passable types land; see the list of ids in internal.h */
+    &mp__conn_xfer,
 };
 
 const mp__xfer_type *mp__xfer_lookup(uint8_t id) {
@@ -407,4 +407,12 @@ int mp__args_decode(const char *buf, size_t len, const mp_plat_handle *handles, 
     *out = NULL;
   }
   return rc;
+}
+
+int mp_args_add_conn(mp_args *args, mp_conn *conn) {
+  return mp__args_add_object(args, &mp__conn_xfer, conn);
+}
+
+int mp_args_get_conn(const mp_args *args, size_t i, mp_conn **conn) {
+  return mp__args_get_object(args, i, &mp__conn_xfer, (void **)conn);
 }

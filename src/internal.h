@@ -72,7 +72,25 @@ int mp__args_decode(const char *buf, size_t len, const mp_plat_handle *handles, 
 /* Deep-copies args (strings and bytes copied, objects shared). */
 int mp__args_copy(const mp_args *src, mp_args **out);
 
-/* A started process's wait handle (pidfd / process HANDLE), for mp_wait. */
+/* ---- connections (connection.c) and waiting (wait.c) -------------------------------- */
+
+/* How a connection travels to a spawned child: handles[0] is its channel's handle; the
+ * blob holds its directions and maximum message size. Exporting a connection that is in
+ * the middle of receiving a message fails with MP_ESTATE (the child could not continue
+ * the frame). */
+extern const mp__xfer_type mp__conn_xfer;
+
+/* Wraps a received duplex channel handle in a connection with default limits (the spawn
+ * bootstrap's connection in a child). */
+int mp__conn_wrap_handle(mp_plat_handle h, mp_conn **out);
+
+/* The connection's channel (NULL once closed); for tests that inject raw bytes. */
+mp_plat_chan *mp__conn_chan(mp_conn *c);
+
+/* Implemented by process.c: a handle that becomes ready (POSIX: pollable, e.g. a pidfd;
+ * Windows: the process HANDLE) when the process exits, owned by p and valid until
+ * mp_process_free, also after join. MP_PLAT_INVALID if the process was never started
+ * (mp_wait then fails with MP_ESTATE). */
 mp_plat_handle mp__process_wait_handle(mp_process *p);
 
 #endif /* MP_INTERNAL_H */

@@ -38,13 +38,44 @@ void mp_plat_global_unlock(void);
 typedef intptr_t mp_plat_handle;
 #define MP_PLAT_INVALID ((mp_plat_handle)-1)
 
-/* Closes a handle; MP_PLAT_INVALID is ignored. */
+/* Closes a handle; MP_PLAT_INVALID is ignored. (posix/handle.c, win32/handle.c) */
 void mp_plat_handle_close(mp_plat_handle h);
+
+/* Duplicates a handle within this process; the copy is close-on-exec / non-inheritable.
+ * Returns 0 or MP_EOS. */
+int mp_plat_handle_dup(mp_plat_handle h, mp_plat_handle *out);
 
 /* ---- channel: byte streams between processes (posix/channel.c, win32/channel.c) ------ */
 /* Owned by the Pipe/Connection work: a socketpair end on POSIX, an overlapped named-pipe
  * end on Windows. */
 typedef struct mp_plat_chan mp_plat_chan;
+
+/* Directions of a channel end. */
+enum { MP_CHAN_READ = 1, MP_CHAN_WRITE = 2 };
+
+/* Creates a connected pair. duplex != 0: both ends read and write; duplex == 0: *a reads
+ * and *b writes (a pipe). Both handles close-on-exec / non-inheritable. */
+int mp_plat_chan_pair(mp_plat_chan **a, mp_plat_chan **b, int duplex);
+/* Wraps a handle (owned from now on; closed on failure too) into a channel with the given
+ * MP_CHAN_* directions: a child imports a handed-down handle this way. */
+int mp_plat_chan_wrap(mp_plat_chan **c, mp_plat_handle h, int dirs);
+/* The channel's handle (still owned by the channel) and directions. */
+mp_plat_handle mp_plat_chan_handle(const mp_plat_chan *c);
+int mp_plat_chan_dirs(const mp_plat_chan *c);
+/* Reads between 1 and len bytes (len > 0), waiting at most timeout_ms (MP_FOREVER blocks).
+ * Returns 0 with *nread set, MP_ETIMEDOUT (nothing read), MP_EEOF (the peer closed or
+ * vanished; the message says which) or MP_EOS. EINTR is retried. */
+int mp_plat_chan_read(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, size_t *nread);
+/* One piece of a gathered write. */
+typedef struct mp_plat_buf {
+  const void *base;
+  size_t len;
+} mp_plat_buf;
+/* Writes all the pieces, in order, blocking until done. Returns 0, MP_EBROKEN (the peer is
+ * gone; never a signal) or MP_EOS. Short writes and EINTR are handled. */
+int mp_plat_chan_write(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nbufs);
+/* Closes the handle and frees the channel; NULL is ignored. */
+void mp_plat_chan_close(mp_plat_chan *c);
 
 /* ---- wait: block on several channels and processes at once (wait.c) ------------------ */
 
@@ -111,14 +142,14 @@ int mp_plat_spawn_self(mp_plat_proc *p, mp_plat_spawn_req *req);
  * later closes its own copy). */
 int mp_plat_bootstrap_handle(int64_t parent_pid, int64_t value, mp_plat_handle *out);
 
-/* Waits up to timeout_ms for the child to exit and reaps it (fills exit_code, reaped=1,
- * releases wait_handle). Returns 0 or MP_ETIMEDOUT. */
+/* Waits up to timeout_ms for the child to exit and reaps it (fills exit_code, reaped=1;
+ * wait_handle stays valid until mp_plat_proc_release). Returns 0 or MP_ETIMEDOUT. */
 int mp_plat_proc_wait(mp_plat_proc *p, int timeout_ms);
 
 /* Sends MP_SIG_TERM or MP_SIG_KILL. A reaped or already exited child is left alone. */
 int mp_plat_proc_signal(mp_plat_proc *p, int sig);
 
-/* Releases the wait handle of a child that is not reaped (it stays running). */
+/* Releases the wait handle (a child not yet reaped stays running). */
 void mp_plat_proc_release(mp_plat_proc *p);
 
 /* This program's own executable path (UTF-8) into buf. */

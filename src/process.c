@@ -22,8 +22,6 @@
 #define MP_EXIT_BOOTSTRAP 120
 #define MP_EXIT_NO_INIT 121
 
-extern const mp__xfer_type mp__conn_xfer;
-
 enum { ST_CREATED, ST_STARTED, ST_DONE };
 
 struct mp_process {
@@ -259,18 +257,23 @@ static int recv_from_child(mp_process *p, mp_conn *c, uint64_t deadline, const c
                            void **msg, size_t *len) {
   mp_waitable w[2] = {mp_waitable_conn(c), mp_waitable_process(p)};
   int rc = mp_wait(w, 2, (int)remaining_ms(deadline));
+  if (rc == MP_ETIMEDOUT && strcmp(stage, "hello") == 0)
+    return mp_set_error(MP_ECHILD, "child did not call mp_init within %d ms", p->start_timeout_ms);
   if (rc == MP_ETIMEDOUT)
-    return mp_set_error(MP_ECHILD, "child did not call mp_init within %d ms (%s)",
+    return mp_set_error(MP_ECHILD, "child did not finish the bootstrap within %d ms (%s)",
                         p->start_timeout_ms, stage);
   if (rc < 0)
     return rc;
   if (w[0].ready) {
     rc = mp_conn_recv(c, msg, len, (int)remaining_ms(deadline));
-    if (rc == 0 || !w[1].ready)
-      return rc == MP_EEOF || rc == MP_EBROKEN ? MP_EEOF : rc;
+    if (rc != MP_EEOF && rc != MP_EBROKEN)
+      return rc;
   }
-  /* The child is gone: report its exit code. */
-  mp_plat_proc_wait(&p->proc, MP_FOREVER);
+  /* The child closed its end or exited: reap it (it is on its way out), then say how. */
+  if (mp_plat_proc_wait(&p->proc, (int)remaining_ms(deadline)) == MP_ETIMEDOUT) {
+    mp_plat_proc_signal(&p->proc, MP_SIG_KILL);
+    mp_plat_proc_wait(&p->proc, MP_FOREVER);
+  }
   if (p->proc.exit_code == MP_EXIT_NO_INIT || strcmp(stage, "hello") == 0)
     return mp_set_error(MP_ECHILD,
                         "child exited with code %d before calling mp_init: does main() "
@@ -388,8 +391,9 @@ int mp_process_start(mp_process *p) {
   if (rc == 0)
     rc = m == MP_START_FORK ? start_fork(p) : start_spawn(p);
   if (rc) {
+    mp_plat_proc_release(&p->proc);
+    memset(&p->proc, 0, sizeof p->proc);
     p->proc.wait_handle = MP_PLAT_INVALID;
-    p->proc.reaped = 0;
     return rc;
   }
   p->state = ST_STARTED;
@@ -447,7 +451,7 @@ int mp_process_terminate(mp_process *p) {
 int mp_process_kill(mp_process *p) { return send_signal(p, MP_SIG_KILL, "mp_process_kill"); }
 
 mp_plat_handle mp__process_wait_handle(mp_process *p) {
-  return p && p->state == ST_STARTED ? p->proc.wait_handle : MP_PLAT_INVALID;
+  return p ? p->proc.wait_handle : MP_PLAT_INVALID; /* INVALID until spawned */
 }
 
 /* Terminates daemons, then joins every child; frees those the user already freed. */
@@ -587,13 +591,9 @@ static void child_main(const char *marker) {
   is_spawned_child_running = 1;
   parent_pid = ppid;
   mp_plat_child_setup(ppid, flags & MP_CHILD_DIE_WITH_PARENT);
-  mp__xfer x;
-  memset(&x, 0, sizeof x);
   if (mp_plat_bootstrap_handle(ppid, value, &h) != 0)
     mp_plat_exit(MP_EXIT_BOOTSTRAP);
-  x.handles[0] = h;
-  x.nhandles = 1;
-  if (mp__conn_xfer.import_obj(&x, (void **)&c) != 0 || send_hello(c) != 0)
+  if (mp__conn_wrap_handle(h, &c) != 0 || send_hello(c) != 0)
     mp_plat_exit(MP_EXIT_BOOTSTRAP);
   mp_target_fn fn = NULL;
   mp_args *args = NULL;
@@ -601,7 +601,7 @@ static void child_main(const char *marker) {
   if (rc == MP_EEOF || rc == MP_EBROKEN)
     mp_plat_exit(MP_EXIT_BOOTSTRAP); /* the parent gave up on us */
   send_reply(c, rc, mp_last_error());
-  mp__conn_xfer.release_imported(c);
+  mp_conn_free(c);
   if (rc)
     mp_plat_exit(MP_EXIT_BOOTSTRAP);
   int code = fn(args);

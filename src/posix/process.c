@@ -349,9 +349,7 @@ int mp_plat_proc_wait(mp_plat_proc *p, int timeout_ms) {
   if (got < 0)
     return mp__os_error("waitpid");
   p->exit_code = decode_status(status);
-  p->reaped = 1;
-  close((int)p->wait_handle);
-  p->wait_handle = MP_PLAT_INVALID;
+  p->reaped = 1; /* the pidfd stays open (and readable) for mp_wait until release */
   return 0;
 }
 

@@ -242,9 +242,7 @@ int mp_plat_proc_wait(mp_plat_proc *p, int timeout_ms) {
   if (!GetExitCodeProcess((HANDLE)p->wait_handle, &code))
     return mp__os_error("GetExitCodeProcess");
   p->exit_code = decode_exit_code(code);
-  p->reaped = 1;
-  CloseHandle((HANDLE)p->wait_handle);
-  p->wait_handle = MP_PLAT_INVALID;
+  p->reaped = 1; /* the handle stays open (and signalled) for mp_wait until release */
   return 0;
 }
 

@@ -1,9 +1,92 @@
 #include "testutil.h"
 
+#ifdef _WIN32
+#  include <windows.h>
+#else
+#  include <dirent.h>
+#  include <pthread.h>
+#  include <time.h>
+#endif
+#include <stdlib.h>
+
 #include <stdio.h>
 
 void mp_test_fail_code(const char *expr, int want, int got, const char *file, int line) {
   print_error("%s returned %d (%s), expected %d (%s); last error: %s\n", expr, got,
               mp_strerror(got), want, mp_strerror(want), mp_last_error());
   _fail(file, line);
+}
+
+struct mp_test_thread {
+  void (*fn)(void *);
+  void *arg;
+#ifdef _WIN32
+  HANDLE h;
+#else
+  pthread_t t;
+#endif
+};
+
+#ifdef _WIN32
+static DWORD WINAPI thread_main(void *p) {
+  mp_test_thread *t = p;
+  t->fn(t->arg);
+  return 0;
+}
+#else
+static void *thread_main(void *p) {
+  mp_test_thread *t = p;
+  t->fn(t->arg);
+  return NULL;
+}
+#endif
+
+mp_test_thread *mp_test_thread_start(void (*fn)(void *), void *arg) {
+  mp_test_thread *t = calloc(1, sizeof *t);
+  assert_non_null(t);
+  t->fn = fn;
+  t->arg = arg;
+#ifdef _WIN32
+  t->h = CreateThread(NULL, 0, thread_main, t, 0, NULL);
+  assert_non_null(t->h);
+#else
+  assert_int_equal(pthread_create(&t->t, NULL, thread_main, t), 0);
+#endif
+  return t;
+}
+
+void mp_test_thread_join(mp_test_thread *t) {
+#ifdef _WIN32
+  WaitForSingleObject(t->h, INFINITE);
+  CloseHandle(t->h);
+#else
+  pthread_join(t->t, NULL);
+#endif
+  free(t);
+}
+
+int mp_test_open_handles(void) {
+#ifdef _WIN32
+  DWORD n = 0;
+  GetProcessHandleCount(GetCurrentProcess(), &n);
+  return (int)n;
+#else
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  assert_non_null(d);
+  while (readdir(d) != NULL)
+    n++;
+  closedir(d);
+  return n;
+#endif
+}
+
+void mp_test_sleep_ms(int ms) {
+#ifdef _WIN32
+  Sleep((DWORD)ms);
+#else
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0) {
+  }
+#endif
 }

@@ -24,4 +24,15 @@
 
 void mp_test_fail_code(const char *expr, int want, int got, const char *file, int line);
 
+/* A raw OS thread for tests that need concurrency before the thread API is in play. */
+typedef struct mp_test_thread mp_test_thread;
+mp_test_thread *mp_test_thread_start(void (*fn)(void *), void *arg);
+void mp_test_thread_join(mp_test_thread *t);
+
+/* Open file descriptors (Linux) or handles (Windows) of this process, to detect leaks. */
+int mp_test_open_handles(void);
+
+/* Sleeps; for tests that must let time pass (never to paper over a race). */
+void mp_test_sleep_ms(int ms);
+
 #endif

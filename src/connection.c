@@ -1,0 +1,356 @@
+/* Pipes and connections: message framing over a platform channel, compatible with
+ * Python's multiprocessing.connection on sockets. The receive side keeps its partial
+ * frame in the connection so a timeout never loses framing. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "platform.h"
+
+#define HDR_SHORT 4
+#define HDR_LONG 12 /* -1 marker + 8-byte length */
+
+struct mp_conn {
+  mp_plat_chan *chan; /* NULL once closed */
+  size_t max_message;
+  /* Receive state of the frame in progress. */
+  unsigned char hdr[HDR_LONG];
+  size_t hdr_got, hdr_need;
+  int in_body;
+  unsigned char *body;
+  size_t body_len, body_got;
+  uint64_t skip; /* bytes of an oversized message still to discard */
+  int desync;    /* a malformed prefix was read: message boundaries are lost for good */
+};
+
+static void reset_rx(mp_conn *c) {
+  c->hdr_got = 0;
+  c->hdr_need = HDR_SHORT;
+  c->in_body = 0;
+  c->body = NULL;
+  c->body_len = c->body_got = 0;
+}
+
+static int conn_new(mp_conn **out, mp_plat_chan *chan) {
+  mp_conn *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    mp_plat_chan_close(chan);
+    return mp_set_error(MP_ENOMEM, "out of memory allocating a connection");
+  }
+  c->chan = chan;
+  c->max_message = MP_CONN_DEFAULT_MAX_MESSAGE;
+  reset_rx(c);
+  *out = c;
+  return 0;
+}
+
+int mp_pipe(mp_conn **a, mp_conn **b, int duplex) {
+  if (a == NULL || b == NULL)
+    return mp_set_error(MP_EINVAL, "mp_pipe: a or b is NULL");
+  mp_plat_chan *ca, *cb;
+  int rc = mp_plat_chan_pair(&ca, &cb, duplex);
+  if (rc < 0)
+    return rc;
+  rc = conn_new(a, ca);
+  if (rc < 0) {
+    mp_plat_chan_close(cb);
+    return rc;
+  }
+  rc = conn_new(b, cb);
+  if (rc < 0) {
+    mp_conn_free(*a);
+    *a = NULL;
+  }
+  return rc;
+}
+
+/* Checks that c exists, is open and supports direction dir. */
+static int check(const mp_conn *c, int dir, const char *fn) {
+  if (c == NULL)
+    return mp_set_error(MP_EINVAL, "%s: connection is NULL", fn);
+  if (c->chan == NULL)
+    return mp_set_error(MP_ECLOSED, "%s: connection is closed", fn);
+  if (!(mp_plat_chan_dirs(c->chan) & dir))
+    return mp_set_error(MP_EINVAL, "%s: connection is %s", fn,
+                        dir == MP_CHAN_READ ? "write-only" : "read-only");
+  return 0;
+}
+
+static void put_be(unsigned char *p, uint64_t v, int n) {
+  for (int i = n - 1; i >= 0; i--, v >>= 8)
+    p[i] = (unsigned char)(v & 0xff);
+}
+
+static uint64_t get_be(const unsigned char *p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; i++)
+    v = (v << 8) | p[i];
+  return v;
+}
+
+int mp_conn_send(mp_conn *c, const void *buf, size_t len) {
+  int rc = check(c, MP_CHAN_WRITE, "mp_conn_send");
+  if (rc < 0)
+    return rc;
+  if (buf == NULL && len > 0)
+    return mp_set_error(MP_EINVAL, "mp_conn_send: buf is NULL but len is %zu", len);
+  unsigned char hdr[HDR_LONG];
+  size_t hlen = HDR_SHORT;
+  if ((uint64_t)len > 0x7fffffffu) {
+    put_be(hdr, 0xffffffffu, 4);
+    put_be(hdr + 4, (uint64_t)len, 8);
+    hlen = HDR_LONG;
+  } else {
+    put_be(hdr, (uint64_t)len, 4);
+  }
+  mp_plat_buf parts[2] = {{hdr, hlen}, {buf, len}};
+  return mp_plat_chan_write(c->chan, parts, 2);
+}
+
+/* Milliseconds left until deadline_ns, or MP_FOREVER. */
+static int remaining(uint64_t deadline_ns, int timeout_ms) {
+  if (timeout_ms < 0)
+    return MP_FOREVER;
+  uint64_t now = mp_plat_monotonic_ns();
+  return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999) / 1000000);
+}
+
+/* Reads up to len bytes into buf, at least one; EOF inside a frame becomes MP_EBROKEN. */
+static int read_some(mp_conn *c, void *buf, size_t len, uint64_t deadline, int timeout_ms,
+                     size_t *got) {
+  int rc = mp_plat_chan_read(c->chan, buf, len, remaining(deadline, timeout_ms), got);
+  int mid_frame = c->hdr_got > 0 || c->in_body || c->skip > 0;
+  if (rc == MP_EEOF && mid_frame)
+    return mp_set_error(MP_EBROKEN,
+                        "the peer closed the connection in the middle of a "
+                        "message (%s)",
+                        mp_last_error());
+  return rc;
+}
+
+static int skip_oversized(mp_conn *c, uint64_t deadline, int timeout_ms) {
+  unsigned char scratch[4096];
+  while (c->skip > 0) {
+    size_t want = c->skip < sizeof scratch ? (size_t)c->skip : sizeof scratch;
+    size_t got;
+    int rc = read_some(c, scratch, want, deadline, timeout_ms, &got);
+    if (rc < 0)
+      return rc;
+    c->skip -= got;
+  }
+  return 0;
+}
+
+/* Reads the header; then validates the length, which is never allocated when too large. */
+static int read_header(mp_conn *c, uint64_t deadline, int timeout_ms) {
+  while (c->hdr_got < c->hdr_need) {
+    size_t got;
+    int rc =
+        read_some(c, c->hdr + c->hdr_got, c->hdr_need - c->hdr_got, deadline, timeout_ms, &got);
+    if (rc < 0)
+      return rc;
+    c->hdr_got += got;
+    if (c->hdr_got == HDR_SHORT && c->hdr_need == HDR_SHORT) {
+      int32_t n = (int32_t)(uint32_t)get_be(c->hdr, 4);
+      if (n == -1)
+        c->hdr_need = HDR_LONG;
+      else if (n < 0) {
+        reset_rx(c);
+        c->desync = 1;
+        return mp_set_error(MP_EPROTO, "bad message length prefix %ld", (long)n);
+      }
+    }
+  }
+  uint64_t n = c->hdr_need == HDR_LONG ? get_be(c->hdr + 4, 8) : get_be(c->hdr, 4);
+  if (n > (uint64_t)c->max_message) {
+    reset_rx(c);
+    c->skip = n;
+    return mp_set_error(MP_EPROTO,
+                        "message of %llu bytes exceeds the connection's maximum of "
+                        "%zu bytes (mp_conn_set_max_message); it is skipped",
+                        (unsigned long long)n, c->max_message);
+  }
+  c->body = malloc(n ? (size_t)n : 1);
+  if (c->body == NULL) {
+    c->skip = n;
+    reset_rx(c);
+    return mp_set_error(MP_ENOMEM, "out of memory for a message of %llu bytes",
+                        (unsigned long long)n);
+  }
+  c->in_body = 1;
+  c->body_len = (size_t)n;
+  c->body_got = 0;
+  return 0;
+}
+
+static int recv_frame(mp_conn *c, int timeout_ms) {
+  uint64_t deadline =
+      mp_plat_monotonic_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
+  int rc = skip_oversized(c, deadline, timeout_ms);
+  if (rc == 0 && !c->in_body)
+    rc = read_header(c, deadline, timeout_ms);
+  while (rc == 0 && c->body_got < c->body_len) {
+    size_t got;
+    rc = read_some(c, c->body + c->body_got, c->body_len - c->body_got, deadline, timeout_ms, &got);
+    if (rc == 0)
+      c->body_got += got;
+  }
+  return rc;
+}
+
+int mp_conn_recv(mp_conn *c, void **buf, size_t *len, int timeout_ms) {
+  int rc = check(c, MP_CHAN_READ, "mp_conn_recv");
+  if (rc < 0)
+    return rc;
+  if (buf == NULL || len == NULL)
+    return mp_set_error(MP_EINVAL, "mp_conn_recv: buf or len is NULL");
+  if (c->desync)
+    return mp_set_error(MP_EPROTO, "mp_conn_recv: the connection lost its message boundaries "
+                                   "after a malformed length prefix; close it");
+  rc = recv_frame(c, timeout_ms);
+  if (rc == MP_EBROKEN) {
+    free(c->body);
+    reset_rx(c);
+    c->skip = 0;
+  }
+  if (rc < 0)
+    return rc;
+  *buf = c->body;
+  *len = c->body_len;
+  reset_rx(c);
+  return 0;
+}
+
+int mp_conn_send_value(mp_conn *c, const mp_value *v) {
+  int rc = check(c, MP_CHAN_WRITE, "mp_conn_send_value");
+  if (rc < 0)
+    return rc;
+  void *buf;
+  size_t len;
+  rc = mp_value_encode(v, &buf, &len);
+  if (rc < 0)
+    return rc;
+  rc = mp_conn_send(c, buf, len);
+  free(buf);
+  return rc;
+}
+
+int mp_conn_recv_value(mp_conn *c, mp_value **v, int timeout_ms) {
+  if (v == NULL)
+    return mp_set_error(MP_EINVAL, "mp_conn_recv_value: v is NULL");
+  void *buf;
+  size_t len;
+  int rc = mp_conn_recv(c, &buf, &len, timeout_ms);
+  if (rc < 0)
+    return rc;
+  rc = mp_value_decode(buf, len, v);
+  free(buf);
+  return rc;
+}
+
+int mp_conn_poll(mp_conn *c, int timeout_ms) {
+  int rc = check(c, MP_CHAN_READ, "mp_conn_poll");
+  if (rc < 0)
+    return rc;
+  mp_plat_waitsrc src = {c->chan, MP_PLAT_INVALID, 0};
+  rc = mp_plat_wait_many(&src, 1, timeout_ms);
+  if (rc == MP_ETIMEDOUT)
+    return 0;
+  return rc < 0 ? rc : 1;
+}
+
+int mp_conn_set_max_message(mp_conn *c, size_t max_bytes) {
+  if (c == NULL || max_bytes == 0)
+    return mp_set_error(MP_EINVAL, "mp_conn_set_max_message: %s",
+                        c == NULL ? "connection is NULL" : "the maximum must be at least 1");
+  c->max_message = max_bytes;
+  return 0;
+}
+
+size_t mp_conn_max_message(const mp_conn *c) { return c ? c->max_message : 0; }
+
+int mp_conn_readable(const mp_conn *c) {
+  return c && c->chan && (mp_plat_chan_dirs(c->chan) & MP_CHAN_READ) != 0;
+}
+
+int mp_conn_writable(const mp_conn *c) {
+  return c && c->chan && (mp_plat_chan_dirs(c->chan) & MP_CHAN_WRITE) != 0;
+}
+
+int mp_conn_close(mp_conn *c) {
+  if (c == NULL)
+    return mp_set_error(MP_EINVAL, "mp_conn_close: connection is NULL");
+  mp_plat_chan_close(c->chan);
+  c->chan = NULL;
+  free(c->body);
+  reset_rx(c);
+  c->skip = 0;
+  return 0;
+}
+
+void mp_conn_free(mp_conn *c) {
+  if (c == NULL)
+    return;
+  mp_conn_close(c);
+  free(c);
+}
+
+mp_plat_chan *mp__conn_chan(mp_conn *c) { return c ? c->chan : NULL; }
+
+/* ---- passing to a spawned child ------------------------------------------------------ */
+
+#define XFER_VERSION 1
+
+static int conn_export(void *obj, mp__xfer *out) {
+  mp_conn *c = obj;
+  if (c == NULL)
+    return mp_set_error(MP_EINVAL, "cannot pass a NULL connection");
+  if (c->chan == NULL)
+    return mp_set_error(MP_ECLOSED, "cannot pass a closed connection to a child");
+  if (c->hdr_got > 0 || c->in_body || c->skip > 0)
+    return mp_set_error(MP_ESTATE, "cannot pass a connection to a child while it is in the "
+                                   "middle of receiving a message");
+  out->blob[0] = XFER_VERSION;
+  out->blob[1] = (unsigned char)mp_plat_chan_dirs(c->chan);
+  put_be(out->blob + 2, (uint64_t)c->max_message, 8);
+  out->blob_len = 10;
+  out->handles[0] = mp_plat_chan_handle(c->chan);
+  out->nhandles = 1;
+  return 0;
+}
+
+static int conn_import(const mp__xfer *in, void **obj) {
+  if (in->blob_len != 10 || in->blob[0] != XFER_VERSION || in->nhandles != 1 ||
+      (in->blob[1] & ~(MP_CHAN_READ | MP_CHAN_WRITE)) || in->blob[1] == 0) {
+    if (in->nhandles >= 1)
+      mp_plat_handle_close(in->handles[0]);
+    return mp_set_error(MP_EPROTO, "malformed connection record from the parent");
+  }
+  uint64_t max = get_be(in->blob + 2, 8);
+  mp_plat_chan *chan;
+  int rc = mp_plat_chan_wrap(&chan, in->handles[0], in->blob[1]);
+  if (rc < 0)
+    return rc;
+  mp_conn *c;
+  rc = conn_new(&c, chan);
+  if (rc < 0)
+    return rc;
+  c->max_message = max == 0 || max > (uint64_t)SIZE_MAX ? MP_CONN_DEFAULT_MAX_MESSAGE : (size_t)max;
+  *obj = c;
+  return 0;
+}
+
+static void conn_release(void *obj) { mp_conn_free(obj); }
+
+const mp__xfer_type mp__conn_xfer = {MP_XFER_CONN, "connection", conn_export, conn_import,
+                                     conn_release};
+
+/* The spawn bootstrap's connection in a child: a duplex channel with default limits. */
+int mp__conn_wrap_handle(mp_plat_handle h, mp_conn **out) {
+  mp_plat_chan *chan;
+  int rc = mp_plat_chan_wrap(&chan, h, MP_CHAN_READ | MP_CHAN_WRITE);
+  if (rc < 0)
+    return rc;
+  rc = conn_new(out, chan);
+  return rc < 0 ? rc : 0;
+}
