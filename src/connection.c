@@ -331,7 +331,7 @@ static int conn_import(const mp__xfer *in, void **obj) {
   int rc = mp_plat_chan_wrap(&chan, in->handles[0], in->blob[1]);
   if (rc < 0)
     return rc;
-  mp_conn *c;
+  mp_conn *c = NULL;
   rc = conn_new(&c, chan);
   if (rc < 0)
     return rc;

@@ -388,6 +388,7 @@ int mp_process_start(mp_process *p) {
   }
   mp_start_method m = resolve_method(p->method);
   int rc = method_supported(m, "mp_process_start");
+  fflush(NULL); /* what the parent printed before start comes before what the child prints */
   if (rc == 0)
     rc = m == MP_START_FORK ? start_fork(p) : start_spawn(p);
   if (rc) {
