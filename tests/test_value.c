@@ -39,8 +39,8 @@ static void scalars_round_trip(void **state) {
   check_round_trip(mp_value_nil());
   check_round_trip(mp_value_bool(1));
   check_round_trip(mp_value_bool(0));
-  const int64_t ints[] = {0, 1, -1, 127, 128, -32, -33, 255, 65536, -2147483649LL, INT64_MAX,
-                          INT64_MIN};
+  const int64_t ints[] = {0,   1,   -1,    127,           128,       -32,
+                          -33, 255, 65536, -2147483649LL, INT64_MAX, INT64_MIN};
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
     mp_value *v = mp_value_int(ints[i]);
     mp_value *c = round_trip(v);
@@ -240,8 +240,8 @@ static void accessors_reject_wrong_types_and_bad_arguments(void **state) {
 
 static void invalid_utf8_is_refused(void **state) {
   (void)state;
-  const char *bad[] = {"\xff", "\xc0\x80", "\xe0\x80\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80",
-                       "abc\xe5\xad"};
+  const char *bad[] = {"\xff",         "\xc0\x80",         "\xe0\x80\x80",
+                       "\xed\xa0\x80", "\xf4\x90\x80\x80", "abc\xe5\xad"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     assert_null(mp_value_str(bad[i]));
     assert_int_equal(mp_last_error_code(), MP_EINVAL);
