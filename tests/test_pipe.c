@@ -93,7 +93,8 @@ static void expect_message(mp_conn *c, size_t n, int timeout_ms) {
   const unsigned char *p = buf;
   for (size_t i = 0; i < n; i++) {
     if (p[i] != pattern(n, i))
-      fail_msg("message of %zu bytes differs at %zu", n, i);
+      fail_msg("message of %llu bytes differs at %llu", (unsigned long long)n,
+               (unsigned long long)i);
   }
   mp_free(buf);
 }
