@@ -639,6 +639,107 @@ static void malformed_export_record_is_refused(void **state) {
   mp_conn_free(b);
 }
 
+#ifndef _WIN32
+/* ---- EINTR: a signal handler installed without SA_RESTART interrupts blocking calls ------ */
+
+static volatile sig_atomic_t signals_seen;
+static void on_usr1(int sig) {
+  (void)sig;
+  signals_seen++;
+}
+
+typedef struct pest {
+  pthread_t target;
+  mp_conn *conn; /* after the signals: sends a message on it, or drains it if drain */
+  int drain;
+  size_t len;
+  int rc;
+} pest;
+
+/* Signals the target thread until its handler ran 5 times while it is blocked, then lets
+ * the blocked call finish by sending (or receiving) a message. */
+static void *pester(void *arg) {
+  pest *p = arg;
+  while (signals_seen < 5) {
+    pthread_kill(p->target, SIGUSR1);
+    sleep_ms(5);
+  }
+  if (p->drain) {
+    void *buf;
+    size_t len;
+    p->rc = mp_conn_recv(p->conn, &buf, &len, MP_FOREVER);
+    if (p->rc == 0) {
+      p->len = len;
+      mp_free(buf);
+    }
+  } else {
+    unsigned char *m = make_message(p->len);
+    p->rc = mp_conn_send(p->conn, m, p->len);
+    free(m);
+  }
+  return NULL;
+}
+
+static void run_pestered(pest *p, void (*blocked)(pest *)) {
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_usr1; /* no SA_RESTART: blocking calls fail with EINTR */
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGUSR1, &sa, &old);
+  signals_seen = 0;
+  p->target = pthread_self();
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, pester, p), 0);
+  blocked(p);
+  pthread_join(t, NULL);
+  sigaction(SIGUSR1, &old, NULL);
+  assert_true(signals_seen >= 5);
+}
+
+static mp_conn *peer_of_test;
+
+static void blocked_recv_forever(pest *p) { expect_message(peer_of_test, p->len, MP_FOREVER); }
+static void blocked_recv_timed(pest *p) { expect_message(peer_of_test, p->len, 20000); }
+static void blocked_wait(pest *p) {
+  (void)p;
+  mp_waitable w = mp_waitable_conn(peer_of_test);
+  assert_mp(1, mp_wait(&w, 1, MP_FOREVER));
+  assert_mp(1, mp_wait(&w, 1, 20000));
+}
+static void blocked_send(pest *p) {
+  unsigned char *m = make_message(p->len);
+  assert_mp_ok(mp_conn_send(peer_of_test, m, p->len));
+  free(m);
+}
+
+static void signals_do_not_break_blocking_calls(void **state) {
+  (void)state;
+  void (*readers[])(pest *) = {blocked_recv_forever, blocked_recv_timed, blocked_wait};
+  for (int duplex = 1; duplex >= 0; duplex--) {
+    for (size_t k = 0; k < sizeof readers / sizeof readers[0]; k++) {
+      mp_conn *a, *b;
+      assert_mp_ok(mp_pipe(&a, &b, duplex));
+      peer_of_test = a;
+      pest p = {0, b, 0, 3000, 0};
+      run_pestered(&p, readers[k]);
+      assert_mp_ok(p.rc);
+      mp_conn_free(a);
+      mp_conn_free(b);
+    }
+    /* A send far larger than the OS buffer blocks, is interrupted, and still completes. */
+    mp_conn *a, *b;
+    assert_mp_ok(mp_pipe(&a, &b, duplex));
+    peer_of_test = b;
+    pest p = {0, a, 1, (size_t)8 << 20, 0};
+    run_pestered(&p, blocked_send);
+    assert_mp_ok(p.rc);
+    assert_int_equal(p.len, (size_t)8 << 20);
+    mp_conn_free(a);
+    mp_conn_free(b);
+  }
+}
+#endif
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(round_trips_of_every_size),
@@ -661,6 +762,9 @@ int main(void) {
       cmocka_unit_test(values_travel_over_a_connection),
       cmocka_unit_test(exported_connection_imports_as_a_working_copy),
       cmocka_unit_test(malformed_export_record_is_refused),
+#ifndef _WIN32
+      cmocka_unit_test(signals_do_not_break_blocking_calls),
+#endif
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
