@@ -105,6 +105,15 @@ static void raw_write(mp_conn *c, const void *data, size_t len) {
   assert_mp_ok(mp_plat_chan_write(mp__conn_chan(c), &b, 1));
 }
 
+static void expect_message_raw(mp_conn *c, const char *want, size_t n) {
+  void *buf;
+  size_t len;
+  assert_mp_ok(mp_conn_recv(c, &buf, &len, 1000));
+  assert_int_equal(len, n);
+  assert_memory_equal(buf, want, n);
+  mp_free(buf);
+}
+
 static void expect_error_mentions(const char *needle) {
   if (strstr(mp_last_error(), needle) == NULL)
     fail_msg("error \"%s\" lacks \"%s\"", mp_last_error(), needle);
@@ -480,6 +489,29 @@ static void wait_times_out(void **state) {
   }
 }
 
+static void wait_accepts_a_connection_listed_twice(void **state) {
+  (void)state;
+  mp_conn *a, *b, *c, *d;
+  assert_mp_ok(mp_pipe(&a, &b, 1));
+  assert_mp_ok(mp_pipe(&c, &d, 1));
+  mp_waitable w[4] = {mp_waitable_conn(a), mp_waitable_conn(c), mp_waitable_conn(a),
+                      mp_waitable_conn(c)};
+  assert_mp(MP_ETIMEDOUT, mp_wait(w, 4, 20));
+  assert_mp_ok(mp_conn_send(d, "x", 1));
+  assert_mp(2, mp_wait(w, 4, 1000));
+  assert_int_equal(w[0].ready, 0);
+  assert_int_equal(w[1].ready, 1);
+  assert_int_equal(w[2].ready, 0);
+  assert_int_equal(w[3].ready, 1);
+  /* Waiting left both connections intact: the message is still there, a still idle. */
+  expect_message_raw(c, "x", 1);
+  assert_int_equal(mp_conn_poll(a, 0), 0);
+  mp_conn_free(a);
+  mp_conn_free(b);
+  mp_conn_free(c);
+  mp_conn_free(d);
+}
+
 static void poll_reports_data_and_eof_without_consuming(void **state) {
   (void)state;
   mp_conn *a, *b;
@@ -757,6 +789,7 @@ int main(void) {
       cmocka_unit_test(wait_reports_exactly_the_ready_connections),
       cmocka_unit_test(wait_wakes_when_a_message_arrives_later),
       cmocka_unit_test(wait_times_out),
+      cmocka_unit_test(wait_accepts_a_connection_listed_twice),
       cmocka_unit_test(poll_reports_data_and_eof_without_consuming),
       cmocka_unit_test(bad_arguments_and_closed_connections),
       cmocka_unit_test(values_travel_over_a_connection),

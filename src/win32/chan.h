@@ -10,6 +10,8 @@ struct mp_plat_chan {
   int dirs;
   HANDLE rd_event, wr_event, wait_event;
   OVERLAPPED wait_ov; /* the zero-byte read of a pending mp_plat_wait_many */
+  int wait_armed;     /* wait_ov is in use by the current mp_plat_wait_many call */
+  int wait_ready;     /* its outcome, for the same channel listed twice */
 };
 
 /* Returns 1 for the errors that mean the other end of a pipe is closed. */

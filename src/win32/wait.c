@@ -112,6 +112,56 @@ static int wait_handles(HANDLE *h, size_t n, int timeout_ms) {
   return 0;
 }
 
+/* Arms every pipe (a pipe listed twice is armed once: armed[i] = 2 marks the repeat).
+ * Returns 0 with *nh handles to wait on and *ready_now set if some source is ready. */
+static int arm_all(mp_plat_waitsrc *srcs, size_t n, char *armed, HANDLE *h, size_t *nh,
+                   int *ready_now) {
+  for (size_t i = 0; i < n; i++) {
+    mp_plat_chan *c = srcs[i].chan;
+    srcs[i].ready = 0;
+    if (c == NULL) {
+      h[(*nh)++] = (HANDLE)srcs[i].proc;
+      continue;
+    }
+    if (c->wait_armed) {
+      armed[i] = 2;
+      continue;
+    }
+    int rc = arm(c);
+    if (rc < 0)
+      return rc;
+    if (rc == 1) {
+      srcs[i].ready = 1;
+      *ready_now = 1;
+    } else {
+      armed[i] = 1;
+      c->wait_armed = 1;
+      h[(*nh)++] = c->wait_event;
+    }
+  }
+  return 0;
+}
+
+/* Ends every pending read and fills in the ready flags; returns how many are ready. */
+static int collect(mp_plat_waitsrc *srcs, size_t n, const char *armed, int check_procs) {
+  int count = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (armed[i] == 1) {
+      srcs[i].chan->wait_ready = disarm(srcs[i].chan);
+      srcs[i].chan->wait_armed = 0;
+      srcs[i].ready = srcs[i].chan->wait_ready;
+    } else if (srcs[i].chan == NULL && check_procs) {
+      srcs[i].ready = WaitForSingleObject((HANDLE)srcs[i].proc, 0) == WAIT_OBJECT_0;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (armed[i] == 2)
+      srcs[i].ready = srcs[i].chan->wait_ready;
+    count += srcs[i].ready;
+  }
+  return count;
+}
+
 int mp_plat_wait_many(mp_plat_waitsrc *srcs, size_t n, int timeout_ms) {
   HANDLE *h = malloc((n ? n : 1) * sizeof *h);
   char *armed = calloc(n ? n : 1, 1);
@@ -121,34 +171,12 @@ int mp_plat_wait_many(mp_plat_waitsrc *srcs, size_t n, int timeout_ms) {
     return mp_set_error(MP_ENOMEM, "out of memory waiting on %llu objects", (unsigned long long)n);
   }
   size_t nh = 0;
-  int rc = 0, ready_now = 0;
-  for (size_t i = 0; i < n && rc == 0; i++) {
-    srcs[i].ready = 0;
-    if (srcs[i].chan == NULL) {
-      h[nh++] = (HANDLE)srcs[i].proc;
-      continue;
-    }
-    rc = arm(srcs[i].chan);
-    if (rc == 1) {
-      srcs[i].ready = 1;
-      ready_now = 1;
-      rc = 0;
-    } else if (rc == 0) {
-      armed[i] = 1;
-      h[nh++] = srcs[i].chan->wait_event;
-    }
-  }
+  int ready_now = 0;
+  int rc = arm_all(srcs, n, armed, h, &nh, &ready_now);
   /* Something is ready already: only collect what else is, without blocking. */
   if (rc == 0)
     rc = wait_handles(h, nh, ready_now ? 0 : timeout_ms);
-  int count = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (armed[i])
-      srcs[i].ready = disarm(srcs[i].chan);
-    else if (srcs[i].chan == NULL && rc == 0)
-      srcs[i].ready = WaitForSingleObject((HANDLE)srcs[i].proc, 0) == WAIT_OBJECT_0;
-    count += srcs[i].ready;
-  }
+  int count = collect(srcs, n, armed, rc == 0);
   free(h);
   free(armed);
   if (rc < 0)
