@@ -2,7 +2,7 @@
  * mp_wait over many connections, and exporting a connection for a child. A writer
  * thread feeds messages larger than the OS pipe buffer. */
 #ifndef _WIN32
-#  define _POSIX_C_SOURCE 200809L /* sigaction, nanosleep under -std=c11 */
+#  define _GNU_SOURCE /* sigaction, nanosleep, syscall under -std=c11 */
 #endif
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +17,10 @@ typedef HANDLE thread_t;
 #else
 #  include <pthread.h>
 #  include <signal.h>
+#  include <sys/syscall.h>
+#  include <sys/wait.h>
 #  include <time.h>
+#  include <unistd.h>
 typedef pthread_t thread_t;
 #endif
 
@@ -512,6 +515,92 @@ static void wait_accepts_a_connection_listed_twice(void **state) {
   mp_conn_free(d);
 }
 
+/* Something that becomes ready when it exits, as a process handle does: a child blocked
+ * on a pipe (its pidfd) on Linux, a thread blocked on an event (its handle) on Windows. */
+typedef struct exiter {
+  mp_plat_handle handle;
+#ifdef _WIN32
+  HANDLE release;
+#else
+  int release_fd;
+  pid_t pid;
+#endif
+} exiter;
+
+#ifdef _WIN32
+static DWORD WINAPI exiter_main(LPVOID arg) {
+  WaitForSingleObject((HANDLE)arg, INFINITE);
+  return 0;
+}
+static void exiter_start(exiter *e) {
+  e->release = CreateEventW(NULL, TRUE, FALSE, NULL);
+  HANDLE t = CreateThread(NULL, 0, exiter_main, e->release, 0, NULL);
+  assert_non_null(t);
+  e->handle = (mp_plat_handle)t;
+}
+static void exiter_release(exiter *e) { SetEvent(e->release); }
+static void exiter_finish(exiter *e) {
+  CloseHandle((HANDLE)e->handle);
+  CloseHandle(e->release);
+}
+#else
+static void exiter_start(exiter *e) {
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  e->pid = fork();
+  assert_true(e->pid >= 0);
+  if (e->pid == 0) {
+    char c;
+    close(fds[1]);
+    while (read(fds[0], &c, 1) != 0) {
+    }
+    _exit(0);
+  }
+  close(fds[0]);
+  e->release_fd = fds[1];
+  int pidfd = (int)syscall(SYS_pidfd_open, e->pid, 0);
+  assert_true(pidfd >= 0);
+  e->handle = (mp_plat_handle)pidfd;
+}
+static void exiter_release(exiter *e) { close(e->release_fd); }
+static void exiter_finish(exiter *e) {
+  int status;
+  waitpid(e->pid, &status, 0);
+  close((int)e->handle);
+}
+#endif
+
+static void platform_wait_covers_process_handles(void **state) {
+  (void)state;
+  enum { N = 70, PROC = 65 };
+  mp_conn *a[N], *b[N];
+  mp_plat_waitsrc src[N + 1];
+  exiter e;
+  exiter_start(&e);
+  for (int i = 0; i < N; i++) {
+    assert_mp_ok(mp_pipe(&a[i], &b[i], 1));
+  }
+  /* The process sits beyond the first 64 handles (a helper thread's group on Windows). */
+  for (int i = 0, k = 0; i <= N; i++) {
+    src[i].chan = i == PROC ? NULL : mp__conn_chan(a[k++]);
+    src[i].proc = i == PROC ? e.handle : MP_PLAT_INVALID;
+  }
+  assert_mp(MP_ETIMEDOUT, mp_plat_wait_many(src, N + 1, 20));
+  exiter_release(&e);
+  assert_mp(1, mp_plat_wait_many(src, N + 1, MP_FOREVER));
+  for (int i = 0; i <= N; i++)
+    assert_int_equal(src[i].ready, i == PROC);
+  /* An exited process stays ready, alongside a connection with data. */
+  assert_mp_ok(mp_conn_send(b[3], "z", 1));
+  assert_mp(2, mp_plat_wait_many(src, N + 1, 1000));
+  assert_true(src[3].ready && src[PROC].ready);
+  exiter_finish(&e);
+  for (int i = 0; i < N; i++) {
+    mp_conn_free(a[i]);
+    mp_conn_free(b[i]);
+  }
+}
+
 static void poll_reports_data_and_eof_without_consuming(void **state) {
   (void)state;
   mp_conn *a, *b;
@@ -790,6 +879,7 @@ int main(void) {
       cmocka_unit_test(wait_wakes_when_a_message_arrives_later),
       cmocka_unit_test(wait_times_out),
       cmocka_unit_test(wait_accepts_a_connection_listed_twice),
+      cmocka_unit_test(platform_wait_covers_process_handles),
       cmocka_unit_test(poll_reports_data_and_eof_without_consuming),
       cmocka_unit_test(bad_arguments_and_closed_connections),
       cmocka_unit_test(values_travel_over_a_connection),
