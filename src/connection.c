@@ -1,6 +1,7 @@
 /* Pipes and connections: message framing over a platform channel, compatible with
  * Python's multiprocessing.connection on sockets. The receive side keeps its partial
  * frame in the connection so a timeout never loses framing. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -93,7 +94,8 @@ int mp_conn_send(mp_conn *c, const void *buf, size_t len) {
   if (rc < 0)
     return rc;
   if (buf == NULL && len > 0)
-    return mp_set_error(MP_EINVAL, "mp_conn_send: buf is NULL but len is %zu", len);
+    return mp_set_error(MP_EINVAL, "mp_conn_send: buf is NULL but len is %llu",
+                        (unsigned long long)len);
   unsigned char hdr[HDR_LONG];
   size_t hlen = HDR_SHORT;
   if ((uint64_t)len > 0x7fffffffu) {
@@ -120,11 +122,12 @@ static int read_some(mp_conn *c, void *buf, size_t len, uint64_t deadline, int t
                      size_t *got) {
   int rc = mp_plat_chan_read(c->chan, buf, len, remaining(deadline, timeout_ms), got);
   int mid_frame = c->hdr_got > 0 || c->in_body || c->skip > 0;
-  if (rc == MP_EEOF && mid_frame)
+  if (rc == MP_EEOF && mid_frame) {
+    char cause[256]; /* mp_set_error overwrites the message it would be formatting */
+    snprintf(cause, sizeof cause, "%s", mp_last_error());
     return mp_set_error(MP_EBROKEN,
-                        "the peer closed the connection in the middle of a "
-                        "message (%s)",
-                        mp_last_error());
+                        "the peer closed the connection in the middle of a message (%s)", cause);
+  }
   return rc;
 }
 
@@ -167,8 +170,8 @@ static int read_header(mp_conn *c, uint64_t deadline, int timeout_ms) {
     c->skip = n;
     return mp_set_error(MP_EPROTO,
                         "message of %llu bytes exceeds the connection's maximum of "
-                        "%zu bytes (mp_conn_set_max_message); it is skipped",
-                        (unsigned long long)n, c->max_message);
+                        "%llu bytes (mp_conn_set_max_message); it is skipped",
+                        (unsigned long long)n, (unsigned long long)c->max_message);
   }
   c->body = malloc(n ? (size_t)n : 1);
   if (c->body == NULL) {

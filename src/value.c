@@ -4,6 +4,7 @@
  * nesting deeper than MP_VALUE_MAX_DEPTH nor an item count larger than the bytes left,
  * which bounds its allocations by the input's size. */
 #include <msgpack.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,7 +106,8 @@ static mp_value *new_blob(mp_value_type type, const void *data, size_t len) {
   v->u.s.ptr = malloc(len + 1);
   if (v->u.s.ptr == NULL) {
     free(v);
-    mp_set_error(MP_ENOMEM, "out of memory copying %zu bytes into a value", len);
+    mp_set_error(MP_ENOMEM, "out of memory copying %llu bytes into a value",
+                 (unsigned long long)len);
     return NULL;
   }
   if (len > 0)
@@ -169,7 +171,8 @@ static int reserve(mp_value *c, size_t more) {
     cap *= 2;
   mp_value **items = realloc(c->u.seq.items, cap * sizeof *items);
   if (items == NULL)
-    return mp_set_error(MP_ENOMEM, "out of memory growing a container to %zu items", cap);
+    return mp_set_error(MP_ENOMEM, "out of memory growing a container to %llu items",
+                        (unsigned long long)cap);
   c->u.seq.items = items;
   c->u.seq.cap = cap;
   return 0;
@@ -180,7 +183,9 @@ static int null_item_error(const char *fn) {
   int code = mp_last_error_code();
   if (code != MP_ENOMEM && code != MP_EINVAL)
     code = MP_EINVAL;
-  return mp_set_error(code, "%s: item is NULL (%s)", fn, mp_last_error());
+  char cause[256]; /* mp_set_error overwrites the message it would be formatting */
+  snprintf(cause, sizeof cause, "%s", mp_last_error());
+  return mp_set_error(code, "%s: item is NULL (%s)", fn, cause);
 }
 
 int mp_value_append(mp_value *seq, mp_value *item) {
@@ -324,8 +329,8 @@ int mp_value_at(const mp_value *seq, size_t i, mp_value **item) {
   if (seq == NULL || item == NULL || (seq->type != MP_VALUE_LIST && seq->type != MP_VALUE_TUPLE))
     return mp_set_error(MP_EINVAL, "mp_value_at: not a list or tuple, or item is NULL");
   if (i >= seq->u.seq.len)
-    return mp_set_error(MP_EINVAL, "mp_value_at: index %zu out of range (length %zu)", i,
-                        seq->u.seq.len);
+    return mp_set_error(MP_EINVAL, "mp_value_at: index %llu out of range (length %llu)",
+                        (unsigned long long)i, (unsigned long long)seq->u.seq.len);
   *item = seq->u.seq.items[i];
   return 0;
 }
@@ -335,8 +340,8 @@ int mp_value_dict_at(const mp_value *dict, size_t i, mp_value **key, mp_value **
   if (rc < 0)
     return rc;
   if (i >= dict->u.seq.len / 2)
-    return mp_set_error(MP_EINVAL, "mp_value_dict_at: index %zu out of range (length %zu)", i,
-                        dict->u.seq.len / 2);
+    return mp_set_error(MP_EINVAL, "mp_value_dict_at: index %llu out of range (length %llu)",
+                        (unsigned long long)i, (unsigned long long)(dict->u.seq.len / 2));
   if (key)
     *key = dict->u.seq.items[2 * i];
   if (val)
@@ -470,7 +475,8 @@ int mp_value_encode(const mp_value *v, void **buf, size_t *len) {
 /* ---- decoding: the scan -------------------------------------------------------------- */
 
 static int malformed(const char *what, size_t pos) {
-  return mp_set_error(MP_EPROTO, "malformed MessagePack: %s at byte %zu", what, pos);
+  return mp_set_error(MP_EPROTO, "malformed MessagePack: %s at byte %llu", what,
+                      (unsigned long long)pos);
 }
 
 static uint64_t be(const unsigned char *p, int n) {

@@ -26,23 +26,23 @@ static int to_source(const mp_waitable *obj, size_t i, mp_plat_waitsrc *src) {
   src->ready = 0;
   if (obj->kind == MP_WAIT_CONN) {
     if (obj->u.conn == NULL)
-      return mp_set_error(MP_EINVAL, "mp_wait: object %zu: connection is NULL", i);
+      return mp_set_error(MP_EINVAL, "mp_wait: object %d: connection is NULL", (int)i);
     if (mp__conn_chan(obj->u.conn) == NULL)
-      return mp_set_error(MP_ECLOSED, "mp_wait: object %zu: connection is closed", i);
+      return mp_set_error(MP_ECLOSED, "mp_wait: object %d: connection is closed", (int)i);
     if (!mp_conn_readable(obj->u.conn))
-      return mp_set_error(MP_EINVAL, "mp_wait: object %zu: connection is write-only", i);
+      return mp_set_error(MP_EINVAL, "mp_wait: object %d: connection is write-only", (int)i);
     src->chan = mp__conn_chan(obj->u.conn);
     return 0;
   }
   if (obj->kind == MP_WAIT_PROCESS) {
     if (obj->u.process == NULL)
-      return mp_set_error(MP_EINVAL, "mp_wait: object %zu: process is NULL", i);
+      return mp_set_error(MP_EINVAL, "mp_wait: object %d: process is NULL", (int)i);
     src->proc = mp__process_wait_handle(obj->u.process);
     if (src->proc == MP_PLAT_INVALID)
-      return mp_set_error(MP_ESTATE, "mp_wait: object %zu: process was not started", i);
+      return mp_set_error(MP_ESTATE, "mp_wait: object %d: process was not started", (int)i);
     return 0;
   }
-  return mp_set_error(MP_EINVAL, "mp_wait: object %zu has unknown kind %d", i, obj->kind);
+  return mp_set_error(MP_EINVAL, "mp_wait: object %d has unknown kind %d", (int)i, obj->kind);
 }
 
 int mp_wait(mp_waitable *objs, size_t n, int timeout_ms) {
@@ -50,7 +50,8 @@ int mp_wait(mp_waitable *objs, size_t n, int timeout_ms) {
     return mp_set_error(MP_EINVAL, "mp_wait: no objects to wait on");
   mp_plat_waitsrc *srcs = malloc(n * sizeof *srcs);
   if (srcs == NULL)
-    return mp_set_error(MP_ENOMEM, "mp_wait: out of memory for %zu objects", n);
+    return mp_set_error(MP_ENOMEM, "mp_wait: out of memory for %llu objects",
+                        (unsigned long long)n);
   int rc = 0;
   for (size_t i = 0; i < n && rc == 0; i++) {
     objs[i].ready = 0;

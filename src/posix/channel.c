@@ -178,7 +178,8 @@ int mp_plat_chan_write(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nbufs) {
   struct iovec iov[MP_MAX_IOV];
   int n = 0;
   if (nbufs > MP_MAX_IOV)
-    return mp_set_error(MP_EINVAL, "too many pieces in one write (%zu)", nbufs);
+    return mp_set_error(MP_EINVAL, "too many pieces in one write (%llu)",
+                        (unsigned long long)nbufs);
   for (size_t i = 0; i < nbufs; i++) {
     if (bufs[i].len == 0)
       continue;

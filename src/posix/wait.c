@@ -30,7 +30,7 @@ static int poll_until(struct pollfd *fds, size_t n, int timeout_ms) {
 int mp_plat_wait_many(mp_plat_waitsrc *srcs, size_t n, int timeout_ms) {
   struct pollfd *fds = calloc(n ? n : 1, sizeof *fds);
   if (fds == NULL)
-    return mp_set_error(MP_ENOMEM, "out of memory waiting on %zu objects", n);
+    return mp_set_error(MP_ENOMEM, "out of memory waiting on %llu objects", (unsigned long long)n);
   for (size_t i = 0; i < n; i++) {
     fds[i].fd = srcs[i].chan ? (int)mp_plat_chan_handle(srcs[i].chan) : (int)srcs[i].proc;
     fds[i].events = POLLIN;
@@ -41,7 +41,7 @@ int mp_plat_wait_many(mp_plat_waitsrc *srcs, size_t n, int timeout_ms) {
     rc = mp_set_error(MP_ETIMEDOUT, "no object became ready within %d ms", timeout_ms);
   for (size_t i = 0; rc > 0 && i < n; i++) {
     if (fds[i].revents & POLLNVAL) {
-      rc = mp_set_error(MP_EINVAL, "object %zu has an invalid handle (%d)", i, fds[i].fd);
+      rc = mp_set_error(MP_EINVAL, "object %d has an invalid handle (%d)", (int)i, fds[i].fd);
       break;
     }
     /* POLLHUP/POLLERR: the peer is gone, which a receive reports, so it counts as ready. */

@@ -1,0 +1,294 @@
+/* Win32 backend: channels over overlapped named pipes (byte mode, framed by the core like
+ * Python's socket connections). A pair is one pipe instance with a unique random name,
+ * FILE_FLAG_FIRST_PIPE_INSTANCE (so nobody can have created it first),
+ * PIPE_REJECT_REMOTE_CLIENTS and a DACL that admits only the current user; the client end
+ * is opened at once, so the name is never connectable by anyone else. */
+#include <windows.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "../internal.h"
+#include "../platform.h"
+#include "chan.h"
+
+#define PIPE_BUFSIZE 65536
+#define MAX_IO ((DWORD)1 << 30) /* one ReadFile/WriteFile moves at most 1 GiB */
+
+static int chan_new(mp_plat_chan **c, HANDLE h, int dirs) {
+  mp_plat_chan *ch = calloc(1, sizeof *ch);
+  if (ch == NULL) {
+    CloseHandle(h);
+    return mp_set_error(MP_ENOMEM, "out of memory allocating a channel");
+  }
+  ch->h = h;
+  ch->dirs = dirs;
+  /* Manual-reset events, one per kind of operation, so a reader, a writer and a waiter
+   * never share an OVERLAPPED. */
+  ch->rd_event = CreateEventW(NULL, TRUE, FALSE, NULL);
+  ch->wr_event = CreateEventW(NULL, TRUE, FALSE, NULL);
+  ch->wait_event = CreateEventW(NULL, TRUE, FALSE, NULL);
+  if (!ch->rd_event || !ch->wr_event || !ch->wait_event) {
+    int rc = mp__os_error("CreateEventW");
+    mp_plat_chan_close(ch);
+    return rc;
+  }
+  *c = ch;
+  return 0;
+}
+
+/* \\.\pipe\multiproc-<pid>-<counter>-<64 random bits in hex>. */
+static int make_name(wchar_t *name, size_t size) {
+  static volatile LONG counter;
+  unsigned char rnd[8];
+  int rc = mp_plat_random_bytes(rnd, sizeof rnd);
+  if (rc < 0)
+    return rc;
+  unsigned long long parts[3] = {GetCurrentProcessId(),
+                                 (unsigned long long)InterlockedIncrement(&counter), 0};
+  for (int i = 0; i < 8; i++)
+    parts[2] = (parts[2] << 8) | rnd[i];
+  const wchar_t *prefix = L"\\\\.\\pipe\\multiproc";
+  size_t n = wcslen(prefix);
+  memcpy(name, prefix, n * sizeof *name);
+  for (int p = 0; p < 3; p++) {
+    name[n++] = L'-';
+    for (int shift = 60; shift >= 0; shift -= 4) {
+      unsigned d = (unsigned)(parts[p] >> shift) & 0xf;
+      if (d == 0 && shift > 0 && p < 2 && name[n - 1] == L'-')
+        continue; /* no leading zeros for the pid and counter */
+      name[n++] = (wchar_t)(d < 10 ? L'0' + d : L'a' + d - 10);
+    }
+  }
+  name[n] = L'\0';
+  (void)size;
+  return 0;
+}
+
+/* A security descriptor whose DACL grants full access to the current user only. */
+typedef struct user_sd {
+  SECURITY_ATTRIBUTES sa;
+  SECURITY_DESCRIPTOR sd;
+  TOKEN_USER *user;
+  ACL *acl;
+} user_sd;
+
+static void user_sd_free(user_sd *s) {
+  free(s->user);
+  free(s->acl);
+}
+
+static int user_sd_init(user_sd *s) {
+  HANDLE tok;
+  DWORD len = 0;
+  memset(s, 0, sizeof *s);
+  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &tok))
+    return mp__os_error("OpenProcessToken");
+  GetTokenInformation(tok, TokenUser, NULL, 0, &len);
+  s->user = malloc(len ? len : 1);
+  BOOL ok = s->user && GetTokenInformation(tok, TokenUser, s->user, len, &len);
+  int rc = ok ? 0 : (s->user ? mp__os_error("GetTokenInformation(TokenUser)") : MP_ENOMEM);
+  CloseHandle(tok);
+  if (rc < 0)
+    return rc == MP_ENOMEM ? mp_set_error(MP_ENOMEM, "out of memory") : rc;
+  PSID sid = s->user->User.Sid;
+  DWORD acl_len = sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) + GetLengthSid(sid);
+  s->acl = malloc(acl_len);
+  if (s->acl == NULL)
+    return mp_set_error(MP_ENOMEM, "out of memory");
+  if (!InitializeAcl(s->acl, acl_len, ACL_REVISION) ||
+      !AddAccessAllowedAce(s->acl, ACL_REVISION, FILE_ALL_ACCESS, sid) ||
+      !InitializeSecurityDescriptor(&s->sd, SECURITY_DESCRIPTOR_REVISION) ||
+      !SetSecurityDescriptorDacl(&s->sd, TRUE, s->acl, FALSE))
+    return mp__os_error("building the pipe's security descriptor");
+  s->sa.nLength = sizeof s->sa;
+  s->sa.lpSecurityDescriptor = &s->sd;
+  s->sa.bInheritHandle = FALSE;
+  return 0;
+}
+
+static HANDLE create_server(const wchar_t *name, int duplex, SECURITY_ATTRIBUTES *sa) {
+  DWORD open_mode = (duplex ? PIPE_ACCESS_DUPLEX : PIPE_ACCESS_INBOUND) | FILE_FLAG_OVERLAPPED |
+                    FILE_FLAG_FIRST_PIPE_INSTANCE;
+  DWORD pipe_mode = PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS;
+  return CreateNamedPipeW(name, open_mode, pipe_mode, 1, PIPE_BUFSIZE, PIPE_BUFSIZE, 0, sa);
+}
+
+/* Completes the server side's connection (the client is already there). */
+static int connect_server(HANDLE server, HANDLE event) {
+  OVERLAPPED ov;
+  memset(&ov, 0, sizeof ov);
+  ov.hEvent = event;
+  if (ConnectNamedPipe(server, &ov))
+    return 0;
+  DWORD err = GetLastError(), n;
+  if (err == ERROR_PIPE_CONNECTED)
+    return 0;
+  if (err == ERROR_IO_PENDING && GetOverlappedResult(server, &ov, &n, TRUE))
+    return 0;
+  return mp__os_error("ConnectNamedPipe");
+}
+
+static int open_pair(HANDLE *server, HANDLE *client, int duplex) {
+  wchar_t name[96];
+  user_sd sd;
+  int rc = make_name(name, sizeof name / sizeof name[0]);
+  if (rc == 0)
+    rc = user_sd_init(&sd);
+  if (rc < 0)
+    return rc;
+  *server = create_server(name, duplex, &sd.sa);
+  user_sd_free(&sd);
+  if (*server == INVALID_HANDLE_VALUE)
+    return mp__os_error("CreateNamedPipeW");
+  /* SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS: the server end may not impersonate us. */
+  DWORD access = duplex ? GENERIC_READ | GENERIC_WRITE : GENERIC_WRITE;
+  *client = CreateFileW(name, access, 0, NULL, OPEN_EXISTING,
+                        FILE_FLAG_OVERLAPPED | SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS, NULL);
+  if (*client == INVALID_HANDLE_VALUE) {
+    rc = mp__os_error("CreateFileW on the new pipe");
+    CloseHandle(*server);
+    return rc;
+  }
+  return 0;
+}
+
+int mp_plat_chan_pair(mp_plat_chan **a, mp_plat_chan **b, int duplex) {
+  HANDLE server, client;
+  int rc = open_pair(&server, &client, duplex);
+  if (rc < 0)
+    return rc;
+  int rw = MP_CHAN_READ | MP_CHAN_WRITE;
+  rc = chan_new(a, server, duplex ? rw : MP_CHAN_READ);
+  if (rc < 0) {
+    CloseHandle(client);
+    return rc;
+  }
+  mp_plat_chan *cb = NULL;
+  rc = chan_new(&cb, client, duplex ? rw : MP_CHAN_WRITE);
+  if (rc == 0)
+    rc = connect_server(server, (*a)->rd_event);
+  if (rc < 0) {
+    mp_plat_chan_close(*a);
+    mp_plat_chan_close(cb);
+    *a = NULL;
+    return rc;
+  }
+  *b = cb;
+  return 0;
+}
+
+int mp_plat_chan_wrap(mp_plat_chan **c, mp_plat_handle h, int dirs) {
+  return chan_new(c, (HANDLE)h, dirs);
+}
+
+mp_plat_handle mp_plat_chan_handle(const mp_plat_chan *c) { return (mp_plat_handle)c->h; }
+
+int mp_plat_chan_dirs(const mp_plat_chan *c) { return c->dirs; }
+
+int mp__win_peer_gone(DWORD err) {
+  return err == ERROR_BROKEN_PIPE || err == ERROR_PIPE_NOT_CONNECTED || err == ERROR_NO_DATA;
+}
+
+/* Starts an overlapped read and waits up to timeout_ms; on timeout the read is cancelled,
+ * and bytes that arrived while cancelling are still returned. */
+static int read_once(mp_plat_chan *c, void *buf, DWORD len, int timeout_ms, DWORD *got) {
+  OVERLAPPED ov;
+  memset(&ov, 0, sizeof ov);
+  ov.hEvent = c->rd_event;
+  DWORD w = WAIT_OBJECT_0;
+  BOOL ok = ReadFile(c->h, buf, len, NULL, &ov);
+  DWORD err = ok ? 0 : GetLastError();
+  if (ok || err == ERROR_IO_PENDING || err == ERROR_MORE_DATA) {
+    if (err == ERROR_IO_PENDING) {
+      w = WaitForSingleObject(ov.hEvent, timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms);
+      if (w != WAIT_OBJECT_0)
+        CancelIoEx(c->h, &ov);
+    }
+    ok = GetOverlappedResult(c->h, &ov, got, TRUE);
+    err = ok ? 0 : GetLastError();
+  }
+  /* ERROR_MORE_DATA: a message-mode peer; the rest of its message comes with the next read. */
+  if (ok || err == ERROR_MORE_DATA)
+    return 0;
+  if (err == ERROR_OPERATION_ABORTED && w == WAIT_TIMEOUT)
+    return mp_set_error(MP_ETIMEDOUT, "no data within %d ms", timeout_ms);
+  if (mp__win_peer_gone(err))
+    return mp__os_error_code(MP_EEOF, (long)err, "the peer closed the pipe");
+  return mp__os_error_code(MP_EOS, (long)err, "ReadFile");
+}
+
+int mp_plat_chan_read(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, size_t *nread) {
+  DWORD want = len > MAX_IO ? MAX_IO : (DWORD)len, got = 0;
+  for (;;) {
+    int rc = read_once(c, buf, want, timeout_ms, &got);
+    if (rc < 0)
+      return rc;
+    /* A zero-byte completion (a message-mode peer's empty message) carries nothing. */
+    if (got > 0)
+      break;
+  }
+  *nread = got;
+  return 0;
+}
+
+static int write_all(mp_plat_chan *c, const char *p, size_t len) {
+  while (len > 0) {
+    OVERLAPPED ov;
+    memset(&ov, 0, sizeof ov);
+    ov.hEvent = c->wr_event;
+    DWORD n = len > MAX_IO ? MAX_IO : (DWORD)len, done = 0;
+    BOOL ok = WriteFile(c->h, p, n, NULL, &ov);
+    if (ok || GetLastError() == ERROR_IO_PENDING)
+      ok = GetOverlappedResult(c->h, &ov, &done, TRUE);
+    if (!ok) {
+      DWORD err = GetLastError();
+      if (mp__win_peer_gone(err))
+        return mp__os_error_code(MP_EBROKEN, (long)err,
+                                 "the peer closed the pipe before the message was written");
+      return mp__os_error_code(MP_EOS, (long)err, "WriteFile");
+    }
+    p += done;
+    len -= done;
+  }
+  return 0;
+}
+
+#define SMALL_WRITE 16384
+
+int mp_plat_chan_write(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nbufs) {
+  size_t total = 0;
+  for (size_t i = 0; i < nbufs; i++)
+    total += bufs[i].len;
+  /* A small message goes out in one WriteFile so the reader wakes once. */
+  if (nbufs > 1 && total <= SMALL_WRITE) {
+    char joined[SMALL_WRITE];
+    size_t off = 0;
+    for (size_t i = 0; i < nbufs; i++) {
+      if (bufs[i].len > 0)
+        memcpy(joined + off, bufs[i].base, bufs[i].len);
+      off += bufs[i].len;
+    }
+    return write_all(c, joined, total);
+  }
+  for (size_t i = 0; i < nbufs; i++) {
+    int rc = write_all(c, bufs[i].base, bufs[i].len);
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+void mp_plat_chan_close(mp_plat_chan *c) {
+  if (c == NULL)
+    return;
+  if (c->h && c->h != INVALID_HANDLE_VALUE)
+    CloseHandle(c->h);
+  if (c->rd_event)
+    CloseHandle(c->rd_event);
+  if (c->wr_event)
+    CloseHandle(c->wr_event);
+  if (c->wait_event)
+    CloseHandle(c->wait_event);
+  free(c);
+}
