@@ -1,9 +1,6 @@
 /* Pipes and connections in one process: framing, sizes, timeouts, closes, bad prefixes,
  * mp_wait over many connections, and exporting a connection for a child. A writer
  * thread feeds messages larger than the OS pipe buffer. */
-#ifndef _WIN32
-#  define _GNU_SOURCE /* sigaction, nanosleep, syscall under -std=c11 */
-#endif
 #include <stdlib.h>
 #include <string.h>
 
