@@ -48,12 +48,26 @@ enum {
   MP_XFER_PLOCK = 3,
   MP_XFER_PSEM = 4,
   MP_XFER_PEVENT = 5,
-  MP_XFER_SHM = 6
+  MP_XFER_SHM = 6,
+  MP_XFER_SHARED = 7 /* a Value/Array: shared memory plus its lock (shm.c) */
 };
 
 /* Appends any passable object; the public mp_args_add_<kind> functions wrap this. */
 int mp__args_add_object(mp_args *args, const mp__xfer_type *type, void *obj);
 /* Reads argument i as an object of the given type (MP_EINVAL if it is another type). */
 int mp__args_get_object(const mp_args *args, size_t i, const mp__xfer_type *type, void **obj);
+
+/* ---- threads and synchronisation (sync.c, psync.c, shm.c) --------------------------- */
+
+/* Turns a public timeout (MP_FOREVER, 0, or milliseconds) into a monotonic deadline in ns
+ * (-1: forever). Returns 0, or MP_EINVAL for a timeout below MP_FOREVER. */
+int mp__deadline_ns(int timeout_ms, int64_t *deadline_ns);
+
+/* The passable process-shared objects (psync.c, shm.c). */
+extern const mp__xfer_type mp__plock_xfer;
+extern const mp__xfer_type mp__psem_xfer;
+extern const mp__xfer_type mp__pevent_xfer;
+extern const mp__xfer_type mp__shm_xfer;
+extern const mp__xfer_type mp__shared_xfer;
 
 #endif /* MP_INTERNAL_H */

@@ -1,0 +1,135 @@
+/* Threads in the manner of threading.Thread: a name ("Thread-N" by default, "MainThread"
+ * for the main thread), join with a timeout, detach; the CPU count. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "platform.h"
+
+struct mp_thread {
+  mp_plat_thread *pt; /* NULL once joined or detached */
+  mp_plat_mutex lock; /* guards pt against concurrent joins */
+  char name[MP_THREAD_NAME_MAX + 1];
+};
+
+/* What the new thread needs; it owns this and frees it, so that the caller may detach
+ * or free its mp_thread before the thread even starts. */
+struct start {
+  mp_thread_fn fn;
+  void *arg;
+  char name[MP_THREAD_NAME_MAX + 1];
+};
+
+static int64_t thread_counter, dummy_counter;
+/* The calling thread's name, copied in so that it outlives any mp_thread record. */
+static _Thread_local char current_name[MP_THREAD_NAME_MAX + 1];
+
+static void trampoline(void *p) {
+  struct start *s = p;
+  memcpy(current_name, s->name, sizeof current_name);
+  mp_plat_thread_set_os_name(s->name);
+  mp_thread_fn fn = s->fn;
+  void *arg = s->arg;
+  free(s);
+  fn(arg);
+}
+
+int mp_thread_create(mp_thread **out, mp_thread_fn fn, void *arg, const char *name) {
+  if (out == NULL || fn == NULL)
+    return mp_set_error(MP_EINVAL, "mp_thread_create: %s is NULL", out ? "fn" : "the output");
+  if (name != NULL && strlen(name) > MP_THREAD_NAME_MAX)
+    return mp_set_error(MP_EINVAL, "mp_thread_create: the name is longer than %d bytes",
+                        MP_THREAD_NAME_MAX);
+  mp_thread *t = calloc(1, sizeof *t);
+  struct start *s = calloc(1, sizeof *s);
+  int rc = t && s ? mp_plat_mutex_init(&t->lock)
+                  : mp_set_error(MP_ENOMEM, "mp_thread_create: out of memory");
+  if (rc != 0) {
+    free(t);
+    free(s);
+    return rc;
+  }
+  if (name != NULL)
+    snprintf(t->name, sizeof t->name, "%s", name);
+  else
+    snprintf(t->name, sizeof t->name, "Thread-%ld", (long)mp_plat_atomic_add(&thread_counter, 1));
+  memcpy(s->name, t->name, sizeof s->name);
+  s->fn = fn;
+  s->arg = arg;
+  if ((rc = mp_plat_thread_start(&t->pt, trampoline, s)) != 0) {
+    mp_plat_mutex_destroy(&t->lock);
+    free(t);
+    free(s);
+    return rc;
+  }
+  *out = t;
+  return 0;
+}
+
+int mp_thread_join(mp_thread *t, int timeout_ms) {
+  if (t == NULL)
+    return mp_set_error(MP_EINVAL, "mp_thread_join: the thread is NULL");
+  int64_t deadline;
+  int rc = mp__deadline_ns(timeout_ms, &deadline);
+  if (rc != 0)
+    return rc;
+  mp_plat_mutex_lock(&t->lock);
+  if (t->pt != NULL && mp_plat_thread_is_self(t->pt)) {
+    rc = mp_set_error(MP_EDEADLK, "mp_thread_join: a thread cannot join itself");
+  } else if (t->pt != NULL) {
+    /* Joiners queue on t->lock: the second one finds the thread already reaped. */
+    rc = mp_plat_thread_join(t->pt, deadline);
+    if (rc == 0)
+      t->pt = NULL;
+    else
+      mp_set_error(rc, "mp_thread_join: '%s' is still running", t->name);
+  }
+  mp_plat_mutex_unlock(&t->lock);
+  return rc;
+}
+
+int mp_thread_is_alive(mp_thread *t) {
+  if (t == NULL)
+    return mp_set_error(MP_EINVAL, "mp_thread_is_alive: the thread is NULL");
+  mp_plat_mutex_lock(&t->lock);
+  /* A zero-deadline join: reaps the thread if it has ended. */
+  if (t->pt != NULL && !mp_plat_thread_is_self(t->pt) && mp_plat_thread_join(t->pt, 0) == 0)
+    t->pt = NULL;
+  int alive = t->pt != NULL;
+  mp_plat_mutex_unlock(&t->lock);
+  return alive;
+}
+
+int mp_thread_detach(mp_thread *t) {
+  if (t == NULL)
+    return mp_set_error(MP_EINVAL, "mp_thread_detach: the thread is NULL");
+  mp_thread_free(t);
+  return 0;
+}
+
+void mp_thread_free(mp_thread *t) {
+  if (t == NULL)
+    return;
+  if (t->pt != NULL)
+    mp_plat_thread_detach(t->pt);
+  mp_plat_mutex_destroy(&t->lock);
+  free(t);
+}
+
+const char *mp_thread_name(const mp_thread *t) { return t == NULL ? "" : t->name; }
+
+const char *mp_thread_current_name(void) {
+  if (current_name[0] == '\0') {
+    /* Not started by mp_thread_create: the main thread, or a foreign thread. */
+    if (mp_plat_thread_is_main())
+      return "MainThread";
+    snprintf(current_name, sizeof current_name, "Dummy-%ld",
+             (long)mp_plat_atomic_add(&dummy_counter, 1));
+  }
+  return current_name;
+}
+
+uint64_t mp_thread_id(void) { return mp_plat_thread_id(); }
+
+int mp_cpu_count(void) { return mp_plat_cpu_count(); }
