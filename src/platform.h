@@ -73,8 +73,6 @@ int mp_plat_thread_start(mp_plat_thread **t, void (*fn)(void *), void *arg);
 int mp_plat_thread_join(mp_plat_thread *t, int64_t deadline_ns);
 /* Lets the thread clean up after itself when it ends; t is released. */
 void mp_plat_thread_detach(mp_plat_thread *t);
-/* 1 if t is the calling thread. */
-int mp_plat_thread_is_self(const mp_plat_thread *t);
 /* The calling thread's OS id (gettid / GetCurrentThreadId). */
 uint64_t mp_plat_thread_id(void);
 /* 1 if the calling thread is the process's main thread. */

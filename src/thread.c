@@ -9,6 +9,7 @@
 
 struct mp_thread {
   mp_plat_thread *pt; /* NULL once joined or detached */
+  int64_t serial;     /* unique per thread ever started: lets a thread recognise itself */
   mp_plat_mutex lock; /* guards pt against concurrent joins */
   char name[MP_THREAD_NAME_MAX + 1];
 };
@@ -16,18 +17,21 @@ struct mp_thread {
 /* What the new thread needs; it owns this and frees it, so that the caller may detach
  * or free its mp_thread before the thread even starts. */
 struct start {
+  int64_t serial;
   mp_thread_fn fn;
   void *arg;
   char name[MP_THREAD_NAME_MAX + 1];
 };
 
-static int64_t thread_counter, dummy_counter;
+static int64_t thread_counter, dummy_counter, serial_counter;
+static _Thread_local int64_t current_serial;
 /* The calling thread's name, copied in so that it outlives any mp_thread record. */
 static _Thread_local char current_name[MP_THREAD_NAME_MAX + 1];
 
 static void trampoline(void *p) {
   struct start *s = p;
   memcpy(current_name, s->name, sizeof current_name);
+  current_serial = s->serial;
   mp_plat_thread_set_os_name(s->name);
   mp_thread_fn fn = s->fn;
   void *arg = s->arg;
@@ -55,6 +59,7 @@ int mp_thread_create(mp_thread **out, mp_thread_fn fn, void *arg, const char *na
   else
     snprintf(t->name, sizeof t->name, "Thread-%ld", (long)mp_plat_atomic_add(&thread_counter, 1));
   memcpy(s->name, t->name, sizeof s->name);
+  t->serial = s->serial = mp_plat_atomic_add(&serial_counter, 1);
   s->fn = fn;
   s->arg = arg;
   if ((rc = mp_plat_thread_start(&t->pt, trampoline, s)) != 0) {
@@ -74,11 +79,12 @@ int mp_thread_join(mp_thread *t, int timeout_ms) {
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   if (rc != 0)
     return rc;
+  /* Checked before taking t->lock, which another joiner may hold while it waits. */
+  if (t->serial == current_serial)
+    return mp_set_error(MP_EDEADLK, "mp_thread_join: a thread cannot join itself");
   mp_plat_mutex_lock(&t->lock);
-  if (t->pt != NULL && mp_plat_thread_is_self(t->pt)) {
-    rc = mp_set_error(MP_EDEADLK, "mp_thread_join: a thread cannot join itself");
-  } else if (t->pt != NULL) {
-    /* Joiners queue on t->lock: the second one finds the thread already reaped. */
+  if (t->pt != NULL) {
+    /* Joiners queue on t->lock: the next one finds the thread already reaped. */
     rc = mp_plat_thread_join(t->pt, deadline);
     if (rc == 0)
       t->pt = NULL;
@@ -94,7 +100,7 @@ int mp_thread_is_alive(mp_thread *t) {
     return mp_set_error(MP_EINVAL, "mp_thread_is_alive: the thread is NULL");
   mp_plat_mutex_lock(&t->lock);
   /* A zero-deadline join: reaps the thread if it has ended. */
-  if (t->pt != NULL && !mp_plat_thread_is_self(t->pt) && mp_plat_thread_join(t->pt, 0) == 0)
+  if (t->pt != NULL && mp_plat_thread_join(t->pt, 0) == 0)
     t->pt = NULL;
   int alive = t->pt != NULL;
   mp_plat_mutex_unlock(&t->lock);

@@ -87,10 +87,6 @@ void mp_plat_thread_detach(mp_plat_thread *t) {
   thread_unref(t);
 }
 
-int mp_plat_thread_is_self(const mp_plat_thread *t) {
-  return pthread_equal(t->tid, pthread_self());
-}
-
 uint64_t mp_plat_thread_id(void) {
 #ifdef __linux__
   return (uint64_t)syscall(SYS_gettid);

@@ -73,10 +73,6 @@ void mp_plat_thread_detach(mp_plat_thread *t) {
   free(t);
 }
 
-int mp_plat_thread_is_self(const mp_plat_thread *t) {
-  return GetThreadId(t->h) == GetCurrentThreadId();
-}
-
 uint64_t mp_plat_thread_id(void) { return (uint64_t)GetCurrentThreadId(); }
 
 /* Windows has no "main thread" flag: remember the thread that ran the C runtime's start-up
