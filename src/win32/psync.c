@@ -57,8 +57,9 @@ static DWORD ms_until(int64_t deadline_ns) {
 /* ---- lock ------------------------------------------------------------------------- */
 
 /* Windows mutexes are recursive; multiproc's lock is not. NtQueryMutant tells whether the
- * caller already held the mutex before this wait (the count goes below -1). It is in ntdll
- * on every Windows since NT and in Wine; without it re-entry is simply allowed. */
+ * caller already held the mutex before this wait: its count is 1 when free and drops by
+ * one per acquisition, so below 0 means twice (measured under Wine 8: 1, 0, -1). It is in
+ * ntdll on every Windows since NT and in Wine; without it re-entry is simply allowed. */
 typedef struct {
   LONG current_count;
   BOOLEAN owned_by_caller;
@@ -76,7 +77,7 @@ static int held_recursively(HANDLE h) {
   }
   mutant_info info;
   return query && query(h, 0 /* MutantBasicInformation */, &info, sizeof info, NULL) >= 0 &&
-         info.current_count < -1;
+         info.current_count < 0;
 }
 
 int mp_plat_plock_create(mp_plat_plock **out) {
