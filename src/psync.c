@@ -46,7 +46,7 @@ int mp_plock_create(mp_plock **l) {
 
 int mp_plock_acquire(mp_plock *l, int timeout_ms) {
   CHECK(l, "mp_plock_acquire");
-  int64_t deadline;
+  int64_t deadline = -1;
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   return rc != 0 ? rc : mp_plat_plock_acquire(l->p, deadline);
 }
@@ -80,7 +80,7 @@ int mp_psem_create(mp_psem **s, unsigned value, unsigned maxvalue) {
 
 int mp_psem_acquire(mp_psem *s, int timeout_ms) {
   CHECK(s, "mp_psem_acquire");
-  int64_t deadline;
+  int64_t deadline = -1;
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   return rc != 0 ? rc : mp_plat_psem_acquire(s->p, deadline);
 }
@@ -127,7 +127,7 @@ int mp_pevent_is_set(mp_pevent *e) {
 
 int mp_pevent_wait(mp_pevent *e, int timeout_ms) {
   CHECK(e, "mp_pevent_wait");
-  int64_t deadline;
+  int64_t deadline = -1;
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   return rc != 0 ? rc : mp_plat_pevent_wait(e->p, deadline);
 }

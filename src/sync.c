@@ -95,7 +95,7 @@ static int lock_take_locked(mp_lock *l, int64_t deadline) {
 
 int mp_lock_acquire(mp_lock *l, int timeout_ms) {
   CHECK_OBJ(l, "mp_lock_acquire");
-  int64_t deadline;
+  int64_t deadline = -1;
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   if (rc != 0)
     return rc;
@@ -165,7 +165,7 @@ int mp_rlock_create(mp_rlock **l) {
 
 int mp_rlock_acquire(mp_rlock *l, int timeout_ms) {
   CHECK_OBJ(l, "mp_rlock_acquire");
-  int64_t deadline;
+  int64_t deadline = -1;
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   if (rc != 0)
     return rc;
@@ -277,7 +277,7 @@ static void cond_unlink(mp_cond *c, struct waiter *w) {
 
 int mp_cond_wait(mp_cond *c, int timeout_ms) {
   CHECK_OBJ(c, "mp_cond_wait");
-  int64_t deadline;
+  int64_t deadline = -1;
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   if (rc != 0 || (rc = cond_check_held(c, "mp_cond_wait")) != 0)
     return rc;
@@ -357,7 +357,7 @@ int mp_sem_create(mp_sem **s, unsigned value, unsigned maxvalue) {
 
 int mp_sem_acquire(mp_sem *s, int timeout_ms) {
   CHECK_OBJ(s, "mp_sem_acquire");
-  int64_t deadline;
+  int64_t deadline = -1;
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   if (rc != 0)
     return rc;
@@ -441,7 +441,7 @@ int mp_event_is_set(mp_event *e) {
 
 int mp_event_wait(mp_event *e, int timeout_ms) {
   CHECK_OBJ(e, "mp_event_wait");
-  int64_t deadline;
+  int64_t deadline = -1;
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   if (rc != 0)
     return rc;
@@ -487,7 +487,7 @@ static int barrier_broken(void) {
 
 int mp_barrier_wait(mp_barrier *b, int timeout_ms) {
   CHECK_OBJ(b, "mp_barrier_wait");
-  int64_t deadline;
+  int64_t deadline = -1;
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   if (rc != 0)
     return rc;

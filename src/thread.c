@@ -75,7 +75,7 @@ int mp_thread_create(mp_thread **out, mp_thread_fn fn, void *arg, const char *na
 int mp_thread_join(mp_thread *t, int timeout_ms) {
   if (t == NULL)
     return mp_set_error(MP_EINVAL, "mp_thread_join: the thread is NULL");
-  int64_t deadline;
+  int64_t deadline = -1;
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   if (rc != 0)
     return rc;

@@ -127,7 +127,7 @@ struct mp_plat_plock {
 };
 
 int mp_plat_plock_create(mp_plat_plock **out) {
-  void *p;
+  void *p = NULL;
   int rc = pobj_open(&p, MP_PLAT_INVALID, sizeof(pthread_mutex_t));
   if (rc == 0 && (rc = robust_init(((struct pobj *)p)->state)) != 0)
     pobj_free(p);
@@ -137,7 +137,7 @@ int mp_plat_plock_create(mp_plat_plock **out) {
 }
 
 int mp_plat_plock_import(mp_plat_plock **out, mp_plat_handle h) {
-  void *p;
+  void *p = NULL;
   int rc = pobj_open(&p, h, sizeof(pthread_mutex_t));
   if (rc == 0)
     *out = p;
@@ -172,7 +172,7 @@ int mp_plat_psem_create(mp_plat_psem **out, unsigned initial, unsigned maxvalue)
   if (initial > SEM_VALUE_MAX || maxvalue > SEM_VALUE_MAX)
     return mp_set_error(MP_EINVAL, "mp_psem_create: values above %d are not supported",
                         (int)SEM_VALUE_MAX);
-  void *p;
+  void *p = NULL;
   int rc = pobj_open(&p, MP_PLAT_INVALID, sizeof(struct psem_state));
   if (rc != 0)
     return rc;
@@ -190,7 +190,7 @@ int mp_plat_psem_create(mp_plat_psem **out, unsigned initial, unsigned maxvalue)
 }
 
 int mp_plat_psem_import(mp_plat_psem **out, mp_plat_handle h) {
-  void *p;
+  void *p = NULL;
   int rc = pobj_open(&p, h, sizeof(struct psem_state));
   if (rc == 0)
     *out = p;
@@ -261,7 +261,7 @@ int mp_plat_pevent_create(mp_plat_pevent **out) {
   (void)out;
   return mp_set_error(MP_ENOTSUP, "mp_pevent needs the Linux futex on POSIX systems");
 #else
-  void *p;
+  void *p = NULL;
   int rc = pobj_open(&p, MP_PLAT_INVALID, sizeof(uint32_t));
   if (rc == 0)
     *out = p;
@@ -270,7 +270,7 @@ int mp_plat_pevent_create(mp_plat_pevent **out) {
 }
 
 int mp_plat_pevent_import(mp_plat_pevent **out, mp_plat_handle h) {
-  void *p;
+  void *p = NULL;
   int rc = pobj_open(&p, h, sizeof(uint32_t));
   if (rc == 0)
     *out = p;

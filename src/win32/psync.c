@@ -81,7 +81,7 @@ static int held_recursively(HANDLE h) {
 }
 
 int mp_plat_plock_create(mp_plat_plock **out) {
-  void *p;
+  void *p = NULL;
   int rc = pobj_new(&p, CreateMutexW(NULL, FALSE, NULL), "CreateMutexW");
   if (rc == 0)
     *out = p;
@@ -89,7 +89,7 @@ int mp_plat_plock_create(mp_plat_plock **out) {
 }
 
 int mp_plat_plock_import(mp_plat_plock **out, mp_plat_handle h) {
-  void *p;
+  void *p = NULL;
   int rc = pobj_new(&p, (HANDLE)h, "mp_plock import");
   if (rc == 0)
     *out = p;
@@ -131,7 +131,7 @@ int mp_plat_psem_create(mp_plat_psem **out, unsigned initial, unsigned maxvalue)
     return mp_set_error(MP_EINVAL, "mp_psem_create: values above %ld are not supported",
                         (long)LONG_MAX);
   LONG max = maxvalue == 0 ? LONG_MAX : (LONG)maxvalue;
-  void *p;
+  void *p = NULL;
   int rc = pobj_new(&p, CreateSemaphoreW(NULL, (LONG)initial, max, NULL), "CreateSemaphoreW");
   if (rc == 0)
     *out = p;
@@ -139,7 +139,7 @@ int mp_plat_psem_create(mp_plat_psem **out, unsigned initial, unsigned maxvalue)
 }
 
 int mp_plat_psem_import(mp_plat_psem **out, mp_plat_handle h) {
-  void *p;
+  void *p = NULL;
   int rc = pobj_new(&p, (HANDLE)h, "mp_psem import");
   if (rc == 0)
     *out = p;
@@ -168,7 +168,7 @@ void mp_plat_psem_free(mp_plat_psem *s) { pobj_free(s ? &s->o : NULL); }
 /* ---- event ------------------------------------------------------------------------ */
 
 int mp_plat_pevent_create(mp_plat_pevent **out) {
-  void *p;
+  void *p = NULL;
   int rc = pobj_new(&p, CreateEventW(NULL, TRUE, FALSE, NULL), "CreateEventW");
   if (rc == 0)
     *out = p;
@@ -176,7 +176,7 @@ int mp_plat_pevent_create(mp_plat_pevent **out) {
 }
 
 int mp_plat_pevent_import(mp_plat_pevent **out, mp_plat_handle h) {
-  void *p;
+  void *p = NULL;
   int rc = pobj_new(&p, (HANDLE)h, "mp_pevent import");
   if (rc == 0)
     *out = p;
