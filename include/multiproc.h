@@ -419,31 +419,44 @@ MP_API size_t mp_shared_len(const mp_shared *s);
 MP_API void *mp_shared_data(mp_shared *s);
 /** Returns the lock that guards the elements (get_lock()). */
 MP_API mp_plock *mp_shared_lock(mp_shared *s);
-/** Reads element i under the lock (MP_EINVAL: bad index or type). */
+/** Reads int64 element i under the lock (MP_EINVAL: bad index, or double elements). */
 MP_API int mp_shared_get_int(mp_shared *s, size_t i, int64_t *value);
+/** Reads double element i under the lock (MP_EINVAL: bad index, or int64 elements). */
 MP_API int mp_shared_get_double(mp_shared *s, size_t i, double *value);
-/** Writes element i under the lock. */
+/** Writes int64 element i under the lock. */
 MP_API int mp_shared_set_int(mp_shared *s, size_t i, int64_t value);
+/** Writes double element i under the lock. */
 MP_API int mp_shared_set_double(mp_shared *s, size_t i, double value);
-/** Adds delta to element i under the lock (value.value += delta); stores the result if
- * result is not NULL. */
+/** Adds delta to int64 element i under the lock (wrapping like a C int64 in ctypes);
+ * stores the new value in result unless it is NULL. */
 MP_API int mp_shared_add_int(mp_shared *s, size_t i, int64_t delta, int64_t *result);
+/** Adds delta to double element i under the lock; stores the new value unless NULL. */
 MP_API int mp_shared_add_double(mp_shared *s, size_t i, double delta, double *result);
 /** Frees this process's handles. */
 MP_API void mp_shared_free(mp_shared *s);
 
 /* ---- passing process-shared objects to children (psync_args.c) ---------------------- */
 /* The child gets its own handle to the same object: borrowed, valid while its target runs.
- * A lock in an mp_shared travels with it. */
+ * The caller keeps owning what it adds. */
+/** Appends a process-shared lock. */
 MP_API int mp_args_add_plock(mp_args *args, mp_plock *l);
+/** Reads argument i as a process-shared lock (MP_EINVAL if it is another type). */
 MP_API int mp_args_get_plock(const mp_args *args, size_t i, mp_plock **l);
+/** Appends a process-shared semaphore. */
 MP_API int mp_args_add_psem(mp_args *args, mp_psem *s);
+/** Reads argument i as a process-shared semaphore. */
 MP_API int mp_args_get_psem(const mp_args *args, size_t i, mp_psem **s);
+/** Appends a process-shared event. */
 MP_API int mp_args_add_pevent(mp_args *args, mp_pevent *e);
+/** Reads argument i as a process-shared event. */
 MP_API int mp_args_get_pevent(const mp_args *args, size_t i, mp_pevent **e);
+/** Appends shared memory. */
 MP_API int mp_args_add_shm(mp_args *args, mp_shm *m);
+/** Reads argument i as shared memory. */
 MP_API int mp_args_get_shm(const mp_args *args, size_t i, mp_shm **m);
+/** Appends a Value/Array (its lock travels with it). */
 MP_API int mp_args_add_shared(mp_args *args, mp_shared *s);
+/** Reads argument i as a Value/Array. */
 MP_API int mp_args_get_shared(const mp_args *args, size_t i, mp_shared **s);
 
 #ifdef __cplusplus

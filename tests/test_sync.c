@@ -223,7 +223,8 @@ static void condition_carries_items_from_producers_to_consumers(void **state) {
 }
 
 struct fifo {
-  mp_cond *cond;
+  mp_cond *cond;     /* the condition under test */
+  mp_cond *progress; /* same lock: tells the test thread that a counter moved */
   mp_lock *lock;
   int waiting;
   int order[3], woken;
@@ -239,24 +240,18 @@ static void fifo_waiter(void *arg) {
   struct fifo *f = a->f;
   mp_lock_acquire(f->lock, MP_FOREVER);
   f->waiting++;
+  mp_cond_notify_all(f->progress);
   mp_cond_wait(f->cond, MP_FOREVER);
   f->order[f->woken++] = a->id;
+  mp_cond_notify_all(f->progress);
   mp_lock_release(f->lock);
 }
 
-/* Waits (without sleeping blindly) until the condition's state satisfies pred. */
+/* Waits until *field reaches want; the lock is held on return. */
 static void wait_until(struct fifo *f, int *field, int want) {
-  for (;;) {
-    mp_lock_acquire(f->lock, MP_FOREVER);
-    int v = *field;
-    mp_lock_release(f->lock);
-    if (v >= want)
-      return;
-    mp_event *tick;
-    mp_event_create(&tick);
-    mp_event_wait(tick, 1); /* yield a millisecond; the loop re-checks the real state */
-    mp_event_free(tick);
-  }
+  mp_lock_acquire(f->lock, MP_FOREVER);
+  while (*field < want)
+    mp_cond_wait(f->progress, MP_FOREVER);
 }
 
 static void notify_wakes_the_longest_waiting_first(void **state) {
@@ -267,6 +262,7 @@ static void notify_wakes_the_longest_waiting_first(void **state) {
   mp_thread *t[3];
   assert_mp_ok(mp_lock_create(&f.lock));
   assert_mp_ok(mp_cond_create(&f.cond, f.lock));
+  assert_mp_ok(mp_cond_create(&f.progress, f.lock));
   assert_ptr_equal(mp_cond_lock(f.cond), f.lock);
   for (int i = 0; i < 3; i++) {
     args[i].f = &f;
@@ -274,19 +270,23 @@ static void notify_wakes_the_longest_waiting_first(void **state) {
     assert_mp_ok(mp_thread_create(&t[i], fifo_waiter, &args[i], NULL));
     /* A waiter counted under the lock is queued: it released the lock only in wait. */
     wait_until(&f, &f.waiting, i + 1);
+    assert_mp_ok(mp_lock_release(f.lock));
   }
   for (int i = 0; i < 3; i++) {
     assert_mp_ok(mp_lock_acquire(f.lock, MP_FOREVER));
     assert_mp_ok(mp_cond_notify(f.cond, 1));
     assert_mp_ok(mp_lock_release(f.lock));
     wait_until(&f, &f.woken, i + 1);
-    assert_int_equal(f.order[i], i);
+    assert_int_equal(f.woken, i + 1); /* exactly one more woke */
+    assert_int_equal(f.order[i], i);  /* the one that waited longest */
+    assert_mp_ok(mp_lock_release(f.lock));
   }
   for (int i = 0; i < 3; i++) {
     assert_mp_ok(mp_thread_join(t[i], MP_FOREVER));
     mp_thread_free(t[i]);
   }
   assert_int_equal(f.woken, 3);
+  mp_cond_free(f.progress);
   mp_cond_free(f.cond);
   mp_lock_free(f.lock);
 }
