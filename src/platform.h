@@ -65,12 +65,15 @@ int mp_plat_wait_many(mp_plat_waitsrc *srcs, size_t n, int timeout_ms);
 /* Owned by the threads/sync work. Deadlines are mp_plat_monotonic_ns() readings; a negative
  * deadline means "wait forever". */
 
-/* A running thread. join and detach release it. */
+/* A running thread. reap and detach release it. */
 typedef struct mp_plat_thread mp_plat_thread;
 /* Starts a thread running fn(arg) (OS names and TLS are the caller's business). */
 int mp_plat_thread_start(mp_plat_thread **t, void (*fn)(void *), void *arg);
-/* Waits for the thread to end, without polling: 0 (t is released) or MP_ETIMEDOUT. */
-int mp_plat_thread_join(mp_plat_thread *t, int64_t deadline_ns);
+/* Waits, without polling, until the thread's function has returned: 0 or MP_ETIMEDOUT.
+ * Several threads may wait at once; t stays valid. */
+int mp_plat_thread_wait(mp_plat_thread *t, int64_t deadline_ns);
+/* After a successful wait: waits out the thread's exit (TLS destructors) and releases t. */
+void mp_plat_thread_reap(mp_plat_thread *t);
 /* Lets the thread clean up after itself when it ends; t is released. */
 void mp_plat_thread_detach(mp_plat_thread *t);
 /* The calling thread's OS id (gettid / GetCurrentThreadId). */

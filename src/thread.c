@@ -8,9 +8,10 @@
 #include "platform.h"
 
 struct mp_thread {
-  mp_plat_thread *pt; /* NULL once joined or detached */
+  mp_plat_thread *pt; /* NULL once reaped */
+  int waiters;        /* joins waiting on pt outside the lock: pt is reaped by the last */
   int64_t serial;     /* unique per thread ever started: lets a thread recognise itself */
-  mp_plat_mutex lock; /* guards pt against concurrent joins */
+  mp_plat_mutex lock; /* guards pt and waiters; never held while waiting */
   char name[MP_THREAD_NAME_MAX + 1];
 };
 
@@ -72,6 +73,15 @@ int mp_thread_create(mp_thread **out, mp_thread_fn fn, void *arg, const char *na
   return 0;
 }
 
+/* Releases the OS thread once it has ended and no join still waits on it; holds t->lock.
+ * (With several joins at once, only the last one also waits out the exit destructors.) */
+static void reap_if_ended(mp_thread *t, int wait_rc) {
+  if (wait_rc == 0 && t->pt != NULL && t->waiters == 0) {
+    mp_plat_thread_reap(t->pt);
+    t->pt = NULL;
+  }
+}
+
 int mp_thread_join(mp_thread *t, int timeout_ms) {
   if (t == NULL)
     return mp_set_error(MP_EINVAL, "mp_thread_join: the thread is NULL");
@@ -79,19 +89,23 @@ int mp_thread_join(mp_thread *t, int timeout_ms) {
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   if (rc != 0)
     return rc;
-  /* Checked before taking t->lock, which another joiner may hold while it waits. */
+  /* A thread waiting for its own end would wait forever. */
   if (t->serial == current_serial)
     return mp_set_error(MP_EDEADLK, "mp_thread_join: a thread cannot join itself");
   mp_plat_mutex_lock(&t->lock);
-  if (t->pt != NULL) {
-    /* Joiners queue on t->lock: the next one finds the thread already reaped. */
-    rc = mp_plat_thread_join(t->pt, deadline);
-    if (rc == 0)
-      t->pt = NULL;
-    else
-      mp_set_error(rc, "mp_thread_join: '%s' is still running", t->name);
-  }
+  mp_plat_thread *pt = t->pt;
+  if (pt != NULL)
+    t->waiters++;
   mp_plat_mutex_unlock(&t->lock);
+  if (pt == NULL)
+    return 0;
+  rc = mp_plat_thread_wait(pt, deadline);
+  mp_plat_mutex_lock(&t->lock);
+  t->waiters--;
+  reap_if_ended(t, rc);
+  mp_plat_mutex_unlock(&t->lock);
+  if (rc == MP_ETIMEDOUT)
+    return mp_set_error(rc, "mp_thread_join: '%s' is still running", t->name);
   return rc;
 }
 
@@ -99,10 +113,8 @@ int mp_thread_is_alive(mp_thread *t) {
   if (t == NULL)
     return mp_set_error(MP_EINVAL, "mp_thread_is_alive: the thread is NULL");
   mp_plat_mutex_lock(&t->lock);
-  /* A zero-deadline join: reaps the thread if it has ended. */
-  if (t->pt != NULL && mp_plat_thread_join(t->pt, 0) == 0)
-    t->pt = NULL;
-  int alive = t->pt != NULL;
+  int alive = t->pt != NULL && mp_plat_thread_wait(t->pt, 0) != 0;
+  reap_if_ended(t, alive ? MP_ETIMEDOUT : 0);
   mp_plat_mutex_unlock(&t->lock);
   return alive;
 }

@@ -150,6 +150,38 @@ static void a_thread_cannot_join_itself(void **state) {
   mp_event_free(s.ready);
 }
 
+struct joiner {
+  mp_thread *target;
+  int rc;
+};
+
+static void join_other(void *arg) {
+  struct joiner *j = arg;
+  j->rc = mp_thread_join(j->target, MP_FOREVER);
+}
+
+/* Two joins at once both see the end; is_alive answers while a join waits. */
+static void concurrent_joins_and_is_alive(void **state) {
+  (void)state;
+  mp_event *go;
+  mp_thread *sleeper, *other;
+  assert_mp_ok(mp_event_create(&go));
+  assert_mp_ok(mp_thread_create(&sleeper, wait_for_event, go, NULL));
+  struct joiner j = {sleeper, 1};
+  assert_mp_ok(mp_thread_create(&other, join_other, &j, NULL));
+  assert_int_equal(mp_thread_is_alive(sleeper), 1);
+  assert_mp(MP_ETIMEDOUT, mp_thread_join(sleeper, 20));
+  assert_mp_ok(mp_event_set(go));
+  assert_mp_ok(mp_thread_join(sleeper, MP_FOREVER));
+  assert_mp_ok(mp_thread_join(other, MP_FOREVER));
+  assert_int_equal(j.rc, 0);
+  assert_int_equal(mp_thread_is_alive(sleeper), 0);
+  assert_mp_ok(mp_thread_join(sleeper, 0));
+  mp_thread_free(other);
+  mp_thread_free(sleeper);
+  mp_event_free(go);
+}
+
 static void signal_done(void *arg) { mp_event_set(arg); }
 
 static void a_detached_thread_runs_to_the_end(void **state) {
@@ -217,6 +249,7 @@ int main(void) {
       cmocka_unit_test(foreign_threads_are_dummies),
       cmocka_unit_test(timed_join_times_out_then_joins),
       cmocka_unit_test(a_thread_cannot_join_itself),
+      cmocka_unit_test(concurrent_joins_and_is_alive),
       cmocka_unit_test(a_detached_thread_runs_to_the_end),
       cmocka_unit_test(thread_ids_differ),
       cmocka_unit_test(cpu_count_is_positive),

@@ -67,19 +67,20 @@ int mp_plat_thread_start(mp_plat_thread **out, void (*fn)(void *), void *arg) {
   return 0;
 }
 
-int mp_plat_thread_join(mp_plat_thread *t, int64_t deadline_ns) {
+int mp_plat_thread_wait(mp_plat_thread *t, int64_t deadline_ns) {
   int rc = 0;
   mp_plat_mutex_lock(&t->lock);
   while (!t->ended && rc == 0)
     rc = mp_plat_cond_wait(&t->ended_cond, &t->lock, deadline_ns);
   int ended = t->ended;
   mp_plat_mutex_unlock(&t->lock);
-  if (!ended)
-    return MP_ETIMEDOUT;
+  return ended ? 0 : MP_ETIMEDOUT;
+}
+
+void mp_plat_thread_reap(mp_plat_thread *t) {
   /* The function has returned; what is left (TLS destructors) is short. */
   pthread_join(t->tid, NULL);
   thread_unref(t);
-  return 0;
 }
 
 void mp_plat_thread_detach(mp_plat_thread *t) {

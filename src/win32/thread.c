@@ -57,15 +57,16 @@ static DWORD ms_until(int64_t deadline_ns) {
   return ms >= (int64_t)INFINITE ? INFINITE - 1 : (DWORD)ms;
 }
 
-int mp_plat_thread_join(mp_plat_thread *t, int64_t deadline_ns) {
+int mp_plat_thread_wait(mp_plat_thread *t, int64_t deadline_ns) {
   DWORD r = WaitForSingleObject(t->h, ms_until(deadline_ns));
-  if (r == WAIT_TIMEOUT)
-    return MP_ETIMEDOUT;
-  if (r != WAIT_OBJECT_0)
-    return mp__os_error("WaitForSingleObject(thread)");
+  if (r == WAIT_OBJECT_0)
+    return 0;
+  return r == WAIT_TIMEOUT ? MP_ETIMEDOUT : mp__os_error("WaitForSingleObject(thread)");
+}
+
+void mp_plat_thread_reap(mp_plat_thread *t) {
   CloseHandle(t->h);
   free(t);
-  return 0;
 }
 
 void mp_plat_thread_detach(mp_plat_thread *t) {
