@@ -253,7 +253,7 @@ MP_API const char *mp_thread_name(const mp_thread *t);
 MP_API const char *mp_thread_current_name(void);
 /** Returns the calling thread's OS id (threading.get_native_id()). */
 MP_API uint64_t mp_thread_id(void);
-/** Returns the number of logical CPUs the process may use (at least 1). */
+/** Returns the number of logical CPUs in the system, at least 1 (os.cpu_count()). */
 MP_API int mp_cpu_count(void);
 
 /* ---- locks, conditions, semaphores, events, barriers (sync.c) ----------------------- */

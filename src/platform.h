@@ -84,7 +84,7 @@ int mp_plat_thread_is_main(void);
  * requires); best effort. Reads it back into buf: 0, or MP_ENOTSUP where the OS has none. */
 void mp_plat_thread_set_os_name(const char *name);
 int mp_plat_thread_get_os_name(char *buf, size_t size);
-/* Logical processors available to the process (at least 1). */
+/* Logical processors online in the system (at least 1), like os.cpu_count(). */
 int mp_plat_cpu_count(void);
 /* Atomically adds v to *p and returns the new value (sequentially consistent). */
 int64_t mp_plat_atomic_add(int64_t *p, int64_t v);
