@@ -54,6 +54,16 @@ static DWORD ms_until(int64_t deadline_ns) {
   return ms >= (int64_t)INFINITE ? INFINITE - 1 : (DWORD)ms;
 }
 
+/* WaitForSingleObject until the deadline really passed: Windows timers may fire a little
+ * early against the monotonic clock the deadline is measured on. */
+static DWORD wait_until(HANDLE h, int64_t deadline_ns) {
+  DWORD r;
+  do
+    r = WaitForSingleObject(h, ms_until(deadline_ns));
+  while (r == WAIT_TIMEOUT && deadline_ns >= 0 && (int64_t)mp_plat_monotonic_ns() < deadline_ns);
+  return r;
+}
+
 /* ---- lock ------------------------------------------------------------------------- */
 
 /* Windows mutexes are recursive; multiproc's lock is not. NtQueryMutant tells whether the
@@ -99,7 +109,7 @@ int mp_plat_plock_import(mp_plat_plock **out, mp_plat_handle h) {
 mp_plat_handle mp_plat_plock_handle(const mp_plat_plock *l) { return (mp_plat_handle)l->o.h; }
 
 int mp_plat_plock_acquire(mp_plat_plock *l, int64_t deadline_ns) {
-  DWORD r = WaitForSingleObject(l->o.h, ms_until(deadline_ns));
+  DWORD r = wait_until(l->o.h, deadline_ns);
   switch (r) {
   case WAIT_OBJECT_0:
     if (held_recursively(l->o.h)) {
@@ -149,7 +159,7 @@ int mp_plat_psem_import(mp_plat_psem **out, mp_plat_handle h) {
 mp_plat_handle mp_plat_psem_handle(const mp_plat_psem *s) { return (mp_plat_handle)s->o.h; }
 
 int mp_plat_psem_acquire(mp_plat_psem *s, int64_t deadline_ns) {
-  DWORD r = WaitForSingleObject(s->o.h, ms_until(deadline_ns));
+  DWORD r = wait_until(s->o.h, deadline_ns);
   if (r == WAIT_OBJECT_0)
     return 0;
   return r == WAIT_TIMEOUT ? MP_ETIMEDOUT : mp__os_error("WaitForSingleObject(semaphore)");
@@ -198,7 +208,7 @@ int mp_plat_pevent_is_set(mp_plat_pevent *e) {
 }
 
 int mp_plat_pevent_wait(mp_plat_pevent *e, int64_t deadline_ns) {
-  DWORD r = WaitForSingleObject(e->o.h, ms_until(deadline_ns));
+  DWORD r = wait_until(e->o.h, deadline_ns);
   if (r == WAIT_OBJECT_0)
     return 0;
   return r == WAIT_TIMEOUT ? MP_ETIMEDOUT : mp__os_error("WaitForSingleObject(event)");

@@ -38,9 +38,11 @@ int mp_plat_cond_wait(mp_plat_cond *c, mp_plat_mutex *m, int64_t deadline_ns) {
     int64_t rounded = (left + 999999) / 1000000;
     ms = rounded >= (int64_t)INFINITE ? INFINITE - 1 : (DWORD)rounded;
   }
-  if (SleepConditionVariableSRW(CV(c), SRW(m), ms, 0))
+  if (SleepConditionVariableSRW(CV(c), SRW(m), ms, 0) || GetLastError() != ERROR_TIMEOUT)
     return 0;
-  return GetLastError() == ERROR_TIMEOUT ? MP_ETIMEDOUT : 0;
+  /* Windows timers may fire a little early: before the deadline this is a spurious wake-up
+   * and the caller simply waits again. */
+  return deadline_ns >= 0 && (int64_t)mp_plat_monotonic_ns() < deadline_ns ? 0 : MP_ETIMEDOUT;
 }
 
 void mp_plat_cond_signal(mp_plat_cond *c) { WakeConditionVariable(CV(c)); }

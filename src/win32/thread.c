@@ -57,8 +57,18 @@ static DWORD ms_until(int64_t deadline_ns) {
   return ms >= (int64_t)INFINITE ? INFINITE - 1 : (DWORD)ms;
 }
 
+/* WaitForSingleObject until the deadline really passed: Windows timers may fire a little
+ * early against the monotonic clock the deadline is measured on. */
+static DWORD wait_until(HANDLE h, int64_t deadline_ns) {
+  DWORD r;
+  do
+    r = WaitForSingleObject(h, ms_until(deadline_ns));
+  while (r == WAIT_TIMEOUT && deadline_ns >= 0 && (int64_t)mp_plat_monotonic_ns() < deadline_ns);
+  return r;
+}
+
 int mp_plat_thread_wait(mp_plat_thread *t, int64_t deadline_ns) {
-  DWORD r = WaitForSingleObject(t->h, ms_until(deadline_ns));
+  DWORD r = wait_until(t->h, deadline_ns);
   if (r == WAIT_OBJECT_0)
     return 0;
   return r == WAIT_TIMEOUT ? MP_ETIMEDOUT : mp__os_error("WaitForSingleObject(thread)");
