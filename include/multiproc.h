@@ -348,6 +348,239 @@ MP_API int64_t mp_getppid(void);
 /** Returns the current process's name ("MainProcess" in the parent). */
 MP_API const char *mp_current_process_name(void);
 
+/* ---- threads (thread.c) ------------------------------------------------------------- */
+
+typedef struct mp_thread mp_thread;
+/* A thread's target, like threading.Thread(target=fn, args=(arg,)). */
+typedef void (*mp_thread_fn)(void *arg);
+
+/* The longest thread name, in bytes, without the NUL. */
+#define MP_THREAD_NAME_MAX 255
+
+/** Starts a thread running fn(arg); name NULL gives "Thread-N" (N counts from 1). */
+MP_API int mp_thread_create(mp_thread **t, mp_thread_fn fn, void *arg, const char *name);
+/** Waits for the thread to end without polling: 0, or MP_ETIMEDOUT (it still runs);
+ * joining twice is 0; joining oneself is MP_EDEADLK. */
+MP_API int mp_thread_join(mp_thread *t, int timeout_ms);
+/** Lets the thread run on by itself and frees t (its resources go when it ends). */
+MP_API int mp_thread_detach(mp_thread *t);
+/** Frees t: a joined thread's record, or a running thread's (which is then detached). */
+MP_API void mp_thread_free(mp_thread *t);
+/** Returns 1 until the thread's function has returned, then 0. */
+MP_API int mp_thread_is_alive(mp_thread *t);
+/** Returns the thread's name (owned by t). */
+MP_API const char *mp_thread_name(const mp_thread *t);
+/** Returns the calling thread's name: "MainThread", an mp_thread's name, or "Dummy-N" for
+ * a thread the library did not start (as threading.current_thread().name). */
+MP_API const char *mp_thread_current_name(void);
+/** Returns the calling thread's OS id (threading.get_native_id()). */
+MP_API uint64_t mp_thread_id(void);
+/** Returns the number of logical CPUs in the system, at least 1 (os.cpu_count()). */
+MP_API int mp_cpu_count(void);
+
+/* ---- locks, conditions, semaphores, events, barriers (sync.c) ----------------------- */
+
+typedef struct mp_lock mp_lock;       /* threading.Lock: not recursive, any thread releases */
+typedef struct mp_rlock mp_rlock;     /* threading.RLock: recursive, the owner releases */
+typedef struct mp_cond mp_cond;       /* threading.Condition over an mp_lock */
+typedef struct mp_sem mp_sem;         /* threading.Semaphore / BoundedSemaphore */
+typedef struct mp_event mp_event;     /* threading.Event */
+typedef struct mp_barrier mp_barrier; /* threading.Barrier */
+
+/** Creates an unlocked lock. */
+MP_API int mp_lock_create(mp_lock **l);
+/** Acquires the lock: 0 or MP_ETIMEDOUT; in debug builds re-acquiring from the thread
+ * that holds it is MP_EDEADLK instead of a deadlock. */
+MP_API int mp_lock_acquire(mp_lock *l, int timeout_ms);
+/** Releases the lock (from any thread); MP_ESTATE if it is not locked. */
+MP_API int mp_lock_release(mp_lock *l);
+/** Returns 1 if the lock is held, 0 if not. */
+MP_API int mp_lock_locked(mp_lock *l);
+/** Frees the lock. */
+MP_API void mp_lock_free(mp_lock *l);
+
+/** Creates an unlocked recursive lock. */
+MP_API int mp_rlock_create(mp_rlock **l);
+/** Acquires the lock (again, if the calling thread holds it): 0 or MP_ETIMEDOUT. */
+MP_API int mp_rlock_acquire(mp_rlock *l, int timeout_ms);
+/** Releases one level; MP_EPERM if the calling thread does not hold it. */
+MP_API int mp_rlock_release(mp_rlock *l);
+/** Returns how many times the calling thread holds the lock (0 if it does not). */
+MP_API int mp_rlock_level(mp_rlock *l);
+/** Frees the lock. */
+MP_API void mp_rlock_free(mp_rlock *l);
+
+/** Creates a condition variable over lock (borrowed; NULL: its own, see mp_cond_lock). */
+MP_API int mp_cond_create(mp_cond **c, mp_lock *lock);
+/** Returns the condition's lock, to acquire and release around waits and notifies. */
+MP_API mp_lock *mp_cond_lock(mp_cond *c);
+/** Releases the lock, waits for a notify, re-acquires: 0 (notified) or MP_ETIMEDOUT;
+ * MP_ESTATE if the lock is not held. */
+MP_API int mp_cond_wait(mp_cond *c, int timeout_ms);
+/** Wakes up to n waiting threads, longest waiting first; MP_ESTATE if the lock is not held. */
+MP_API int mp_cond_notify(mp_cond *c, int n);
+/** Wakes every waiting thread; MP_ESTATE if the lock is not held. */
+MP_API int mp_cond_notify_all(mp_cond *c);
+/** Frees the condition (and its own lock, if it made one). */
+MP_API void mp_cond_free(mp_cond *c);
+
+/* maxvalue for an unbounded semaphore. */
+#define MP_SEM_UNBOUNDED 0u
+
+/** Creates a semaphore with the given value; maxvalue > 0 makes it bounded (maxvalue >= value). */
+MP_API int mp_sem_create(mp_sem **s, unsigned value, unsigned maxvalue);
+/** Takes one unit: 0 or MP_ETIMEDOUT. */
+MP_API int mp_sem_acquire(mp_sem *s, int timeout_ms);
+/** Gives one unit back; MP_EINVAL if a bounded semaphore would exceed its maxvalue. */
+MP_API int mp_sem_release(mp_sem *s);
+/** Returns the current value. */
+MP_API unsigned mp_sem_value(mp_sem *s);
+/** Frees the semaphore. */
+MP_API void mp_sem_free(mp_sem *s);
+
+/** Creates an event, initially clear. */
+MP_API int mp_event_create(mp_event **e);
+/** Sets the event and wakes every waiter. */
+MP_API int mp_event_set(mp_event *e);
+/** Clears the event. */
+MP_API int mp_event_clear(mp_event *e);
+/** Returns 1 if the event is set. */
+MP_API int mp_event_is_set(mp_event *e);
+/** Waits until the event is set: 0 or MP_ETIMEDOUT. */
+MP_API int mp_event_wait(mp_event *e, int timeout_ms);
+/** Frees the event. */
+MP_API void mp_event_free(mp_event *e);
+
+/** Creates a barrier for `parties` threads (at least 1). */
+MP_API int mp_barrier_create(mp_barrier **b, unsigned parties);
+/** Waits until all parties arrived: returns this thread's arrival index (0..parties-1);
+ * MP_ETIMEDOUT breaks the barrier, which makes every waiter return MP_EBROKEN. */
+MP_API int mp_barrier_wait(mp_barrier *b, int timeout_ms);
+/** Breaks the barrier: current and later waiters get MP_EBROKEN until mp_barrier_reset. */
+MP_API int mp_barrier_abort(mp_barrier *b);
+/** Returns the barrier to its initial state (waiters still inside get MP_EBROKEN). */
+MP_API int mp_barrier_reset(mp_barrier *b);
+/** Frees the barrier. */
+MP_API void mp_barrier_free(mp_barrier *b);
+
+/* ---- thread-local slots (tls.c) ----------------------------------------------------- */
+
+typedef struct mp_tls mp_tls; /* one attribute of a threading.local() */
+/* Runs at a thread's exit for its non-NULL value (any thread, on both systems). */
+typedef void (*mp_tls_dtor)(void *value);
+
+/** Creates a slot; dtor may be NULL. */
+MP_API int mp_tls_create(mp_tls **key, mp_tls_dtor dtor);
+/** Sets the calling thread's value (the previous one is not destroyed). */
+MP_API int mp_tls_set(mp_tls *key, void *value);
+/** Returns the calling thread's value (NULL if never set). */
+MP_API void *mp_tls_get(mp_tls *key);
+/** Frees the slot; call it when no other thread still holds a value (see docs/threads.md). */
+MP_API void mp_tls_free(mp_tls *key);
+
+/* ---- process-shared lock, semaphore, event (psync.c) -------------------------------- */
+
+typedef struct mp_plock mp_plock;   /* multiprocessing.Lock, robust against dead holders */
+typedef struct mp_psem mp_psem;     /* multiprocessing.Semaphore / BoundedSemaphore */
+typedef struct mp_pevent mp_pevent; /* multiprocessing.Event */
+
+/** Creates a process-shared lock that children inherit (fork) or receive in mp_args. */
+MP_API int mp_plock_create(mp_plock **l);
+/** Acquires: 0, MP_ETIMEDOUT, MP_EDEADLK (the calling thread holds it), or MP_EOWNERDEAD
+ * (the holder died holding it: the caller now holds it and it is usable again). */
+MP_API int mp_plock_acquire(mp_plock *l, int timeout_ms);
+/** Releases; MP_EPERM if the calling thread does not hold it. */
+MP_API int mp_plock_release(mp_plock *l);
+/** Frees this process's handle to the lock. */
+MP_API void mp_plock_free(mp_plock *l);
+
+/** Creates a process-shared semaphore; maxvalue > 0 makes it bounded (maxvalue >= value). */
+MP_API int mp_psem_create(mp_psem **s, unsigned value, unsigned maxvalue);
+/** Takes one unit: 0 or MP_ETIMEDOUT. */
+MP_API int mp_psem_acquire(mp_psem *s, int timeout_ms);
+/** Gives one unit back; MP_EINVAL if a bounded semaphore would exceed its maxvalue. */
+MP_API int mp_psem_release(mp_psem *s);
+/** Frees this process's handle to the semaphore. */
+MP_API void mp_psem_free(mp_psem *s);
+
+/** Creates a process-shared event, initially clear. */
+MP_API int mp_pevent_create(mp_pevent **e);
+/** Sets the event and wakes every waiter in every process. */
+MP_API int mp_pevent_set(mp_pevent *e);
+/** Clears the event. */
+MP_API int mp_pevent_clear(mp_pevent *e);
+/** Returns 1 if the event is set, 0 if not. */
+MP_API int mp_pevent_is_set(mp_pevent *e);
+/** Waits until the event is set: 0 or MP_ETIMEDOUT. */
+MP_API int mp_pevent_wait(mp_pevent *e, int timeout_ms);
+/** Frees this process's handle to the event. */
+MP_API void mp_pevent_free(mp_pevent *e);
+
+/* ---- shared memory, Value and Array (shm.c) ----------------------------------------- */
+
+typedef struct mp_shm mp_shm;       /* anonymous shared memory, zero-filled */
+typedef struct mp_shared mp_shared; /* Value / Array: typed elements in shared memory + lock */
+
+/** Creates size bytes (> 0) of zeroed shared memory that children inherit or receive. */
+MP_API int mp_shm_create(mp_shm **m, size_t size);
+/** Gives the mapping's address and size (either pointer may be NULL). */
+MP_API int mp_shm_map(mp_shm *m, void **addr, size_t *size);
+/** Unmaps and frees this process's handle (other processes keep theirs). */
+MP_API void mp_shm_free(mp_shm *m);
+
+typedef enum mp_shared_type { MP_SHARED_INT64 = 1, MP_SHARED_DOUBLE = 2 } mp_shared_type;
+
+/** Creates an Array of n zeroed elements (n >= 1) with its own process-shared lock;
+ * n == 1 is a Value, like multiprocessing.Value('q', 0). */
+MP_API int mp_shared_create(mp_shared **s, mp_shared_type type, size_t n);
+/** Returns the element type. */
+MP_API mp_shared_type mp_shared_kind(const mp_shared *s);
+/** Returns the number of elements. */
+MP_API size_t mp_shared_len(const mp_shared *s);
+/** Returns the elements (int64_t[] or double[]); hold mp_shared_lock while changing them. */
+MP_API void *mp_shared_data(mp_shared *s);
+/** Returns the lock that guards the elements (get_lock()). */
+MP_API mp_plock *mp_shared_lock(mp_shared *s);
+/** Reads int64 element i under the lock (MP_EINVAL: bad index, or double elements). */
+MP_API int mp_shared_get_int(mp_shared *s, size_t i, int64_t *value);
+/** Reads double element i under the lock (MP_EINVAL: bad index, or int64 elements). */
+MP_API int mp_shared_get_double(mp_shared *s, size_t i, double *value);
+/** Writes int64 element i under the lock. */
+MP_API int mp_shared_set_int(mp_shared *s, size_t i, int64_t value);
+/** Writes double element i under the lock. */
+MP_API int mp_shared_set_double(mp_shared *s, size_t i, double value);
+/** Adds delta to int64 element i under the lock (wrapping like a C int64 in ctypes);
+ * stores the new value in result unless it is NULL. */
+MP_API int mp_shared_add_int(mp_shared *s, size_t i, int64_t delta, int64_t *result);
+/** Adds delta to double element i under the lock; stores the new value unless NULL. */
+MP_API int mp_shared_add_double(mp_shared *s, size_t i, double delta, double *result);
+/** Frees this process's handles. */
+MP_API void mp_shared_free(mp_shared *s);
+
+/* ---- passing process-shared objects to children (psync_args.c) ---------------------- */
+/* The child gets its own handle to the same object: borrowed, valid while its target runs.
+ * The caller keeps owning what it adds. */
+/** Appends a process-shared lock. */
+MP_API int mp_args_add_plock(mp_args *args, mp_plock *l);
+/** Reads argument i as a process-shared lock (MP_EINVAL if it is another type). */
+MP_API int mp_args_get_plock(const mp_args *args, size_t i, mp_plock **l);
+/** Appends a process-shared semaphore. */
+MP_API int mp_args_add_psem(mp_args *args, mp_psem *s);
+/** Reads argument i as a process-shared semaphore. */
+MP_API int mp_args_get_psem(const mp_args *args, size_t i, mp_psem **s);
+/** Appends a process-shared event. */
+MP_API int mp_args_add_pevent(mp_args *args, mp_pevent *e);
+/** Reads argument i as a process-shared event. */
+MP_API int mp_args_get_pevent(const mp_args *args, size_t i, mp_pevent **e);
+/** Appends shared memory. */
+MP_API int mp_args_add_shm(mp_args *args, mp_shm *m);
+/** Reads argument i as shared memory. */
+MP_API int mp_args_get_shm(const mp_args *args, size_t i, mp_shm **m);
+/** Appends a Value/Array (its lock travels with it). */
+MP_API int mp_args_add_shared(mp_args *args, mp_shared *s);
+/** Reads argument i as a Value/Array. */
+MP_API int mp_args_get_shared(const mp_args *args, size_t i, mp_shared **s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -51,7 +51,8 @@ enum {
   MP_XFER_PLOCK = 3,
   MP_XFER_PSEM = 4,
   MP_XFER_PEVENT = 5,
-  MP_XFER_SHM = 6
+  MP_XFER_SHM = 6,
+  MP_XFER_SHARED = 7 /* a Value/Array: shared memory plus its lock (shm.c) */
 };
 
 /* Appends any passable object; the public mp_args_add_<kind> functions wrap this. */
@@ -92,5 +93,17 @@ mp_plat_chan *mp__conn_chan(mp_conn *c);
  * mp_process_free, also after join. MP_PLAT_INVALID if the process was never started
  * (mp_wait then fails with MP_ESTATE). */
 mp_plat_handle mp__process_wait_handle(mp_process *p);
+/* ---- threads and synchronisation (sync.c, psync.c, shm.c) --------------------------- */
+
+/* Turns a public timeout (MP_FOREVER, 0, or milliseconds) into a monotonic deadline in ns
+ * (-1: forever). Returns 0, or MP_EINVAL for a timeout below MP_FOREVER. */
+int mp__deadline_ns(int timeout_ms, int64_t *deadline_ns);
+
+/* The passable process-shared objects (psync.c, shm.c). */
+extern const mp__xfer_type mp__plock_xfer;
+extern const mp__xfer_type mp__psem_xfer;
+extern const mp__xfer_type mp__pevent_xfer;
+extern const mp__xfer_type mp__shm_xfer;
+extern const mp__xfer_type mp__shared_xfer;
 
 #endif /* MP_INTERNAL_H */

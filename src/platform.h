@@ -93,6 +93,109 @@ typedef struct mp_plat_waitsrc {
  * Windows more than 64 sources work. */
 int mp_plat_wait_many(mp_plat_waitsrc *srcs, size_t n, int timeout_ms);
 
+/* ---- threads, in-process locks, thread-local slots (thread.c, sync.c, tls.c) --------- */
+/* Owned by the threads/sync work. Deadlines are mp_plat_monotonic_ns() readings; a negative
+ * deadline means "wait forever". */
+
+/* A running thread. reap and detach release it. */
+typedef struct mp_plat_thread mp_plat_thread;
+/* Starts a thread running fn(arg) (OS names and TLS are the caller's business). */
+int mp_plat_thread_start(mp_plat_thread **t, void (*fn)(void *), void *arg);
+/* Waits, without polling, until the thread's function has returned: 0 or MP_ETIMEDOUT.
+ * Several threads may wait at once; t stays valid. */
+int mp_plat_thread_wait(mp_plat_thread *t, int64_t deadline_ns);
+/* After a successful wait: waits out the thread's exit (TLS destructors) and releases t. */
+void mp_plat_thread_reap(mp_plat_thread *t);
+/* Lets the thread clean up after itself when it ends; t is released. */
+void mp_plat_thread_detach(mp_plat_thread *t);
+/* The calling thread's OS id (gettid / GetCurrentThreadId). */
+uint64_t mp_plat_thread_id(void);
+/* 1 if the calling thread is the process's main thread. */
+int mp_plat_thread_is_main(void);
+/* Sets the calling thread's OS-visible name where the OS allows (truncated as the OS
+ * requires); best effort. Reads it back into buf: 0, or MP_ENOTSUP where the OS has none. */
+void mp_plat_thread_set_os_name(const char *name);
+int mp_plat_thread_get_os_name(char *buf, size_t size);
+/* Logical processors online in the system (at least 1), like os.cpu_count(). */
+int mp_plat_cpu_count(void);
+/* Atomically adds v to *p and returns the new value (sequentially consistent). */
+int64_t mp_plat_atomic_add(int64_t *p, int64_t v);
+
+/* A mutex and a condition variable held by value (no allocation): pthread_mutex_t /
+ * pthread_cond_t (CLOCK_MONOTONIC) on POSIX, SRWLOCK / CONDITION_VARIABLE on Windows. */
+typedef union mp_plat_mutex {
+  void *align_p;
+  long long align_l;
+  double align_d;
+  unsigned char bytes[64];
+} mp_plat_mutex;
+typedef union mp_plat_cond {
+  void *align_p;
+  long long align_l;
+  double align_d;
+  unsigned char bytes[64];
+} mp_plat_cond;
+int mp_plat_mutex_init(mp_plat_mutex *m);
+void mp_plat_mutex_destroy(mp_plat_mutex *m);
+void mp_plat_mutex_lock(mp_plat_mutex *m);
+void mp_plat_mutex_unlock(mp_plat_mutex *m);
+int mp_plat_cond_init(mp_plat_cond *c);
+void mp_plat_cond_destroy(mp_plat_cond *c);
+/* Releases m, waits for a signal or the deadline, re-acquires m: 0 or MP_ETIMEDOUT. May
+ * wake spuriously: callers re-check their predicate. */
+int mp_plat_cond_wait(mp_plat_cond *c, mp_plat_mutex *m, int64_t deadline_ns);
+void mp_plat_cond_signal(mp_plat_cond *c);
+void mp_plat_cond_broadcast(mp_plat_cond *c);
+
+/* Thread-local slots whose destructor runs for each thread's non-NULL value at that
+ * thread's exit, also for threads the library did not start (pthread keys / FLS). */
+int mp_plat_tls_create(uint64_t *key, void (*dtor)(void *));
+void mp_plat_tls_free(uint64_t key);
+int mp_plat_tls_set(uint64_t key, void *value);
+void *mp_plat_tls_get(uint64_t key);
+
+/* ---- process-shared memory, lock, semaphore, event (shm.c, psync.c) ------------------ */
+/* Each object is one OS handle that a child can import: POSIX a memfd (or unlinked
+ * shm_open) fd whose mapping holds the state; Windows a mapping, mutex, semaphore or event
+ * HANDLE. import takes ownership of h: it is closed on failure too. */
+typedef struct mp_plat_shm mp_plat_shm;
+int mp_plat_shm_create(mp_plat_shm **m, size_t size);
+int mp_plat_shm_import(mp_plat_shm **m, mp_plat_handle h, size_t size);
+void *mp_plat_shm_addr(const mp_plat_shm *m);
+mp_plat_handle mp_plat_shm_handle(const mp_plat_shm *m);
+void mp_plat_shm_free(mp_plat_shm *m);
+
+/* A robust lock: acquire gives 0, MP_EOWNERDEAD (the holder died; now held and
+ * consistent), MP_ETIMEDOUT or MP_EDEADLK (the calling thread holds it). Release by a
+ * thread that does not hold it: MP_EPERM. */
+typedef struct mp_plat_plock mp_plat_plock;
+int mp_plat_plock_create(mp_plat_plock **l);
+int mp_plat_plock_import(mp_plat_plock **l, mp_plat_handle h);
+mp_plat_handle mp_plat_plock_handle(const mp_plat_plock *l);
+int mp_plat_plock_acquire(mp_plat_plock *l, int64_t deadline_ns);
+int mp_plat_plock_release(mp_plat_plock *l);
+void mp_plat_plock_free(mp_plat_plock *l);
+
+/* A counting semaphore; release beyond maxvalue is MP_EINVAL. */
+typedef struct mp_plat_psem mp_plat_psem;
+int mp_plat_psem_create(mp_plat_psem **s, unsigned initial, unsigned maxvalue);
+int mp_plat_psem_import(mp_plat_psem **s, mp_plat_handle h);
+mp_plat_handle mp_plat_psem_handle(const mp_plat_psem *s);
+int mp_plat_psem_acquire(mp_plat_psem *s, int64_t deadline_ns);
+int mp_plat_psem_release(mp_plat_psem *s);
+void mp_plat_psem_free(mp_plat_psem *s);
+
+/* A manual-reset event. */
+typedef struct mp_plat_pevent mp_plat_pevent;
+int mp_plat_pevent_create(mp_plat_pevent **e);
+int mp_plat_pevent_import(mp_plat_pevent **e, mp_plat_handle h);
+mp_plat_handle mp_plat_pevent_handle(const mp_plat_pevent *e);
+int mp_plat_pevent_set(mp_plat_pevent *e);
+int mp_plat_pevent_clear(mp_plat_pevent *e);
+int mp_plat_pevent_is_set(mp_plat_pevent *e);
+int mp_plat_pevent_wait(mp_plat_pevent *e, int64_t deadline_ns);
+void mp_plat_pevent_free(mp_plat_pevent *e);
+
 /* ---- process: fork, spawn, wait, signal (posix/process.c, win32/process.c) ------------ */
 
 /* A child process as the backend sees it. */
