@@ -56,4 +56,10 @@ int mp__args_add_object(mp_args *args, const mp__xfer_type *type, void *obj);
 /* Reads argument i as an object of the given type (MP_EINVAL if it is another type). */
 int mp__args_get_object(const mp_args *args, size_t i, const mp__xfer_type *type, void **obj);
 
+/* ---- subprocesses (popen.c) ---------------------------------------------------------- */
+
+/* Reaps every finished child of mp_popen that was freed while still running; mp_shutdown
+ * calls it. Never blocks. */
+void mp__popen_reap_all(void);
+
 #endif /* MP_INTERNAL_H */
