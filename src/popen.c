@@ -424,7 +424,9 @@ void mp_run_result_free(mp_run_result *r) {
 static void run_kill_and_reap(mp_popen *p) {
   (void)mp_popen_kill_tree(p);
   (void)mp_plat_popen_wait(&p->c, MP_FOREVER);
-  (void)mp_plat_popen_pump(p->c.pipes, NULL, 0, &p->in_off, &p->out, &p->err, 0);
+  /* The tree is dead, so the pipes end at once; the bound only guards against a
+   * descendant that escaped the group or job. */
+  (void)mp_plat_popen_pump(p->c.pipes, NULL, 0, &p->in_off, &p->out, &p->err, 100);
 }
 
 static int run_common(const char *const *argv, const char *shell_cmd, const mp_popen_opts *opts,

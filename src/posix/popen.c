@@ -588,9 +588,16 @@ int mp_plat_popen_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, s
   sigpipe_guard g;
   int epipe = 0, rc;
   sigpipe_block(&g);
-  for (;;) {
+  for (int rounds = 0;; rounds++) {
     if (pipes[0] != MP_PLAT_INVALID && *in_off >= in_len)
       close_pipe(&pipes[0]);
+    /* A child that never stops writing must not hold us past the deadline. */
+    int open = pipes[0] != MP_PLAT_INVALID || pipes[1] != MP_PLAT_INVALID ||
+               pipes[2] != MP_PLAT_INVALID;
+    if (open && rounds > 0 && timeout_ms >= 0 && ms_left(deadline, 0) == 0) {
+      rc = MP_ETIMEDOUT;
+      break;
+    }
     rc = pump_round(pipes, in, in_len, in_off, bufs, ms_left(deadline, timeout_ms < 0), &epipe);
     if (rc != 0)
       break;
