@@ -860,8 +860,9 @@ static void write_bat(const char *name) {
   write_file(path, text);
 }
 
-/* Wine's cmd.exe expands %VAR% a second time in the text that %* substitutes into a batch
- * line (real cmd.exe does not), so under Wine an argument with '%' cannot arrive unchanged
+/* Wine's cmd.exe processes '%' a second time in the text that %* substitutes into a batch
+ * line ("%%" becomes "%", %VAR% expands; real cmd.exe does neither), so under Wine an
+ * argument with '%' cannot arrive unchanged
  * whatever the caller does. The /c line itself, which our escaping protects, Wine parses
  * like Windows: the MP_BAT_SECRET case shows it. */
 static int is_wine(void) {
