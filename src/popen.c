@@ -522,6 +522,8 @@ int mp_check_output(const char *const *argv, const mp_popen_opts *opts, char **o
   if (out_len)
     *out_len = 0;
   mp_popen_opts o = opts ? *opts : zero_opts;
+  if (o.std_out.mode != MP_STDIO_INHERIT && o.std_out.mode != MP_STDIO_PIPE)
+    return mp_set_error(MP_EINVAL, "mp_check_output captures stdout: leave std_out unset");
   o.std_out.mode = MP_STDIO_PIPE;
   int rc = mp_run(argv, &o, &r);
   *out = r.out;

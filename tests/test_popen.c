@@ -720,6 +720,39 @@ static void search_path_finds_a_system_program(void **state) {
 #endif
 }
 
+/* A new process group or session makes the child its leader; by default it shares ours. */
+static void process_group_and_detached_children(void **state) {
+  (void)state;
+  mp_popen_opts o = capture_opts();
+  for (int mode = 0; mode < 3; mode++) {
+    o.new_process_group = mode == 1;
+    o.detached = mode == 2;
+    mp_popen *p;
+    char *out;
+    assert_mp_ok(mp_popen_create(&p, CHILD("ids", "print", "done"), &o));
+    assert_mp_ok(mp_popen_communicate(p, NULL, 0, &out, NULL, NULL, NULL, 10000));
+#ifdef _WIN32
+    assert_string_equal(out, "ids n/a\ndone");
+#else
+    long pid, pgid, sid;
+    assert_int_equal(sscanf(out, "pid %ld pgid %ld sid %ld", &pid, &pgid, &sid), 3);
+    assert_int_equal(pid, (long)mp_popen_pid(p));
+    assert_int_equal(pgid, mode == 0 ? (long)getpgrp() : pid);
+    assert_int_equal(sid, mode == 2 ? pid : (long)getsid(0));
+#endif
+    int code;
+    assert_mp_ok(mp_popen_returncode(p, &code));
+    assert_int_equal(code, 0);
+    mp_free(out);
+    mp_popen_free(p);
+  }
+  /* check_output captures stdout itself: a redirection of it is a caller's mistake. */
+  char *out;
+  o.std_out.mode = MP_STDIO_DEVNULL;
+  assert_mp(MP_EINVAL, mp_check_output(CHILD("exit", "0"), &o, &out, NULL));
+  assert_null(out);
+}
+
 /* ---- handles, zombies, threads ------------------------------------------------------- */
 
 static void two_hundred_spawns_leak_nothing(void **state) {
@@ -960,6 +993,7 @@ int main(void) {
       cmocka_unit_test(shell_runs_a_command_line),
       cmocka_unit_test(check_output_returns_stdout_or_fails),
       cmocka_unit_test(search_path_finds_a_system_program),
+      cmocka_unit_test(process_group_and_detached_children),
       cmocka_unit_test(two_hundred_spawns_leak_nothing),
 #ifndef _WIN32
       cmocka_unit_test(freed_running_child_is_reaped_later),

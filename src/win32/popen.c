@@ -244,11 +244,13 @@ static int try_dir(const wchar_t *dir, size_t dlen, const wchar_t *name, const w
 
 /* PATH lookup with PATHEXT: the child's PATH (or ours), then the system directories. */
 static int search_path(const mp_plat_spawn *spec, const wchar_t *name, wchar_t *out) {
-  static wchar_t parent_path[32768], exts[4096];
-  wchar_t sysdirs[2 * MAX_PATH + 2];
+  wchar_t sysdirs[2 * MAX_PATH + 2], exts[4096];
   wchar_t *child_path = spec->path ? to_wide(spec->path) : NULL;
+  wchar_t *parent_path = child_path ? NULL : malloc(32768 * sizeof(wchar_t));
   const wchar_t *path = child_path;
   if (path == NULL) {
+    if (parent_path == NULL)
+      return mp_set_error(MP_ENOMEM, "out of memory searching PATH");
     DWORD n = GetEnvironmentVariableW(L"PATH", parent_path, 32768);
     path = n > 0 && n < 32768 ? parent_path : L"";
   }
@@ -271,6 +273,7 @@ static int search_path(const mp_plat_spawn *spec, const wchar_t *name, wchar_t *
     }
   }
   free(child_path);
+  free(parent_path);
   if (!found) {
     char *n8 = to_utf8(name, -1);
     int rc = mp_set_error(MP_ENOENT, "'%s' not found in PATH (extensions %s)", n8 ? n8 : "?",

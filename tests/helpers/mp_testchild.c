@@ -10,6 +10,7 @@
  *   spawn-sleep MS start "mp_testchild sleep MS" with our stdout/stderr, write
  *                  "grandchild <pid>\n"
  *   fds            Linux: write "fds N\n", N = open descriptors other than 0, 1, 2
+ *   ids            POSIX: write "pid P pgid G sid S\n"
  * Arguments arrive as UTF-8: on Windows they are read with CommandLineToArgvW, as every
  * program built with the Microsoft C runtime would see them. */
 #ifndef _WIN32
@@ -117,6 +118,8 @@ static void spawn_sleep(const char *ms) {
 }
 
 static void print_fds(void) { put_str(stdout, "fds n/a\n"); }
+
+static void print_ids(void) { put_str(stdout, "ids n/a\n"); }
 #else
 static void sleep_ms(long ms) {
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -150,6 +153,13 @@ static void spawn_sleep(const char *ms) {
     exit(91);
   char line[64];
   snprintf(line, sizeof line, "grandchild %ld\n", (long)pid);
+  put_str(stdout, line);
+}
+
+static void print_ids(void) {
+  char line[96];
+  snprintf(line, sizeof line, "pid %ld pgid %ld sid %ld\n", (long)getpid(), (long)getpgrp(),
+           (long)getsid(0));
   put_str(stdout, line);
 }
 
@@ -208,6 +218,8 @@ static int run(int argc, char **argv) {
         copy_stdin(1);
       else if (strcmp(c, "fds") == 0)
         print_fds();
+      else if (strcmp(c, "ids") == 0)
+        print_ids();
       else {
         fprintf(stderr, "mp_testchild: unknown command '%s'\n", c);
         return 99;
