@@ -3,7 +3,7 @@
  * exec, so mp_run should be within 10% of raw posix_spawn and no slower than the others.
  * The C peers run interleaved, one of each per round, so drift hits them alike. */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* posix_spawn, environ */
+#  define _GNU_SOURCE /* posix_spawn, environ */
 #endif
 #include <spawn.h>
 #include <stdio.h>
@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #ifdef MP_HAVE_APR
-#include <apr_general.h>
-#include <apr_thread_proc.h>
+#  include <apr_general.h>
+#  include <apr_thread_proc.h>
 #endif
 
 #include "benchutil.h"
@@ -104,8 +104,7 @@ int main(void) {
          "re-run bench/run to measure apr_proc_create\n");
 #endif
   char cmd[512];
-  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/bench_popen.py %d %s", MP_BENCH_DIR, ROUNDS,
-           PROG);
+  snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/bench_popen.py %d %s", MP_BENCH_DIR, ROUNDS, PROG);
   char *py = bench_capture(cmd);
   double m_py = py ? bench_field(py, "median_us") : -1;
   free(py);

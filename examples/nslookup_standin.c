@@ -9,9 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static void server(void) {
-  printf("Server:\t\t192.168.19.4\nAddress:\t192.168.19.4#53\n\n");
-}
+static void server(void) { printf("Server:\t\t192.168.19.4\nAddress:\t192.168.19.4#53\n\n"); }
 
 static void answer(const char *name, const char *type) {
   if (strcmp(type, "mx") == 0 && strcmp(name, "python.org") == 0) {
@@ -27,7 +25,8 @@ static void answer(const char *name, const char *type) {
   } else {
     server();
     printf("** server can't find %s: NXDOMAIN (the stand-in knows only the tutorial's "
-           "names)\n\n", name);
+           "names)\n\n",
+           name);
   }
 }
 

@@ -287,8 +287,7 @@ MP_API int mp_popen_write(mp_popen *p, const void *buf, size_t len, size_t *writ
                           int timeout_ms);
 /** Reads up to cap bytes from MP_STDOUT or MP_STDERR into buf: 0 with *n > 0, MP_EEOF when
  * the stream is finished, or MP_ETIMEDOUT. */
-MP_API int mp_popen_read(mp_popen *p, int which, void *buf, size_t cap, size_t *n,
-                         int timeout_ms);
+MP_API int mp_popen_read(mp_popen *p, int which, void *buf, size_t cap, size_t *n, int timeout_ms);
 /** Closes the child's stdin pipe (it reads end of file). */
 MP_API int mp_popen_close_stdin(mp_popen *p);
 /** Writes in (may be NULL), closes stdin, reads stdout and stderr to their end and waits for
@@ -319,8 +318,8 @@ MP_API void mp_popen_free(mp_popen *p);
 
 /* What mp_run returns. */
 typedef struct mp_run_result {
-  int returncode;      /* as mp_popen_returncode */
-  char *out, *err;     /* captured output (NUL-terminated) when that stream was a PIPE */
+  int returncode;  /* as mp_popen_returncode */
+  char *out, *err; /* captured output (NUL-terminated) when that stream was a PIPE */
   size_t out_len, err_len;
 } mp_run_result;
 

@@ -66,12 +66,12 @@ struct mp_stdio; /* include/multiproc.h */
 
 /* What the core asks the backend to start. */
 typedef struct mp_plat_spawn {
-  const char *const *argv;        /* argv[0] is the program as the caller gave it */
-  const char *shell_cmd;          /* non-NULL: run this through the system shell instead */
+  const char *const *argv;         /* argv[0] is the program as the caller gave it */
+  const char *shell_cmd;           /* non-NULL: run this through the system shell instead */
   const struct mp_stdio *stdio[3]; /* stdin, stdout, stderr (never NULL) */
-  const char *cwd;                /* NULL: the parent's */
-  char **envp;                    /* the child's "NAME=value" list; NULL: the parent's */
-  const char *path;               /* PATH to search when search_path (the child's PATH) */
+  const char *cwd;                 /* NULL: the parent's */
+  char **envp;                     /* the child's "NAME=value" list; NULL: the parent's */
+  const char *path;                /* PATH to search when search_path (the child's PATH) */
   int search_path, new_group, detached;
 } mp_plat_spawn;
 

@@ -54,8 +54,7 @@ static int check_stdio(const mp_stdio *s, int index) {
   switch (s->mode) {
   case MP_STDIO_INHERIT:
   case MP_STDIO_PIPE:
-  case MP_STDIO_DEVNULL:
-    return 0;
+  case MP_STDIO_DEVNULL: return 0;
   case MP_STDIO_FILE:
     if (s->path == NULL || s->path[0] == '\0')
       return mp_set_error(MP_EINVAL, "%s: MP_STDIO_FILE needs a path", names[index]);
@@ -204,8 +203,8 @@ static int popen_start(mp_popen **pp, const char *const *argv, const char *shell
     free(p);
     return rc;
   }
-  mp_plat_spawn spec = {argv, shell_cmd, {stdio[0], stdio[1], stdio[2]}, o->cwd, env, NULL,
-                        o->search_path, o->new_process_group, o->detached};
+  mp_plat_spawn spec = {argv, shell_cmd,      {stdio[0], stdio[1], stdio[2]}, o->cwd,     env,
+                        NULL, o->search_path, o->new_process_group,           o->detached};
   /* The child's PATH decides where its program is found, as with Python and Rust. */
   spec.path = env ? env_lookup(env, "PATH", mp_plat_env_icase()) : NULL;
   rc = mp_plat_popen_spawn(&spec, &p->c);
@@ -303,8 +302,8 @@ static int remaining_ms(int timeout_ms, uint64_t start_ns) {
   return spent >= (uint64_t)timeout_ms ? 0 : timeout_ms - (int)spent;
 }
 
-int mp_popen_communicate(mp_popen *p, const void *in, size_t in_len, char **out,
-                         size_t *out_len, char **err, size_t *err_len, int timeout_ms) {
+int mp_popen_communicate(mp_popen *p, const void *in, size_t in_len, char **out, size_t *out_len,
+                         char **err, size_t *err_len, int timeout_ms) {
   int rc;
   if (out)
     *out = NULL;
@@ -447,12 +446,12 @@ static int run_common(const char *const *argv, const char *shell_cmd, const mp_p
   if (rc != 0)
     return rc;
   int t = o.timeout_ms > 0 ? o.timeout_ms : MP_FOREVER;
-  rc = mp_popen_communicate(p, o.input, o.input_len, &r->out, &r->out_len, &r->err, &r->err_len,
-                            t);
+  rc = mp_popen_communicate(p, o.input, o.input_len, &r->out, &r->out_len, &r->err, &r->err_len, t);
   if (rc == MP_ETIMEDOUT) {
     run_kill_and_reap(p);
     /* Append what was still in the pipes to what communicate returned. */
-    mp_plat_buf outs[2] = {{r->out, r->out_len, r->out_len + 1}, {r->err, r->err_len, r->err_len + 1}};
+    mp_plat_buf outs[2] = {{r->out, r->out_len, r->out_len + 1},
+                           {r->err, r->err_len, r->err_len + 1}};
     mp_plat_buf *more[2] = {&p->out, &p->err};
     for (int i = 0; i < 2; i++) {
       char *dst = mp__buf_reserve(&outs[i], more[i]->len);

@@ -1,22 +1,22 @@
 /* Subprocesses: mp_popen_*, mp_run, mp_call, mp_check_output, mp_run_shell. The child is
  * tests/helpers/mp_testchild (see its header for its commands). */
 #ifndef _WIN32
-#define _GNU_SOURCE /* nanosleep, dirfd, mkdtemp, setenv */
+#  define _GNU_SOURCE /* nanosleep, dirfd, mkdtemp, setenv */
 #endif
 #ifdef _WIN32
-#include <windows.h>
-#include <fcntl.h>
-#include <io.h>
+#  include <windows.h>
+#  include <fcntl.h>
+#  include <io.h>
 #else
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <pthread.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#  include <dirent.h>
+#  include <errno.h>
+#  include <fcntl.h>
+#  include <poll.h>
+#  include <pthread.h>
+#  include <sys/stat.h>
+#  include <sys/syscall.h>
+#  include <sys/wait.h>
+#  include <unistd.h>
 #endif
 #include <stdio.h>
 #include <stdlib.h>
@@ -445,10 +445,11 @@ static void env_overrides_and_removals(void **state) {
   const char *edits[] = {"MP_T_NEW=new value", "MP_T_REMOVE", "MP_T_OVER=new", NULL};
   mp_popen_opts o = capture_opts();
   o.env = edits;
-  char *out = run_out(CHILD("env", "MP_T_KEEP", "env", "MP_T_REMOVE", "env", "MP_T_OVER", "env",
-                            "MP_T_NEW"),
-                      &o, NULL);
-  assert_string_equal(out, "MP_T_KEEP=kept\nMP_T_REMOVE unset\nMP_T_OVER=new\nMP_T_NEW=new value\n");
+  char *out = run_out(
+      CHILD("env", "MP_T_KEEP", "env", "MP_T_REMOVE", "env", "MP_T_OVER", "env", "MP_T_NEW"), &o,
+      NULL);
+  assert_string_equal(out,
+                      "MP_T_KEEP=kept\nMP_T_REMOVE unset\nMP_T_OVER=new\nMP_T_NEW=new value\n");
   mp_free(out);
 #ifdef _WIN32
   /* Windows names are case-insensitive: a lower-case edit replaces the variable. */
@@ -815,8 +816,8 @@ typedef struct race {
 
 #ifdef _WIN32
 typedef HANDLE thread_t;
-#define THREAD_FN DWORD WINAPI
-#define THREAD_RET 0
+#  define THREAD_FN DWORD WINAPI
+#  define THREAD_RET 0
 static void thread_start(thread_t *t, LPTHREAD_START_ROUTINE fn, void *arg) {
   *t = CreateThread(NULL, 0, fn, arg, 0, NULL);
 }
@@ -826,8 +827,8 @@ static void thread_join(thread_t t) {
 }
 #else
 typedef pthread_t thread_t;
-#define THREAD_FN void *
-#define THREAD_RET NULL
+#  define THREAD_FN void *
+#  define THREAD_RET NULL
 static void thread_start(thread_t *t, void *(*fn)(void *), void *arg) {
   pthread_create(t, NULL, fn, arg);
 }
@@ -855,8 +856,7 @@ static THREAD_FN race_slow(void *arg) {
   mp_popen_opts o = capture_opts();
   for (int i = 0; i < 3; i++) {
     mp_run_result r;
-    if (mp_run(CHILD("sleep", "1000", "print", "slow"), &o, &r) == 0 &&
-        strcmp(r.out, "slow") == 0)
+    if (mp_run(CHILD("sleep", "1000", "print", "slow"), &o, &r) == 0 && strcmp(r.out, "slow") == 0)
       rc->slow_ok++;
     mp_run_result_free(&r);
   }
@@ -921,8 +921,8 @@ static void bat_round_trip(const char *script, const char *arg) {
     return;
   }
   if (r.returncode != 0 || strcmp(r.out, arg) != 0)
-    print_error("batch %s arg [%s] -> rc %d out [%s] err [%s]\n", script, arg, r.returncode,
-                r.out, r.err);
+    print_error("batch %s arg [%s] -> rc %d out [%s] err [%s]\n", script, arg, r.returncode, r.out,
+                r.err);
   assert_int_equal(r.returncode, 0);
   assert_string_equal(r.out, arg);
   assert_int_equal(r.out_len, strlen(arg) + 1);
@@ -936,9 +936,9 @@ static void batch_files_get_arguments_safely(void **state) {
   write_bat("echo.bat");
   write_bat("UPPER.BAT");
   write_bat("script.cmd");
-  static const char *const args[] = {"plain", "two words", "&calc", "a&echo INJECTED",
-                                     "%PATH%", "%%", "100%", "x\"y", "trailing\\",
-                                     "|more", "<in >out", "^caret", "", "(paren)"};
+  static const char *const args[] = {"plain",    "two words", "&calc", "a&echo INJECTED", "%PATH%",
+                                     "%%",       "100%",      "x\"y",  "trailing\\",      "|more",
+                                     "<in >out", "^caret",    "",      "(paren)"};
   for (size_t i = 0; i < sizeof args / sizeof args[0]; i++)
     bat_round_trip("echo.bat", args[i]);
   bat_round_trip("echo.bat", "%MP_BAT_SECRET%");

@@ -28,15 +28,11 @@ extern char **environ;
 static int code_for_errno(int e) {
   switch (e) {
   case ENOENT:
-  case ENOTDIR:
-    return MP_ENOENT;
+  case ENOTDIR: return MP_ENOENT;
   case EACCES:
-  case EPERM:
-    return MP_EPERM;
-  case ENOMEM:
-    return MP_ENOMEM;
-  default:
-    return MP_EOS;
+  case EPERM: return MP_EPERM;
+  case ENOMEM: return MP_ENOMEM;
+  default: return MP_EOS;
   }
 }
 
@@ -126,7 +122,7 @@ static int find_in_path(const char *name, const char *path, char **found) {
 /* ---- the child's standard streams ---------------------------------------------------- */
 
 typedef struct stdio_plan {
-  int src[3];     /* the fd the child gets as 0, 1, 2 (-1: inherit unchanged) */
+  int src[3];         /* the fd the child gets as 0, 1, 2 (-1: inherit unchanged) */
   int close_after[6]; /* fds opened only for this spawn */
   int nclose;
 } stdio_plan;
@@ -158,19 +154,13 @@ static int plan_one(const mp_plat_spawn *spec, mp_plat_child *c, stdio_plan *pl,
   const struct mp_stdio *s = spec->stdio[i];
   int fd = -1, rc = 0, owned = 1;
   switch (s->mode) {
-  case MP_STDIO_INHERIT:
-    pl->src[i] = -1;
-    return 0;
-  case MP_STDIO_PIPE:
-    rc = make_pipe(c, i, &fd);
-    break;
+  case MP_STDIO_INHERIT: pl->src[i] = -1; return 0;
+  case MP_STDIO_PIPE: rc = make_pipe(c, i, &fd); break;
   case MP_STDIO_DEVNULL:
     if ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
       rc = mp__os_error("open /dev/null");
     break;
-  case MP_STDIO_FILE:
-    rc = open_file(s, i, &fd);
-    break;
+  case MP_STDIO_FILE: rc = open_file(s, i, &fd); break;
   case MP_STDIO_HANDLE:
     fd = (int)s->handle;
     owned = 0;
@@ -592,8 +582,8 @@ int mp_plat_popen_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, s
     if (pipes[0] != MP_PLAT_INVALID && *in_off >= in_len)
       close_pipe(&pipes[0]);
     /* A child that never stops writing must not hold us past the deadline. */
-    int open = pipes[0] != MP_PLAT_INVALID || pipes[1] != MP_PLAT_INVALID ||
-               pipes[2] != MP_PLAT_INVALID;
+    int open =
+        pipes[0] != MP_PLAT_INVALID || pipes[1] != MP_PLAT_INVALID || pipes[2] != MP_PLAT_INVALID;
     if (open && rounds > 0 && timeout_ms >= 0 && ms_left(deadline, 0) == 0) {
       rc = MP_ETIMEDOUT;
       break;

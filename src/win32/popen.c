@@ -118,7 +118,8 @@ static int append_bat_arg(wstr *b, const wchar_t *a, const char *a8) {
                           "batch file argument \"%s\" holds a line break, which cmd.exe cannot "
                           "receive safely",
                           a8);
-    int alnum = (*p >= L'0' && *p <= L'9') || (*p >= L'a' && *p <= L'z') || (*p >= L'A' && *p <= L'Z');
+    int alnum =
+        (*p >= L'0' && *p <= L'9') || (*p >= L'a' && *p <= L'z') || (*p >= L'A' && *p <= L'Z');
     if (*p < 0x80 && !alnum && wcschr(plain, *p) == NULL)
       quote = 1;
   }
@@ -166,8 +167,7 @@ static int build_cmdline(const char *const *argv, const wchar_t *prog, wstr *cl)
   int bat = ends_with_icase(prog, L".bat") || ends_with_icase(prog, L".cmd");
   if (bat) {
     if (wcschr(prog, L'"') != NULL || prog[0] == 0 || prog[wcslen(prog) - 1] == L'\\')
-      return mp_set_error(MP_EINVAL, "batch file name \"%s\" holds '\"' or ends in '\\'",
-                          argv[0]);
+      return mp_set_error(MP_EINVAL, "batch file name \"%s\" holds '\"' or ends in '\\'", argv[0]);
     ws_put(cl, L"cmd.exe /e:ON /v:OFF /d /c \"\"");
     ws_put(cl, prog);
     ws_putc(cl, L'"');
@@ -276,8 +276,8 @@ static int search_path(const mp_plat_spawn *spec, const wchar_t *name, wchar_t *
   free(parent_path);
   if (!found) {
     char *n8 = to_utf8(name, -1);
-    int rc = mp_set_error(MP_ENOENT, "'%s' not found in PATH (extensions %s)", n8 ? n8 : "?",
-                          "PATHEXT");
+    int rc =
+        mp_set_error(MP_ENOENT, "'%s' not found in PATH (extensions %s)", n8 ? n8 : "?", "PATHEXT");
     free(n8);
     return rc;
   }
@@ -287,8 +287,10 @@ static int search_path(const mp_plat_spawn *spec, const wchar_t *name, wchar_t *
 static int resolve_program(const mp_plat_spawn *spec, wchar_t *out) {
   /* No Windows file name holds '"', and one in a batch file's name would end its quoting. */
   if (strchr(spec->argv[0], '"') != NULL)
-    return mp_set_error(MP_EINVAL, "program name \"%s\" holds '\"' (not a batch file "
-                        "name, nor any Windows file name)", spec->argv[0]);
+    return mp_set_error(MP_EINVAL,
+                        "program name \"%s\" holds '\"' (not a batch file "
+                        "name, nor any Windows file name)",
+                        spec->argv[0]);
   wchar_t *name = to_wide(spec->argv[0]);
   if (name == NULL)
     return bad_utf8("argv[0]", spec->argv[0]);
@@ -368,17 +370,17 @@ static int make_pipe(mp_plat_child *c, int index, HANDLE *child_end) {
   wsprintfW(name, L"\\\\.\\pipe\\multiproc-popen-%lu-%ld-%08x", GetCurrentProcessId(),
             InterlockedIncrement(&counter), r);
   int parent_reads = index != 0;
-  HANDLE p = CreateNamedPipeW(
-      name,
-      (parent_reads ? PIPE_ACCESS_INBOUND : PIPE_ACCESS_OUTBOUND) | FILE_FLAG_OVERLAPPED |
-          FILE_FLAG_FIRST_PIPE_INSTANCE,
-      PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS, 1, CHUNK,
-      CHUNK, 0, NULL);
+  HANDLE p =
+      CreateNamedPipeW(name,
+                       (parent_reads ? PIPE_ACCESS_INBOUND : PIPE_ACCESS_OUTBOUND) |
+                           FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
+                       PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+                       1, CHUNK, CHUNK, 0, NULL);
   if (p == INVALID_HANDLE_VALUE)
     return mp__os_error("CreateNamedPipeW");
   /* The child's end is an ordinary synchronous handle, as programs expect of stdio. */
-  HANDLE ch = CreateFileW(name, parent_reads ? GENERIC_WRITE : GENERIC_READ, 0, NULL,
-                          OPEN_EXISTING, 0, NULL);
+  HANDLE ch = CreateFileW(name, parent_reads ? GENERIC_WRITE : GENERIC_READ, 0, NULL, OPEN_EXISTING,
+                          0, NULL);
   if (ch == INVALID_HANDLE_VALUE) {
     int rc = mp__os_error("CreateFileW (pipe client)");
     CloseHandle(p);
@@ -393,7 +395,9 @@ static int open_file(const struct mp_stdio *s, int index, HANDLE *out) {
   wchar_t *path = to_wide(s->path);
   if (path == NULL)
     return bad_utf8("file path", s->path);
-  DWORD access = index == 0 ? GENERIC_READ : s->append ? FILE_APPEND_DATA | SYNCHRONIZE : GENERIC_WRITE;
+  DWORD access = index == 0  ? GENERIC_READ
+                 : s->append ? FILE_APPEND_DATA | SYNCHRONIZE
+                             : GENERIC_WRITE;
   DWORD disp = index == 0 ? OPEN_EXISTING : s->append ? OPEN_ALWAYS : CREATE_ALWAYS;
   *out = CreateFileW(path, access, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
                      disp, FILE_ATTRIBUTE_NORMAL, NULL);
@@ -418,24 +422,16 @@ static int plan_one(const mp_plat_spawn *spec, mp_plat_child *c, std_plan *pl, i
     h = GetStdHandle(std_ids[i]);
     pl->src[i] = h == INVALID_HANDLE_VALUE ? NULL : h;
     return 0;
-  case MP_STDIO_PIPE:
-    rc = make_pipe(c, i, &h);
-    break;
+  case MP_STDIO_PIPE: rc = make_pipe(c, i, &h); break;
   case MP_STDIO_DEVNULL:
     h = CreateFileW(L"NUL", GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL,
                     OPEN_EXISTING, 0, NULL);
     if (h == INVALID_HANDLE_VALUE)
       rc = mp__os_error("CreateFileW(NUL)");
     break;
-  case MP_STDIO_FILE:
-    rc = open_file(s, i, &h);
-    break;
-  case MP_STDIO_HANDLE:
-    pl->src[i] = (HANDLE)s->handle;
-    return 0;
-  case MP_STDIO_STDOUT:
-    pl->src[i] = pl->src[1];
-    return 0;
+  case MP_STDIO_FILE: rc = open_file(s, i, &h); break;
+  case MP_STDIO_HANDLE: pl->src[i] = (HANDLE)s->handle; return 0;
+  case MP_STDIO_STDOUT: pl->src[i] = pl->src[1]; return 0;
   }
   if (rc != 0)
     return rc;
@@ -494,7 +490,8 @@ typedef struct launch {
 static int start_error(const mp_plat_spawn *spec, const char *prog8) {
   DWORD e = GetLastError();
   char what[600];
-  if (e == ERROR_DIRECTORY || (spec->cwd && GetFileAttributesA(spec->cwd) == INVALID_FILE_ATTRIBUTES)) {
+  if (e == ERROR_DIRECTORY ||
+      (spec->cwd && GetFileAttributesA(spec->cwd) == INVALID_FILE_ATTRIBUTES)) {
     snprintf(what, sizeof what, "cannot start '%s': working directory '%s'", prog8,
              spec->cwd ? spec->cwd : "?");
     return mp__os_error_code(MP_ENOENT, (long)e, what);
@@ -529,14 +526,14 @@ static int create_process(const mp_plat_spawn *spec, const launch *l, std_plan *
     free(si.lpAttributeList);
     return mp__os_error("InitializeProcThreadAttributeList");
   }
-  BOOL ok = nlist == 0 || UpdateProcThreadAttribute(si.lpAttributeList, 0,
-                                                     PROC_THREAD_ATTRIBUTE_HANDLE_LIST, list,
-                                                     nlist * sizeof(HANDLE), NULL, NULL);
+  BOOL ok = nlist == 0 ||
+            UpdateProcThreadAttribute(si.lpAttributeList, 0, PROC_THREAD_ATTRIBUTE_HANDLE_LIST,
+                                      list, nlist * sizeof(HANDLE), NULL, NULL);
   if (!ok)
     rc = mp__os_error("UpdateProcThreadAttribute(HANDLE_LIST)");
   else if (!CreateProcessW(l->app, l->cmdline, NULL, NULL, nlist > 0,
-                           l->flags | EXTENDED_STARTUPINFO_PRESENT, l->env, l->cwd,
-                           &si.StartupInfo, pi))
+                           l->flags | EXTENDED_STARTUPINFO_PRESENT, l->env, l->cwd, &si.StartupInfo,
+                           pi))
     rc = start_error(spec, prog8);
   DeleteProcThreadAttributeList(si.lpAttributeList);
   free(si.lpAttributeList);
@@ -557,8 +554,8 @@ static void attach_job(mp_plat_child *c, HANDLE process) {
   c->job = (mp_plat_handle)job;
 }
 
-static int prepare_launch(const mp_plat_spawn *spec, launch *l, wstr *cl, wstr *envb,
-                          wchar_t *prog, char **prog8) {
+static int prepare_launch(const mp_plat_spawn *spec, launch *l, wstr *cl, wstr *envb, wchar_t *prog,
+                          char **prog8) {
   int rc;
   if (spec->shell_cmd) {
     if ((rc = system_program(L"cmd.exe", prog, MAX_PATH * 4)) != 0)
@@ -723,7 +720,8 @@ static int io_once(HANDLE h, int writing, void *buf, DWORD len, DWORD *done, int
   DWORD e = ok ? 0 : GetLastError();
   int rc = 0;
   if (!ok && e != ERROR_IO_PENDING) {
-    rc = broken(e) ? MP_EEOF : mp__os_error_code(MP_EOS, (long)e, writing ? "WriteFile" : "ReadFile");
+    rc = broken(e) ? MP_EEOF
+                   : mp__os_error_code(MP_EOS, (long)e, writing ? "WriteFile" : "ReadFile");
   } else {
     int timed_out = !ok && WaitForSingleObject(ov.hEvent, wait_ms(timeout_ms)) == WAIT_TIMEOUT;
     if (timed_out)
@@ -749,7 +747,8 @@ static int ms_left(uint64_t deadline, int timeout_ms) {
 }
 
 int mp_plat_popen_read(mp_plat_handle h, void *buf, size_t cap, size_t *n, int timeout_ms) {
-  uint64_t deadline = mp_plat_monotonic_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  uint64_t deadline =
+      mp_plat_monotonic_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
   for (;;) {
     DWORD got;
     int rc = io_once((HANDLE)h, 0, buf, cap > CHUNK ? CHUNK : (DWORD)cap, &got,
@@ -770,11 +769,12 @@ int mp_plat_popen_read(mp_plat_handle h, void *buf, size_t cap, size_t *n, int t
 
 int mp_plat_popen_write(mp_plat_handle h, const void *buf, size_t len, size_t *written,
                         int timeout_ms) {
-  uint64_t deadline = mp_plat_monotonic_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  uint64_t deadline =
+      mp_plat_monotonic_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
   while (*written < len) {
     DWORD done, chunk = len - *written > CHUNK ? CHUNK : (DWORD)(len - *written);
-    int rc = io_once((HANDLE)h, 1, (char *)buf + *written, chunk, &done,
-                     ms_left(deadline, timeout_ms));
+    int rc =
+        io_once((HANDLE)h, 1, (char *)buf + *written, chunk, &done, ms_left(deadline, timeout_ms));
     *written += done;
     if (rc == MP_EEOF)
       return mp_set_error(MP_EBROKEN, "the child closed its stdin");
@@ -832,8 +832,8 @@ static int pump_issue(mp_plat_handle pipes[3], stream *s, int i, const char *in,
 }
 
 /* Collects a finished operation on pipe i (wait: block until it finishes). */
-static int pump_collect(mp_plat_handle pipes[3], stream *s, int i, size_t *in_off,
-                        mp_plat_buf *b, BOOL wait) {
+static int pump_collect(mp_plat_handle pipes[3], stream *s, int i, size_t *in_off, mp_plat_buf *b,
+                        BOOL wait) {
   DWORD done = 0;
   BOOL ok = GetOverlappedResult((HANDLE)pipes[i], &s->ov, &done, wait);
   DWORD e = ok ? 0 : GetLastError();
@@ -866,7 +866,8 @@ int mp_plat_popen_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, s
                        mp_plat_buf *out, mp_plat_buf *err, int timeout_ms) {
   mp_plat_buf *bufs[3] = {NULL, out, err};
   stream s[3];
-  uint64_t deadline = mp_plat_monotonic_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  uint64_t deadline =
+      mp_plat_monotonic_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
   int rc = 0, rounds = 0;
   memset(s, 0, sizeof s);
   for (int i = 0; i < 3; i++)

@@ -14,18 +14,18 @@
  * Arguments arrive as UTF-8: on Windows they are read with CommandLineToArgvW, as every
  * program built with the Microsoft C runtime would see them. */
 #ifndef _WIN32
-#define _GNU_SOURCE /* nanosleep, dirfd, mkdtemp, setenv */
+#  define _GNU_SOURCE /* nanosleep, dirfd, mkdtemp, setenv */
 #endif
 #ifdef _WIN32
-#include <windows.h>
-#include <fcntl.h>
-#include <io.h>
-#include <shellapi.h>
+#  include <windows.h>
+#  include <fcntl.h>
+#  include <io.h>
+#  include <shellapi.h>
 #else
-#include <dirent.h>
-#include <spawn.h>
-#include <time.h>
-#include <unistd.h>
+#  include <dirent.h>
+#  include <spawn.h>
+#  include <time.h>
+#  include <unistd.h>
 #endif
 #include <stdio.h>
 #include <stdlib.h>
