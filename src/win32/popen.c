@@ -301,9 +301,9 @@ static int resolve_program(const mp_plat_spawn *spec, wchar_t *out) {
     rc = mp__os_error("GetFullPathNameW");
   } else if (!is_file(out)) {
     /* CreateProcess appends no extension to an application name; do it like a shell. */
+    const wchar_t *base = wcsrchr(out, L'\\');
     size_t n = wcslen(out);
-    if (wcschr(out + n - wcslen(wcsrchr(out, L'\\') ? wcsrchr(out, L'\\') : out), L'.') == NULL &&
-        n + 5 < MAX_PATH * 4) {
+    if (wcschr(base ? base + 1 : out, L'.') == NULL && n + 5 < MAX_PATH * 4) {
       wcscat(out, L".exe");
       if (!is_file(out))
         out[n] = 0;
