@@ -391,6 +391,26 @@ static void read_times_out_and_write_sees_a_closed_reader(void **state) {
   mp_popen_free(p);
 }
 
+static void write_times_out_when_the_child_does_not_read(void **state) {
+  (void)state;
+  mp_popen_opts o;
+  memset(&o, 0, sizeof o);
+  o.std_in = pipe_io();
+  mp_popen *p;
+  size_t w;
+  const size_t n = 4u << 20;
+  char *big = calloc(1, n);
+  assert_mp_ok(mp_popen_create(&p, CHILD("sleep", "20000"), &o));
+  uint64_t t0 = mp_monotonic_ns();
+  assert_mp(MP_ETIMEDOUT, mp_popen_write(p, big, n, &w, 200));
+  assert_true(ms_since(t0) >= 190);
+  assert_true(w < n); /* the pipe took what fits in its buffer, no more */
+  assert_mp_ok(mp_popen_kill(p));
+  assert_mp_ok(mp_popen_wait(p, 5000));
+  mp_popen_free(p);
+  free(big);
+}
+
 static void file_devnull_and_handle_redirections(void **state) {
   (void)state;
   char dir[1024], in_path[1100], out_path[1100];
@@ -807,6 +827,22 @@ static void freed_running_child_is_reaped_later(void **state) {
   assert_int_equal(errno, ECHILD);
 }
 
+static void wait_reports_a_child_reaped_elsewhere(void **state) {
+  (void)state;
+  mp_popen *p;
+  int st, code = -1;
+  assert_mp_ok(mp_popen_create(&p, CHILD("exit", "3"), NULL));
+  /* Someone else (here: the test) collects the status first. */
+  assert_int_equal(waitpid((pid_t)mp_popen_pid(p), &st, 0), (pid_t)mp_popen_pid(p));
+  assert_mp(MP_ECHILD, mp_popen_wait(p, 1000));
+  assert_non_null(strstr(mp_last_error(), "reaped elsewhere"));
+  /* The object stays usable and never waits again. */
+  assert_mp_ok(mp_popen_wait(p, MP_FOREVER));
+  assert_mp_ok(mp_popen_returncode(p, &code));
+  assert_int_equal(code, 0);
+  mp_popen_free(p);
+}
+
 static void child_gets_only_its_three_streams(void **state) {
   (void)state;
   int leaky = open("/dev/null", O_RDONLY); /* deliberately without O_CLOEXEC */
@@ -1007,6 +1043,7 @@ int main(void) {
       cmocka_unit_test(default_timeout_applies_to_wait_and_communicate),
       cmocka_unit_test(write_read_and_close_stdin),
       cmocka_unit_test(read_times_out_and_write_sees_a_closed_reader),
+      cmocka_unit_test(write_times_out_when_the_child_does_not_read),
       cmocka_unit_test(file_devnull_and_handle_redirections),
       cmocka_unit_test(env_overrides_and_removals),
       cmocka_unit_test(cwd_is_applied_and_a_bad_one_is_reported),
@@ -1020,6 +1057,7 @@ int main(void) {
       cmocka_unit_test(two_hundred_spawns_leak_nothing),
 #ifndef _WIN32
       cmocka_unit_test(freed_running_child_is_reaped_later),
+      cmocka_unit_test(wait_reports_a_child_reaped_elsewhere),
       cmocka_unit_test(child_gets_only_its_three_streams),
 #endif
       cmocka_unit_test(two_threads_spawning_do_not_cross_inherit),
