@@ -88,13 +88,13 @@ typedef struct mp_plat_child {
 } mp_plat_child;
 
 /* Growable byte buffer for captured output; always has room for a terminating NUL. */
-typedef struct mp_plat_buf {
+typedef struct mp_plat_outbuf {
   char *data;
   size_t len, cap;
-} mp_plat_buf;
+} mp_plat_outbuf;
 
 /* Makes room for at least `extra` more bytes (+ NUL); returns where they go, or NULL. */
-char *mp__buf_reserve(mp_plat_buf *b, size_t extra);
+char *mp__outbuf_reserve(mp_plat_outbuf *b, size_t extra);
 
 /* Starts the child. Exec failure is reported here: MP_ENOENT / MP_EPERM / MP_EOS with the
  * program's path and the OS error; on Windows unsafe batch-file arguments are MP_EINVAL. */
@@ -122,7 +122,7 @@ int mp_plat_popen_write(mp_plat_handle h, const void *buf, size_t len, size_t *w
  * reader that went away ends the input). Returns 0, or MP_ETIMEDOUT with the progress kept
  * in *in_off and the buffers. timeout_ms 0 moves only what is ready now. */
 int mp_plat_popen_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, size_t *in_off,
-                       mp_plat_buf *out, mp_plat_buf *err, int timeout_ms);
+                       mp_plat_outbuf *out, mp_plat_outbuf *err, int timeout_ms);
 /* A copy of this process's environment as a malloc'd NULL-terminated array of malloc'd
  * UTF-8 "NAME=value" strings. */
 int mp_plat_environ(char ***env);

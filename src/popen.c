@@ -13,10 +13,10 @@ struct mp_popen {
   int had_stdin_pipe;
   int default_timeout; /* MP_FOREVER when the options gave none */
   size_t in_off;       /* communicate's progress through the input, kept across timeouts */
-  mp_plat_buf out, err;
+  mp_plat_outbuf out, err;
 };
 
-char *mp__buf_reserve(mp_plat_buf *b, size_t extra) {
+char *mp__outbuf_reserve(mp_plat_outbuf *b, size_t extra) {
   if (b->cap - b->len < extra + 1) {
     size_t cap = b->cap ? b->cap : 4096;
     while (cap - b->len < extra + 1)
@@ -31,8 +31,8 @@ char *mp__buf_reserve(mp_plat_buf *b, size_t extra) {
 }
 
 /* Gives the buffer's bytes to the caller (NUL-terminated, never NULL) and empties it. */
-static int buf_take(mp_plat_buf *b, char **out, size_t *out_len) {
-  if (mp__buf_reserve(b, 0) == NULL)
+static int buf_take(mp_plat_outbuf *b, char **out, size_t *out_len) {
+  if (mp__outbuf_reserve(b, 0) == NULL)
     return mp_set_error(MP_ENOMEM, "out of memory for captured output");
   b->data[b->len] = '\0';
   if (out != NULL) {
@@ -450,11 +450,11 @@ static int run_common(const char *const *argv, const char *shell_cmd, const mp_p
   if (rc == MP_ETIMEDOUT) {
     run_kill_and_reap(p);
     /* Append what was still in the pipes to what communicate returned. */
-    mp_plat_buf outs[2] = {{r->out, r->out_len, r->out_len + 1},
-                           {r->err, r->err_len, r->err_len + 1}};
-    mp_plat_buf *more[2] = {&p->out, &p->err};
+    mp_plat_outbuf outs[2] = {{r->out, r->out_len, r->out_len + 1},
+                              {r->err, r->err_len, r->err_len + 1}};
+    mp_plat_outbuf *more[2] = {&p->out, &p->err};
     for (int i = 0; i < 2; i++) {
-      char *dst = mp__buf_reserve(&outs[i], more[i]->len);
+      char *dst = mp__outbuf_reserve(&outs[i], more[i]->len);
       if (dst != NULL && more[i]->len > 0) {
         memcpy(dst, more[i]->data, more[i]->len);
         outs[i].len += more[i]->len;

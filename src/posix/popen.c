@@ -519,8 +519,8 @@ static void close_pipe(mp_plat_handle *h) {
 }
 
 /* Reads what one ready output pipe holds into b; closes it at end of file. */
-static int pump_read(mp_plat_handle *h, mp_plat_buf *b) {
-  char *dst = mp__buf_reserve(b, CHUNK);
+static int pump_read(mp_plat_handle *h, mp_plat_outbuf *b) {
+  char *dst = mp__outbuf_reserve(b, CHUNK);
   if (dst == NULL)
     return mp_set_error(MP_ENOMEM, "out of memory for the child's output");
   ssize_t r = read((int)*h, dst, CHUNK);
@@ -534,7 +534,7 @@ static int pump_read(mp_plat_handle *h, mp_plat_buf *b) {
 }
 
 static int pump_round(mp_plat_handle pipes[3], const char *in, size_t in_len, size_t *in_off,
-                      mp_plat_buf *bufs[3], int wait_ms, int *epipe) {
+                      mp_plat_outbuf *bufs[3], int wait_ms, int *epipe) {
   struct pollfd pfd[3];
   int idx[3], n = 0;
   for (int i = 0; i < 3; i++) {
@@ -572,8 +572,8 @@ static int pump_round(mp_plat_handle pipes[3], const char *in, size_t in_len, si
 }
 
 int mp_plat_popen_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, size_t *in_off,
-                       mp_plat_buf *out, mp_plat_buf *err, int timeout_ms) {
-  mp_plat_buf *bufs[3] = {NULL, out, err};
+                       mp_plat_outbuf *out, mp_plat_outbuf *err, int timeout_ms) {
+  mp_plat_outbuf *bufs[3] = {NULL, out, err};
   uint64_t deadline = deadline_after(timeout_ms);
   sigpipe_guard g;
   int epipe = 0, rc;

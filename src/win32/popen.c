@@ -801,7 +801,7 @@ static void close_stream(mp_plat_handle *h) {
 
 /* Starts an operation on pipe i unless one is in flight; closes pipes that are finished. */
 static int pump_issue(mp_plat_handle pipes[3], stream *s, int i, const char *in, size_t in_len,
-                      size_t in_off, mp_plat_buf *b) {
+                      size_t in_off, mp_plat_outbuf *b) {
   if (s->pending || pipes[i] == MP_PLAT_INVALID)
     return 0;
   if (i == 0 && in_off >= in_len) {
@@ -814,7 +814,7 @@ static int pump_issue(mp_plat_handle pipes[3], stream *s, int i, const char *in,
     s->asked = in_len - in_off > CHUNK ? CHUNK : (DWORD)(in_len - in_off);
     ok = WriteFile((HANDLE)pipes[0], in + in_off, s->asked, NULL, &s->ov);
   } else {
-    char *dst = mp__buf_reserve(b, CHUNK);
+    char *dst = mp__outbuf_reserve(b, CHUNK);
     if (dst == NULL)
       return mp_set_error(MP_ENOMEM, "out of memory for the child's output");
     ok = ReadFile((HANDLE)pipes[i], dst, CHUNK, NULL, &s->ov);
@@ -832,8 +832,8 @@ static int pump_issue(mp_plat_handle pipes[3], stream *s, int i, const char *in,
 }
 
 /* Collects a finished operation on pipe i (wait: block until it finishes). */
-static int pump_collect(mp_plat_handle pipes[3], stream *s, int i, size_t *in_off, mp_plat_buf *b,
-                        BOOL wait) {
+static int pump_collect(mp_plat_handle pipes[3], stream *s, int i, size_t *in_off,
+                        mp_plat_outbuf *b, BOOL wait) {
   DWORD done = 0;
   BOOL ok = GetOverlappedResult((HANDLE)pipes[i], &s->ov, &done, wait);
   DWORD e = ok ? 0 : GetLastError();
@@ -853,7 +853,7 @@ static int pump_collect(mp_plat_handle pipes[3], stream *s, int i, size_t *in_of
   return mp__os_error_code(MP_EOS, (long)e, "GetOverlappedResult");
 }
 
-static void pump_cancel(mp_plat_handle pipes[3], stream *s, size_t *in_off, mp_plat_buf **bufs) {
+static void pump_cancel(mp_plat_handle pipes[3], stream *s, size_t *in_off, mp_plat_outbuf **bufs) {
   for (int i = 0; i < 3; i++) {
     if (!s[i].pending)
       continue;
@@ -863,8 +863,8 @@ static void pump_cancel(mp_plat_handle pipes[3], stream *s, size_t *in_off, mp_p
 }
 
 int mp_plat_popen_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, size_t *in_off,
-                       mp_plat_buf *out, mp_plat_buf *err, int timeout_ms) {
-  mp_plat_buf *bufs[3] = {NULL, out, err};
+                       mp_plat_outbuf *out, mp_plat_outbuf *err, int timeout_ms) {
+  mp_plat_outbuf *bufs[3] = {NULL, out, err};
   stream s[3];
   uint64_t deadline =
       mp_plat_monotonic_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
