@@ -13,7 +13,7 @@
  *   ids            POSIX: write "pid P pgid G sid S\n"
  * Arguments arrive as UTF-8: on Windows they are read with CommandLineToArgvW, as every
  * program built with the Microsoft C runtime would see them. */
-#ifndef _WIN32
+#if !defined(_WIN32) && !defined(_GNU_SOURCE)
 #  define _GNU_SOURCE /* nanosleep, dirfd, mkdtemp, setenv */
 #endif
 #ifdef _WIN32
