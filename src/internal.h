@@ -62,4 +62,8 @@ int mp__args_get_object(const mp_args *args, size_t i, const mp__xfer_type *type
  * calls it. Never blocks. */
 void mp__popen_reap_all(void);
 
+/* Tests only (POSIX): closes the child's pidfd so that timed waits take the path of kernels
+ * without pidfds. */
+void mp__popen_drop_wait_handle(mp_popen *p);
+
 #endif /* MP_INTERNAL_H */

@@ -409,6 +409,11 @@ void mp_popen_free(mp_popen *p) {
 
 void mp__popen_reap_all(void) { mp_plat_popen_reap_abandoned(); }
 
+void mp__popen_drop_wait_handle(mp_popen *p) {
+  mp_plat_popen_close(p->c.proc);
+  p->c.proc = MP_PLAT_INVALID;
+}
+
 /* ---- run, call, check_output --------------------------------------------------------- */
 
 void mp_run_result_free(mp_run_result *r) {
@@ -436,6 +441,8 @@ static int run_common(const char *const *argv, const char *shell_cmd, const mp_p
   mp_popen_opts o = opts ? *opts : zero_opts;
   if (o.input_len > 0 && o.input == NULL)
     return mp_set_error(MP_EINVAL, "mp_run: input_len > 0 but input is NULL");
+  if (o.input != NULL && o.std_in.mode != MP_STDIO_INHERIT && o.std_in.mode != MP_STDIO_PIPE)
+    return mp_set_error(MP_EINVAL, "mp_run: input feeds stdin, which must then be left unset");
   if (o.input != NULL)
     o.std_in.mode = MP_STDIO_PIPE;
   /* A timeout must be able to kill grandchildren too: on POSIX that needs a group. */

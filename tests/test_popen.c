@@ -657,6 +657,10 @@ static void bad_arguments_are_refused(void **state) {
   memset(&o, 0, sizeof o);
   o.input_len = 3;
   assert_mp(MP_EINVAL, mp_run(CHILD("exit", "0"), &o, &r));
+  o.input = "abc";
+  o.std_in.mode = MP_STDIO_DEVNULL;
+  assert_mp(MP_EINVAL, mp_run(CHILD("exit", "0"), &o, &r));
+  assert_non_null(strstr(mp_last_error(), "input"));
   assert_mp(MP_EINVAL, mp_popen_wait(NULL, 0));
   assert_mp(MP_EINVAL, mp_popen_poll(NULL));
   assert_mp(MP_EINVAL, mp_popen_kill(NULL));
@@ -825,6 +829,23 @@ static void freed_running_child_is_reaped_later(void **state) {
   int st;
   assert_int_equal(waitpid(pid, &st, WNOHANG), -1);
   assert_int_equal(errno, ECHILD);
+}
+
+/* Kernels before 5.3 have no pidfd: timed waits then poll waitpid with growing pauses. */
+static void timed_wait_works_without_a_pidfd(void **state) {
+  (void)state;
+  mp_popen *p;
+  int code;
+  assert_mp_ok(mp_popen_create(&p, CHILD("sleep", "300", "exit", "4"), NULL));
+  mp__popen_drop_wait_handle(p);
+  uint64_t t0 = mp_monotonic_ns();
+  assert_mp(MP_ETIMEDOUT, mp_popen_wait(p, 50));
+  assert_true(ms_since(t0) >= 45);
+  assert_mp_ok(mp_popen_wait(p, 10000));
+  assert_true(ms_since(t0) < 5000);
+  assert_mp_ok(mp_popen_returncode(p, &code));
+  assert_int_equal(code, 4);
+  mp_popen_free(p);
 }
 
 static void wait_reports_a_child_reaped_elsewhere(void **state) {
@@ -1057,6 +1078,7 @@ int main(void) {
       cmocka_unit_test(two_hundred_spawns_leak_nothing),
 #ifndef _WIN32
       cmocka_unit_test(freed_running_child_is_reaped_later),
+      cmocka_unit_test(timed_wait_works_without_a_pidfd),
       cmocka_unit_test(wait_reports_a_child_reaped_elsewhere),
       cmocka_unit_test(child_gets_only_its_three_streams),
 #endif
