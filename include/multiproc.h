@@ -285,8 +285,8 @@ MP_API int mp_popen_create(mp_popen **p, const char *const *argv, const mp_popen
  * before MP_ETIMEDOUT or MP_EBROKEN (the child closed its stdin). */
 MP_API int mp_popen_write(mp_popen *p, const void *buf, size_t len, size_t *written,
                           int timeout_ms);
-/** Reads up to cap bytes from MP_STDOUT or MP_STDERR into buf: 0 with *n > 0, MP_EEOF when
- * the stream is finished, or MP_ETIMEDOUT. */
+/** Reads up to cap bytes from MP_STDOUT or MP_STDERR (a pipe) into buf: 0 with *n > 0,
+ * MP_EEOF when the stream is finished, or MP_ETIMEDOUT. */
 MP_API int mp_popen_read(mp_popen *p, int which, void *buf, size_t cap, size_t *n, int timeout_ms);
 /** Closes the child's stdin pipe (it reads end of file). */
 MP_API int mp_popen_close_stdin(mp_popen *p);

@@ -10,7 +10,7 @@
 
 struct mp_popen {
   mp_plat_child c;
-  int had_stdin_pipe;
+  int had_pipe[3];     /* which streams were MP_STDIO_PIPE, to tell "closed" from "never" */
   int default_timeout; /* MP_FOREVER when the options gave none */
   size_t in_off;       /* communicate's progress through the input, kept across timeouts */
   mp_plat_outbuf out, err;
@@ -213,7 +213,8 @@ static int popen_start(mp_popen **pp, const char *const *argv, const char *shell
     free(p);
     return rc;
   }
-  p->had_stdin_pipe = o->std_in.mode == MP_STDIO_PIPE;
+  for (int i = 0; i < 3; i++)
+    p->had_pipe[i] = stdio[i]->mode == MP_STDIO_PIPE;
   p->default_timeout = o->timeout_ms > 0 ? o->timeout_ms : MP_FOREVER;
   *pp = p;
   return 0;
@@ -255,9 +256,9 @@ int mp_popen_write(mp_popen *p, const void *buf, size_t len, size_t *written, in
   if ((rc = check_timeout(timeout_ms)) != 0)
     return rc;
   if (p->c.pipes[0] == MP_PLAT_INVALID)
-    return mp_set_error(p->had_stdin_pipe ? MP_ECLOSED : MP_EINVAL,
-                        p->had_stdin_pipe ? "the child's stdin is already closed"
-                                          : "the child's stdin is not a pipe (MP_STDIO_PIPE)");
+    return mp_set_error(p->had_pipe[0] ? MP_ECLOSED : MP_EINVAL,
+                        p->had_pipe[0] ? "the child's stdin is already closed"
+                                       : "the child's stdin is not a pipe (MP_STDIO_PIPE)");
   if (len == 0)
     return 0;
   return mp_plat_popen_write(p->c.pipes[0], buf, len, written, resolve_timeout(p, timeout_ms));
@@ -273,10 +274,12 @@ int mp_popen_read(mp_popen *p, int which, void *buf, size_t cap, size_t *n, int 
     return mp_set_error(MP_EINVAL, "mp_popen_read: which must be MP_STDOUT or MP_STDERR");
   if ((rc = check_timeout(timeout_ms)) != 0)
     return rc;
+  const char *name = which == MP_STDOUT ? "stdout" : "stderr";
+  if (!p->had_pipe[which])
+    return mp_set_error(MP_EINVAL, "the child's %s is not a pipe (MP_STDIO_PIPE)", name);
   mp_plat_handle *h = &p->c.pipes[which];
   if (*h == MP_PLAT_INVALID)
-    return mp_set_error(MP_EEOF, "%s is finished or is not a pipe",
-                        which == MP_STDOUT ? "stdout" : "stderr");
+    return mp_set_error(MP_EEOF, "the child's %s has ended", name);
   rc = mp_plat_popen_read(*h, buf, cap, n, resolve_timeout(p, timeout_ms));
   if (rc == MP_EEOF) {
     mp_plat_popen_close(*h);
@@ -288,7 +291,7 @@ int mp_popen_read(mp_popen *p, int which, void *buf, size_t cap, size_t *n, int 
 int mp_popen_close_stdin(mp_popen *p) {
   if (p == NULL)
     return mp_set_error(MP_EINVAL, "mp_popen_close_stdin: p is NULL");
-  if (!p->had_stdin_pipe)
+  if (!p->had_pipe[0])
     return mp_set_error(MP_EINVAL, "the child's stdin is not a pipe (MP_STDIO_PIPE)");
   mp_plat_popen_close(p->c.pipes[0]);
   p->c.pipes[0] = MP_PLAT_INVALID;
@@ -317,7 +320,7 @@ int mp_popen_communicate(mp_popen *p, const void *in, size_t in_len, char **out,
     return mp_set_error(MP_EINVAL, "mp_popen_communicate: p or in is NULL");
   if ((rc = check_timeout(timeout_ms)) != 0)
     return rc;
-  if (in_len > 0 && !p->had_stdin_pipe)
+  if (in_len > 0 && !p->had_pipe[0])
     return mp_set_error(MP_EINVAL, "input given but the child's stdin is not a pipe");
   int t = resolve_timeout(p, timeout_ms);
   uint64_t start = mp_plat_monotonic_ns();
