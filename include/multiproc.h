@@ -580,6 +580,122 @@ MP_API int mp_args_get_shm(const mp_args *args, size_t i, mp_shm **m);
 MP_API int mp_args_add_shared(mp_args *args, mp_shared *s);
 /** Reads argument i as a Value/Array. */
 MP_API int mp_args_get_shared(const mp_args *args, size_t i, mp_shared **s);
+/* ---- subprocesses (popen.c) --------------------------------------------------------- */
+/* External commands, like Python's subprocess. argv is a NULL-terminated array of UTF-8
+ * strings and is never handed to a shell: only mp_run_shell does that. */
+
+typedef struct mp_popen mp_popen; /* a running (or finished) external command */
+
+/* Where one of the child's standard streams goes. */
+typedef enum mp_stdio_mode {
+  MP_STDIO_INHERIT = 0, /* the parent's own stream */
+  MP_STDIO_PIPE,        /* a pipe to this process: mp_popen_write/read/communicate */
+  MP_STDIO_DEVNULL,     /* /dev/null or NUL */
+  MP_STDIO_FILE,        /* the file at path: read (stdin), or created/truncated (append=1
+                           appends) for stdout and stderr */
+  MP_STDIO_HANDLE,      /* an open fd (POSIX) or HANDLE (Windows) given as handle; the
+                           child gets its own copy, the caller keeps the original */
+  MP_STDIO_STDOUT       /* stderr only: the same place as stdout (merged) */
+} mp_stdio_mode;
+
+typedef struct mp_stdio {
+  mp_stdio_mode mode;
+  const char *path; /* MP_STDIO_FILE */
+  int append;       /* MP_STDIO_FILE for stdout/stderr: append instead of truncating */
+  intptr_t handle;  /* MP_STDIO_HANDLE */
+} mp_stdio;
+
+/* Use the popen's default timeout (mp_popen_opts.timeout_ms) in wait/communicate. */
+#define MP_DEFAULT_TIMEOUT (-2)
+
+typedef struct mp_popen_opts {
+  mp_stdio std_in, std_out, std_err; /* zero: inherit all three */
+  const char *cwd;                   /* NULL: the parent's */
+  /* NULL-terminated list. With env_replace = 0 it edits the parent's environment:
+   * "NAME=value" sets, "NAME" (no '=') removes. With env_replace = 1 it is the child's whole
+   * environment ("NAME=value" entries only). Names compare case-insensitively on Windows. */
+  const char *const *env;
+  int env_replace;
+  int search_path;       /* look argv[0] up in PATH (the child's PATH; PATHEXT on Windows)
+                            when it holds no directory separator */
+  int new_process_group; /* POSIX: setpgid(0,0), so kill_tree reaches the whole group;
+                            Windows: CREATE_NEW_PROCESS_GROUP */
+  int detached;          /* POSIX: new session (setsid); Windows: DETACHED_PROCESS, outside
+                            the job; free() never waits for it */
+  int timeout_ms;        /* default timeout for mp_run and MP_DEFAULT_TIMEOUT; 0 = none */
+  const void *input;     /* mp_run/mp_check_output only: bytes written to stdin (which
+                            becomes a pipe), then stdin is closed */
+  size_t input_len;
+} mp_popen_opts;
+
+/* Which output stream mp_popen_read reads. */
+enum { MP_STDOUT = 1, MP_STDERR = 2 };
+
+/** Starts argv[0] with arguments argv; opts may be NULL. A program that cannot be started
+ * (missing, not executable, bad cwd) fails here with MP_ENOENT/MP_EPERM/MP_EOS naming the
+ * path; on Windows a batch-file argument that cannot be passed safely is MP_EINVAL. */
+MP_API int mp_popen_create(mp_popen **p, const char *const *argv, const mp_popen_opts *opts);
+/** Writes all len bytes to the child's stdin pipe; *written (may be NULL) says how many went
+ * before MP_ETIMEDOUT or MP_EBROKEN (the child closed its stdin). */
+MP_API int mp_popen_write(mp_popen *p, const void *buf, size_t len, size_t *written,
+                          int timeout_ms);
+/** Reads up to cap bytes from MP_STDOUT or MP_STDERR (a pipe) into buf: 0 with *n > 0,
+ * MP_EEOF when the stream is finished, or MP_ETIMEDOUT. */
+MP_API int mp_popen_read(mp_popen *p, int which, void *buf, size_t cap, size_t *n, int timeout_ms);
+/** Closes the child's stdin pipe (it reads end of file). */
+MP_API int mp_popen_close_stdin(mp_popen *p);
+/** Writes in (may be NULL), closes stdin, reads stdout and stderr to their end and waits for
+ * the child, all at once so that full pipes never deadlock. *out and *err (either may be
+ * NULL when not wanted) receive NUL-terminated buffers to free with mp_free. On
+ * MP_ETIMEDOUT they hold what arrived so far; calling again with the same input continues. */
+MP_API int mp_popen_communicate(mp_popen *p, const void *in, size_t in_len, char **out,
+                                size_t *out_len, char **err, size_t *err_len, int timeout_ms);
+/** Waits for the child to exit: 0, or MP_ETIMEDOUT while it still runs. */
+MP_API int mp_popen_wait(mp_popen *p, int timeout_ms);
+/** Returns 1 if the child has exited (and reaps it), 0 if it runs, or an error. */
+MP_API int mp_popen_poll(mp_popen *p);
+/** Stores the exit status: the exit code, or minus the signal that ended it (Windows:
+ * terminate gives -15, kill and kill_tree -9); MP_ESTATE while the child runs. */
+MP_API int mp_popen_returncode(mp_popen *p, int *code);
+/** Returns the child's process id. */
+MP_API int64_t mp_popen_pid(const mp_popen *p);
+/** Asks the child to stop: SIGTERM, or TerminateProcess on Windows. No-op once reaped. */
+MP_API int mp_popen_terminate(mp_popen *p);
+/** Kills the child: SIGKILL, or TerminateProcess on Windows. No-op once reaped. */
+MP_API int mp_popen_kill(mp_popen *p);
+/** Kills the child and its descendants: its process group on POSIX (the child must lead one:
+ * new_process_group or detached, else only the child is killed), its job on Windows. */
+MP_API int mp_popen_kill_tree(mp_popen *p);
+/** Closes the pipes and frees p. A finished child is reaped; a running one is left running
+ * and reaped later (by the next create, or at mp_shutdown) so it never stays a zombie. */
+MP_API void mp_popen_free(mp_popen *p);
+
+/* What mp_run returns. */
+typedef struct mp_run_result {
+  int returncode;  /* as mp_popen_returncode */
+  char *out, *err; /* captured output (NUL-terminated) when that stream was a PIPE */
+  size_t out_len, err_len;
+} mp_run_result;
+
+/** Runs argv to completion like subprocess.run: opts->input feeds stdin, PIPE streams are
+ * captured into result, opts->timeout_ms bounds the run. Returns 0 whatever the exit code
+ * (see result->returncode). On timeout the process tree is killed and reaped, result holds
+ * the output so far and the call returns MP_ETIMEDOUT. Free result with mp_run_result_free. */
+MP_API int mp_run(const char *const *argv, const mp_popen_opts *opts, mp_run_result *result);
+/** Like mp_run, but hands cmdline to the system shell: /bin/sh -c on POSIX, cmd.exe /d /s /c
+ * on Windows. The only call that gives a string to a shell; never build cmdline from
+ * untrusted input. */
+MP_API int mp_run_shell(const char *cmdline, const mp_popen_opts *opts, mp_run_result *result);
+/** Frees the buffers in a result (and zeroes it). */
+MP_API void mp_run_result_free(mp_run_result *result);
+/** Runs argv with the streams as in opts (inherited by default) and stores its exit code,
+ * like subprocess.call. */
+MP_API int mp_call(const char *const *argv, const mp_popen_opts *opts, int *code);
+/** Runs argv and returns its stdout (free with mp_free) like subprocess.check_output: a
+ * non-zero exit is MP_ECHILD with the code in the message, and *out still holds the
+ * output; *out is set (maybe NULL) whatever the result. */
+MP_API int mp_check_output(const char *const *argv, const mp_popen_opts *opts, char **out,
+                           size_t *out_len);
 
 #ifdef __cplusplus
 }

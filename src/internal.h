@@ -105,5 +105,14 @@ extern const mp__xfer_type mp__psem_xfer;
 extern const mp__xfer_type mp__pevent_xfer;
 extern const mp__xfer_type mp__shm_xfer;
 extern const mp__xfer_type mp__shared_xfer;
+/* ---- subprocesses (popen.c) ---------------------------------------------------------- */
+
+/* Reaps every finished child of mp_popen that was freed while still running; mp_shutdown
+ * calls it. Never blocks. */
+void mp__popen_reap_all(void);
+
+/* Tests only (POSIX): closes the child's pidfd so that timed waits take the path of kernels
+ * without pidfds. */
+void mp__popen_drop_wait_handle(mp_popen *p);
 
 #endif /* MP_INTERNAL_H */

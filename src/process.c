@@ -472,6 +472,7 @@ void mp_shutdown(void) {
     if (p->freed)
       process_destroy(p);
   }
+  mp__popen_reap_all();
 }
 
 /* ---- the child's side of the bootstrap ---------------------------------------------------- */

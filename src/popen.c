@@ -1,0 +1,545 @@
+/* Subprocesses: external commands with pipes, timeouts, environment edits and tree kills,
+ * in the manner of Python's subprocess. The backend starts, waits for and signals the
+ * child and moves bytes (src/posix/popen.c, src/win32/popen.c); this file checks the
+ * caller's options, builds the child's environment and implements the run/call helpers. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "platform.h"
+
+struct mp_popen {
+  mp_plat_child c;
+  int had_pipe[3];     /* which streams were MP_STDIO_PIPE, to tell "closed" from "never" */
+  int default_timeout; /* MP_FOREVER when the options gave none */
+  size_t in_off;       /* communicate's progress through the input, kept across timeouts */
+  mp_plat_outbuf out, err;
+};
+
+char *mp__outbuf_reserve(mp_plat_outbuf *b, size_t extra) {
+  if (b->cap - b->len < extra + 1) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < extra + 1)
+      cap *= 2;
+    char *nd = realloc(b->data, cap);
+    if (nd == NULL)
+      return NULL;
+    b->data = nd;
+    b->cap = cap;
+  }
+  return b->data + b->len;
+}
+
+/* Gives the buffer's bytes to the caller (NUL-terminated, never NULL) and empties it. */
+static int buf_take(mp_plat_outbuf *b, char **out, size_t *out_len) {
+  if (mp__outbuf_reserve(b, 0) == NULL)
+    return mp_set_error(MP_ENOMEM, "out of memory for captured output");
+  b->data[b->len] = '\0';
+  if (out != NULL) {
+    *out = b->data;
+    if (out_len)
+      *out_len = b->len;
+  } else {
+    free(b->data);
+  }
+  b->data = NULL;
+  b->len = b->cap = 0;
+  return 0;
+}
+
+/* ---- checking the options ------------------------------------------------------------ */
+
+static int check_stdio(const mp_stdio *s, int index) {
+  static const char *const names[] = {"stdin", "stdout", "stderr"};
+  switch (s->mode) {
+  case MP_STDIO_INHERIT:
+  case MP_STDIO_PIPE:
+  case MP_STDIO_DEVNULL: return 0;
+  case MP_STDIO_FILE:
+    if (s->path == NULL || s->path[0] == '\0')
+      return mp_set_error(MP_EINVAL, "%s: MP_STDIO_FILE needs a path", names[index]);
+    return 0;
+  case MP_STDIO_HANDLE:
+    if (s->handle == (intptr_t)MP_PLAT_INVALID)
+      return mp_set_error(MP_EINVAL, "%s: MP_STDIO_HANDLE needs an open handle", names[index]);
+    return 0;
+  case MP_STDIO_STDOUT:
+    if (index != 2)
+      return mp_set_error(MP_EINVAL, "%s: MP_STDIO_STDOUT is only for stderr", names[index]);
+    return 0;
+  }
+  return mp_set_error(MP_EINVAL, "%s: unknown mode %d", names[index], (int)s->mode);
+}
+
+static int check_argv(const char *const *argv) {
+  if (argv == NULL || argv[0] == NULL || argv[0][0] == '\0')
+    return mp_set_error(MP_EINVAL, "argv must name a program (argv[0] non-empty, NULL-terminated)");
+  return 0;
+}
+
+/* ---- the child's environment --------------------------------------------------------- */
+
+static int ascii_lower(int ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
+
+/* Length of the name in "NAME=value" (a leading '=' belongs to the name: "=C:=C:\\"). */
+static size_t env_name_len(const char *entry) {
+  const char *eq = strchr(entry + (entry[0] == '='), '=');
+  return eq ? (size_t)(eq - entry) : strlen(entry);
+}
+
+static int env_same_name(const char *a, size_t alen, const char *b, size_t blen, int icase) {
+  if (alen != blen)
+    return 0;
+  for (size_t i = 0; i < alen; i++) {
+    int x = (unsigned char)a[i], y = (unsigned char)b[i];
+    if (icase ? ascii_lower(x) != ascii_lower(y) : x != y)
+      return 0;
+  }
+  return 1;
+}
+
+static void env_free(char **env) {
+  if (env == NULL)
+    return;
+  for (size_t i = 0; env[i]; i++)
+    free(env[i]);
+  free(env);
+}
+
+/* Removes every entry named like edit's name from env (n entries); returns the new count. */
+static size_t env_remove(char **env, size_t n, const char *name, size_t name_len, int icase) {
+  size_t w = 0;
+  for (size_t r = 0; r < n; r++) {
+    if (env_same_name(env[r], env_name_len(env[r]), name, name_len, icase))
+      free(env[r]);
+    else
+      env[w++] = env[r];
+  }
+  env[w] = NULL;
+  return w;
+}
+
+/* Builds the child's environment: the parent's with opts->env applied, or opts->env alone. */
+static int env_build(const mp_popen_opts *o, char ***out) {
+  size_t nedits = 0, n = 0;
+  char **env = NULL;
+  int icase = mp_plat_env_icase(), rc;
+  while (o->env[nedits])
+    nedits++;
+  if (o->env_replace) {
+    env = calloc(nedits + 1, sizeof *env);
+    if (env == NULL)
+      return mp_set_error(MP_ENOMEM, "out of memory for the environment");
+  } else {
+    char **parent;
+    if ((rc = mp_plat_environ(&parent)) != 0)
+      return rc;
+    while (parent[n])
+      n++;
+    env = realloc(parent, (n + nedits + 1) * sizeof *env);
+    if (env == NULL) {
+      env_free(parent);
+      return mp_set_error(MP_ENOMEM, "out of memory for the environment");
+    }
+  }
+  for (size_t i = 0; i < nedits; i++) {
+    const char *e = o->env[i];
+    size_t name_len = strcspn(e, "="); /* a caller's name never starts with '=' */
+    if (name_len == 0 || (o->env_replace && e[name_len] != '=')) {
+      env[n] = NULL;
+      env_free(env);
+      return mp_set_error(MP_EINVAL, "environment entry \"%s\" is not NAME=value%s", e,
+                          o->env_replace ? "" : " or NAME");
+    }
+    n = env_remove(env, n, e, name_len, icase);
+    if (e[name_len] == '=') {
+      if ((env[n] = strdup(e)) == NULL) {
+        env_free(env);
+        return mp_set_error(MP_ENOMEM, "out of memory for the environment");
+      }
+      env[++n] = NULL;
+    }
+  }
+  env[n] = NULL;
+  *out = env;
+  return 0;
+}
+
+static const char *env_lookup(char **env, const char *name, int icase) {
+  size_t len = strlen(name);
+  for (size_t i = 0; env && env[i]; i++) {
+    size_t nl = env_name_len(env[i]);
+    if (env_same_name(env[i], nl, name, len, icase) && env[i][nl] == '=')
+      return env[i] + nl + 1;
+  }
+  return NULL;
+}
+
+/* ---- create -------------------------------------------------------------------------- */
+
+static const mp_popen_opts zero_opts;
+
+static int popen_start(mp_popen **pp, const char *const *argv, const char *shell_cmd,
+                       const mp_popen_opts *opts) {
+  int rc;
+  if (pp == NULL)
+    return mp_set_error(MP_EINVAL, "mp_popen_create: p is NULL");
+  *pp = NULL;
+  const mp_popen_opts *o = opts ? opts : &zero_opts;
+  const mp_stdio *stdio[3] = {&o->std_in, &o->std_out, &o->std_err};
+  for (int i = 0; i < 3; i++)
+    if ((rc = check_stdio(stdio[i], i)) != 0)
+      return rc;
+  if (o->timeout_ms < 0)
+    return mp_set_error(MP_EINVAL, "timeout_ms must be 0 (none) or positive, not %d",
+                        o->timeout_ms);
+  mp_plat_popen_reap_abandoned(); /* like Python's _cleanup(): reap what free() left */
+
+  mp_popen *p = calloc(1, sizeof *p);
+  if (p == NULL)
+    return mp_set_error(MP_ENOMEM, "out of memory for a popen object");
+  char **env = NULL;
+  if (o->env != NULL && (rc = env_build(o, &env)) != 0) {
+    free(p);
+    return rc;
+  }
+  mp_plat_spawn spec = {argv, shell_cmd,      {stdio[0], stdio[1], stdio[2]}, o->cwd,     env,
+                        NULL, o->search_path, o->new_process_group,           o->detached};
+  /* The child's PATH decides where its program is found, as with Python and Rust. */
+  spec.path = env ? env_lookup(env, "PATH", mp_plat_env_icase()) : NULL;
+  rc = mp_plat_popen_spawn(&spec, &p->c);
+  env_free(env);
+  if (rc != 0) {
+    free(p);
+    return rc;
+  }
+  for (int i = 0; i < 3; i++)
+    p->had_pipe[i] = stdio[i]->mode == MP_STDIO_PIPE;
+  p->default_timeout = o->timeout_ms > 0 ? o->timeout_ms : MP_FOREVER;
+  *pp = p;
+  return 0;
+}
+
+int mp_popen_create(mp_popen **p, const char *const *argv, const mp_popen_opts *opts) {
+  int rc = check_argv(argv);
+  if (rc != 0) {
+    if (p)
+      *p = NULL;
+    return rc;
+  }
+  return popen_start(p, argv, NULL, opts);
+}
+
+/* ---- I/O ----------------------------------------------------------------------------- */
+
+static int resolve_timeout(const mp_popen *p, int timeout_ms) {
+  if (timeout_ms == MP_DEFAULT_TIMEOUT)
+    return p->default_timeout;
+  return timeout_ms < 0 ? MP_FOREVER : timeout_ms;
+}
+
+static int check_timeout(int timeout_ms) {
+  if (timeout_ms < MP_DEFAULT_TIMEOUT)
+    return mp_set_error(MP_EINVAL, "timeout_ms %d: use >= 0, MP_FOREVER or MP_DEFAULT_TIMEOUT",
+                        timeout_ms);
+  return 0;
+}
+
+int mp_popen_write(mp_popen *p, const void *buf, size_t len, size_t *written, int timeout_ms) {
+  size_t dummy;
+  int rc;
+  if (written == NULL)
+    written = &dummy;
+  *written = 0;
+  if (p == NULL || (buf == NULL && len > 0))
+    return mp_set_error(MP_EINVAL, "mp_popen_write: p or buf is NULL");
+  if ((rc = check_timeout(timeout_ms)) != 0)
+    return rc;
+  if (p->c.pipes[0] == MP_PLAT_INVALID)
+    return mp_set_error(p->had_pipe[0] ? MP_ECLOSED : MP_EINVAL,
+                        p->had_pipe[0] ? "the child's stdin is already closed"
+                                       : "the child's stdin is not a pipe (MP_STDIO_PIPE)");
+  if (len == 0)
+    return 0;
+  return mp_plat_popen_write(p->c.pipes[0], buf, len, written, resolve_timeout(p, timeout_ms));
+}
+
+int mp_popen_read(mp_popen *p, int which, void *buf, size_t cap, size_t *n, int timeout_ms) {
+  int rc;
+  if (n)
+    *n = 0;
+  if (p == NULL || buf == NULL || n == NULL || cap == 0)
+    return mp_set_error(MP_EINVAL, "mp_popen_read: p, buf or n is NULL, or cap is 0");
+  if (which != MP_STDOUT && which != MP_STDERR)
+    return mp_set_error(MP_EINVAL, "mp_popen_read: which must be MP_STDOUT or MP_STDERR");
+  if ((rc = check_timeout(timeout_ms)) != 0)
+    return rc;
+  const char *name = which == MP_STDOUT ? "stdout" : "stderr";
+  if (!p->had_pipe[which])
+    return mp_set_error(MP_EINVAL, "the child's %s is not a pipe (MP_STDIO_PIPE)", name);
+  mp_plat_handle *h = &p->c.pipes[which];
+  if (*h == MP_PLAT_INVALID)
+    return mp_set_error(MP_EEOF, "the child's %s has ended", name);
+  rc = mp_plat_popen_read(*h, buf, cap, n, resolve_timeout(p, timeout_ms));
+  if (rc == MP_EEOF) {
+    mp_plat_popen_close(*h);
+    *h = MP_PLAT_INVALID;
+  }
+  return rc;
+}
+
+int mp_popen_close_stdin(mp_popen *p) {
+  if (p == NULL)
+    return mp_set_error(MP_EINVAL, "mp_popen_close_stdin: p is NULL");
+  if (!p->had_pipe[0])
+    return mp_set_error(MP_EINVAL, "the child's stdin is not a pipe (MP_STDIO_PIPE)");
+  mp_plat_popen_close(p->c.pipes[0]);
+  p->c.pipes[0] = MP_PLAT_INVALID;
+  return 0;
+}
+
+static int remaining_ms(int timeout_ms, uint64_t start_ns) {
+  if (timeout_ms < 0)
+    return MP_FOREVER;
+  uint64_t spent = (mp_plat_monotonic_ns() - start_ns) / 1000000u;
+  return spent >= (uint64_t)timeout_ms ? 0 : timeout_ms - (int)spent;
+}
+
+int mp_popen_communicate(mp_popen *p, const void *in, size_t in_len, char **out, size_t *out_len,
+                         char **err, size_t *err_len, int timeout_ms) {
+  int rc;
+  if (out)
+    *out = NULL;
+  if (err)
+    *err = NULL;
+  if (out_len)
+    *out_len = 0;
+  if (err_len)
+    *err_len = 0;
+  if (p == NULL || (in == NULL && in_len > 0))
+    return mp_set_error(MP_EINVAL, "mp_popen_communicate: p or in is NULL");
+  if ((rc = check_timeout(timeout_ms)) != 0)
+    return rc;
+  if (in_len > 0 && !p->had_pipe[0])
+    return mp_set_error(MP_EINVAL, "input given but the child's stdin is not a pipe");
+  int t = resolve_timeout(p, timeout_ms);
+  uint64_t start = mp_plat_monotonic_ns();
+  if (p->in_off > in_len)
+    p->in_off = in_len;
+  rc = mp_plat_popen_pump(p->c.pipes, in, in_len, &p->in_off, &p->out, &p->err, t);
+  if (rc == 0)
+    rc = mp_plat_popen_wait(&p->c, remaining_ms(t, start));
+  if (rc == 0 || rc == MP_ETIMEDOUT) {
+    int rc2 = buf_take(&p->out, out, out_len);
+    if (rc2 == 0)
+      rc2 = buf_take(&p->err, err, err_len);
+    if (rc2 != 0)
+      rc = rc2;
+    else if (rc == MP_ETIMEDOUT)
+      mp_set_error(MP_ETIMEDOUT, "communicate: the child did not finish within %d ms", t);
+  }
+  if (rc == 0)
+    p->in_off = 0;
+  return rc;
+}
+
+/* ---- waiting and signals ------------------------------------------------------------- */
+
+int mp_popen_wait(mp_popen *p, int timeout_ms) {
+  int rc;
+  if (p == NULL)
+    return mp_set_error(MP_EINVAL, "mp_popen_wait: p is NULL");
+  if ((rc = check_timeout(timeout_ms)) != 0)
+    return rc;
+  if (p->c.reaped)
+    return 0;
+  rc = mp_plat_popen_wait(&p->c, resolve_timeout(p, timeout_ms));
+  if (rc == MP_ETIMEDOUT)
+    mp_set_error(rc, "process %lld is still running", (long long)p->c.pid);
+  return rc;
+}
+
+int mp_popen_poll(mp_popen *p) {
+  if (p == NULL)
+    return mp_set_error(MP_EINVAL, "mp_popen_poll: p is NULL");
+  if (p->c.reaped)
+    return 1;
+  int rc = mp_plat_popen_wait(&p->c, 0);
+  return rc == 0 ? 1 : rc == MP_ETIMEDOUT ? 0 : rc;
+}
+
+int mp_popen_returncode(mp_popen *p, int *code) {
+  if (p == NULL || code == NULL)
+    return mp_set_error(MP_EINVAL, "mp_popen_returncode: p or code is NULL");
+  if (!p->c.reaped && mp_popen_poll(p) != 1)
+    return mp_set_error(MP_ESTATE, "process %lld has not exited", (long long)p->c.pid);
+  *code = p->c.status;
+  return 0;
+}
+
+int64_t mp_popen_pid(const mp_popen *p) { return p ? p->c.pid : 0; }
+
+int mp_popen_terminate(mp_popen *p) {
+  if (p == NULL)
+    return mp_set_error(MP_EINVAL, "mp_popen_terminate: p is NULL");
+  return mp_plat_popen_signal(&p->c, 15, 0);
+}
+
+int mp_popen_kill(mp_popen *p) {
+  if (p == NULL)
+    return mp_set_error(MP_EINVAL, "mp_popen_kill: p is NULL");
+  return mp_plat_popen_signal(&p->c, 9, 0);
+}
+
+int mp_popen_kill_tree(mp_popen *p) {
+  if (p == NULL)
+    return mp_set_error(MP_EINVAL, "mp_popen_kill_tree: p is NULL");
+  return mp_plat_popen_signal(&p->c, 9, 1);
+}
+
+void mp_popen_free(mp_popen *p) {
+  if (p == NULL)
+    return;
+  for (int i = 0; i < 3; i++)
+    mp_plat_popen_close(p->c.pipes[i]);
+  if (!p->c.reaped)
+    (void)mp_plat_popen_wait(&p->c, 0);
+  mp_plat_popen_release(&p->c);
+  free(p->out.data);
+  free(p->err.data);
+  free(p);
+}
+
+void mp__popen_reap_all(void) { mp_plat_popen_reap_abandoned(); }
+
+void mp__popen_drop_wait_handle(mp_popen *p) {
+  mp_plat_popen_close(p->c.proc);
+  p->c.proc = MP_PLAT_INVALID;
+}
+
+/* ---- run, call, check_output --------------------------------------------------------- */
+
+void mp_run_result_free(mp_run_result *r) {
+  if (r == NULL)
+    return;
+  free(r->out);
+  free(r->err);
+  memset(r, 0, sizeof *r);
+}
+
+/* After a timeout: kill the whole tree, reap the child, keep what the pipes still hold. */
+static void run_kill_and_reap(mp_popen *p) {
+  (void)mp_popen_kill_tree(p);
+  (void)mp_plat_popen_wait(&p->c, MP_FOREVER);
+  /* The tree is dead, so the pipes end at once; the bound only guards against a
+   * descendant that escaped the group or job. */
+  (void)mp_plat_popen_pump(p->c.pipes, NULL, 0, &p->in_off, &p->out, &p->err, 100);
+}
+
+static int run_common(const char *const *argv, const char *shell_cmd, const mp_popen_opts *opts,
+                      mp_run_result *r) {
+  if (r == NULL)
+    return mp_set_error(MP_EINVAL, "mp_run: result is NULL");
+  memset(r, 0, sizeof *r);
+  mp_popen_opts o = opts ? *opts : zero_opts;
+  if (o.input_len > 0 && o.input == NULL)
+    return mp_set_error(MP_EINVAL, "mp_run: input_len > 0 but input is NULL");
+  if (o.input != NULL && o.std_in.mode != MP_STDIO_INHERIT && o.std_in.mode != MP_STDIO_PIPE)
+    return mp_set_error(MP_EINVAL, "mp_run: input feeds stdin, which must then be left unset");
+  if (o.input != NULL)
+    o.std_in.mode = MP_STDIO_PIPE;
+  /* A timeout must be able to kill grandchildren too: on POSIX that needs a group. */
+  if (o.timeout_ms > 0 && !o.detached)
+    o.new_process_group = 1;
+  mp_popen *p;
+  int rc = popen_start(&p, argv, shell_cmd, &o);
+  if (rc != 0)
+    return rc;
+  int t = o.timeout_ms > 0 ? o.timeout_ms : MP_FOREVER;
+  rc = mp_popen_communicate(p, o.input, o.input_len, &r->out, &r->out_len, &r->err, &r->err_len, t);
+  if (rc == MP_ETIMEDOUT) {
+    run_kill_and_reap(p);
+    /* Append what was still in the pipes to what communicate returned. */
+    mp_plat_outbuf outs[2] = {{r->out, r->out_len, r->out_len + 1},
+                              {r->err, r->err_len, r->err_len + 1}};
+    mp_plat_outbuf *more[2] = {&p->out, &p->err};
+    for (int i = 0; i < 2; i++) {
+      char *dst = mp__outbuf_reserve(&outs[i], more[i]->len);
+      if (dst != NULL && more[i]->len > 0) {
+        memcpy(dst, more[i]->data, more[i]->len);
+        outs[i].len += more[i]->len;
+        outs[i].data[outs[i].len] = '\0';
+      }
+    }
+    r->out = outs[0].data, r->out_len = outs[0].len;
+    r->err = outs[1].data, r->err_len = outs[1].len;
+    mp_set_error(MP_ETIMEDOUT, "'%s' did not finish within %d ms; its process tree was killed",
+                 shell_cmd ? shell_cmd : argv[0], o.timeout_ms);
+  }
+  if (p->c.reaped)
+    r->returncode = p->c.status;
+  if (o.std_out.mode != MP_STDIO_PIPE && r->out) {
+    free(r->out);
+    r->out = NULL;
+  }
+  if (o.std_err.mode != MP_STDIO_PIPE && r->err) {
+    free(r->err);
+    r->err = NULL;
+  }
+  mp_popen_free(p);
+  if (rc != 0 && rc != MP_ETIMEDOUT)
+    mp_run_result_free(r);
+  return rc;
+}
+
+int mp_run(const char *const *argv, const mp_popen_opts *opts, mp_run_result *result) {
+  int rc = check_argv(argv);
+  if (rc != 0) {
+    if (result)
+      memset(result, 0, sizeof *result);
+    return rc;
+  }
+  return run_common(argv, NULL, opts, result);
+}
+
+int mp_run_shell(const char *cmdline, const mp_popen_opts *opts, mp_run_result *result) {
+  if (cmdline == NULL) {
+    if (result)
+      memset(result, 0, sizeof *result);
+    return mp_set_error(MP_EINVAL, "mp_run_shell: cmdline is NULL");
+  }
+  static const char *const no_argv[] = {"(shell)", NULL};
+  return run_common(no_argv, cmdline, opts, result);
+}
+
+int mp_call(const char *const *argv, const mp_popen_opts *opts, int *code) {
+  mp_run_result r;
+  if (code == NULL)
+    return mp_set_error(MP_EINVAL, "mp_call: code is NULL");
+  int rc = mp_run(argv, opts, &r);
+  *code = r.returncode;
+  mp_run_result_free(&r);
+  return rc;
+}
+
+int mp_check_output(const char *const *argv, const mp_popen_opts *opts, char **out,
+                    size_t *out_len) {
+  mp_run_result r;
+  if (out == NULL)
+    return mp_set_error(MP_EINVAL, "mp_check_output: out is NULL");
+  *out = NULL;
+  if (out_len)
+    *out_len = 0;
+  mp_popen_opts o = opts ? *opts : zero_opts;
+  if (o.std_out.mode != MP_STDIO_INHERIT && o.std_out.mode != MP_STDIO_PIPE)
+    return mp_set_error(MP_EINVAL, "mp_check_output captures stdout: leave std_out unset");
+  o.std_out.mode = MP_STDIO_PIPE;
+  int rc = mp_run(argv, &o, &r);
+  *out = r.out;
+  if (out_len)
+    *out_len = r.out_len;
+  free(r.err);
+  if (rc == 0 && r.returncode != 0)
+    rc = mp_set_error(MP_ECHILD, "'%s' exited with code %d", argv[0], r.returncode);
+  return rc;
+}
