@@ -697,6 +697,36 @@ MP_API int mp_call(const char *const *argv, const mp_popen_opts *opts, int *code
 MP_API int mp_check_output(const char *const *argv, const mp_popen_opts *opts, char **out,
                            size_t *out_len);
 
+/* ---- queues (queue.c) ------------------------------------------------------------------ */
+
+/* A queue between processes (mp_queue_create), or a proxy for a queue that a manager
+ * serves (mp_manager_queue): the same calls work on both. */
+typedef struct mp_queue mp_queue;
+
+/** Puts a copy of len bytes (0 is a legal message): 0, MP_EFULL on timeout, MP_ECLOSED. */
+MP_API int mp_queue_put(mp_queue *q, const void *buf, size_t len, int timeout_ms);
+/** Gets the next message into *buf (free with mp_free): 0, MP_EEMPTY on timeout, or
+ * MP_EEOF once the queue is closed and drained. */
+MP_API int mp_queue_get(mp_queue *q, void **buf, size_t *len, int timeout_ms);
+/** Puts a typed value. */
+MP_API int mp_queue_put_value(mp_queue *q, const mp_value *v, int timeout_ms);
+/** Gets a typed value (free with mp_value_free). */
+MP_API int mp_queue_get_value(mp_queue *q, mp_value **v, int timeout_ms);
+/** Stores the approximate number of queued messages. */
+MP_API int mp_queue_qsize(mp_queue *q, size_t *n);
+/** Returns 1 if the queue looks empty, 0 if not, or a negative error. */
+MP_API int mp_queue_empty(mp_queue *q);
+/** Returns 1 if the queue looks full, 0 if not, or a negative error. */
+MP_API int mp_queue_full(mp_queue *q);
+/** Closes the queue for puts; getters drain what is left, then get MP_EEOF. */
+MP_API int mp_queue_close(mp_queue *q);
+/** JoinableQueue: marks one gotten message as processed (too many calls: MP_EINVAL). */
+MP_API int mp_queue_task_done(mp_queue *q);
+/** JoinableQueue: waits until every put message was marked done: 0 or MP_ETIMEDOUT. */
+MP_API int mp_queue_join(mp_queue *q, int timeout_ms);
+/** Frees this process's handle on the queue (other processes keep theirs). */
+MP_API void mp_queue_free(mp_queue *q);
+
 #ifdef __cplusplus
 }
 #endif
