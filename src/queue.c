@@ -23,14 +23,13 @@ void *mp__queue_impl(mp_queue *q, const mp__queue_ops *ops) {
 }
 
 /* Checks q and that its implementation has the operation. */
-#define CHECK(q, op, name)                                                                                                                                \
-  \ do {                                                                                                                                                  \
-    \ if ((q) == NULL)                                                                          \ return mp_set_error(MP_EINVAL, name ": queue is NULL"); \
-    \ if ((q)->ops->op == NULL)                                                                 \ return mp_set_error(                                    \
-        MP_ENOTSUP, name " is not supported by a %s", (q)->ops->kind);                                                                                    \
-    \                                                                                                                                                     \
-  }                                                                                                                                                       \
-  while (0)
+#define CHECK(q, op, name)                                                                         \
+  do {                                                                                             \
+    if ((q) == NULL)                                                                               \
+      return mp_set_error(MP_EINVAL, name ": queue is NULL");                                      \
+    if ((q)->ops->op == NULL)                                                                      \
+      return mp_set_error(MP_ENOTSUP, name " is not supported by a %s", (q)->ops->kind);           \
+  } while (0)
 
 int mp_queue_put(mp_queue *q, const void *buf, size_t len, int timeout_ms) {
   CHECK(q, put, "mp_queue_put");
