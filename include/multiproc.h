@@ -727,6 +727,54 @@ MP_API int mp_queue_join(mp_queue *q, int timeout_ms);
 /** Frees this process's handle on the queue (other processes keep theirs). */
 MP_API void mp_queue_free(mp_queue *q);
 
+/* ---- managers (manager.c, manager_client.c) ------------------------------------------ */
+/* A network manager like Python's multiprocessing.managers.BaseManager, speaking its wire
+ * protocol: a C master serves queues that Python workers use, and a C worker uses queues
+ * that a Python master serves. Addresses are IPv4 "host:port"; the server listens on all
+ * interfaces only for "0.0.0.0:port" or ":port"; port 0 picks a free port (see
+ * mp_manager_address). Authkeys are NUL-terminated byte strings (Python's b'abc' is "abc"). */
+
+typedef struct mp_manager mp_manager;               /* the server side */
+typedef struct mp_manager_client mp_manager_client; /* a connection to a server */
+
+typedef struct mp_manager_opts {
+  int max_connections;       /* connections served at once; 0: 64. More are closed at once */
+  int handshake_timeout_ms;  /* for authentication and the first request; 0: 5000 */
+  size_t max_message;        /* largest request after authentication; 0: 64 MiB */
+  int allow_empty_authkey;   /* an empty authkey is refused (MP_EINVAL) unless this is set */
+  int allow_remote_shutdown; /* let clients call 'shutdown' (Python's manager.shutdown()) */
+} mp_manager_opts;
+
+/** Binds address and prepares a server (opts may be NULL); nothing is served before start. */
+MP_API int mp_manager_create(mp_manager **m, const char *address, const char *authkey,
+                             const mp_manager_opts *opts);
+/** Registers a queue.Queue(maxsize) (0: unbounded) under a name like "get_task_queue". */
+MP_API int mp_manager_register_queue(mp_manager *m, const char *name, size_t maxsize);
+/** Returns the bound address as "host:port" (the real port when created with port 0). */
+MP_API const char *mp_manager_address(const mp_manager *m);
+/** Serves in a background thread: 0, or MP_ESTATE if already serving or shut down. */
+MP_API int mp_manager_start(mp_manager *m);
+/** Serves in the calling thread until mp_manager_shutdown or a permitted remote shutdown. */
+MP_API int mp_manager_serve_forever(mp_manager *m);
+/** Stops serving: ends every connection and blocked call, waits for them; idempotent. */
+MP_API int mp_manager_shutdown(mp_manager *m);
+/** Shuts down if needed and frees the manager and its queues. */
+MP_API void mp_manager_free(mp_manager *m);
+/** A direct handle on a registered queue, without the network (free with mp_queue_free
+ * before mp_manager_free): the same queue remote clients see. */
+MP_API int mp_manager_local_queue(mp_manager *m, const char *name, mp_queue **q);
+
+/** Connects to a manager (C or Python) and checks the authkey: MP_EAUTH on a wrong key. */
+MP_API int mp_manager_connect(mp_manager_client **c, const char *address, const char *authkey);
+/** Gets a proxy for the registered object `name` (as manager.get_task_queue()); its put
+ * and get take values (mp_queue_put_value); mp_queue_put sends bytes, and mp_queue_get
+ * gives a bytes item's content or another item's MessagePack encoding. MP_ENOENT: unknown. */
+MP_API int mp_manager_queue(mp_manager_client *c, const char *name, mp_queue **q);
+/** Asks the server to shut down (MP_EPERM unless it allows remote shutdown). */
+MP_API int mp_manager_remote_shutdown(mp_manager_client *c);
+/** Frees the client (queues made from it must be freed first). */
+MP_API void mp_manager_disconnect(mp_manager_client *c);
+
 #ifdef __cplusplus
 }
 #endif

@@ -357,3 +357,6 @@ int mp__conn_wrap_handle(mp_plat_handle h, mp_conn **out) {
   rc = conn_new(out, chan);
   return rc < 0 ? rc : 0;
 }
+
+/* A connection over a socket channel (the manager's TCP connections). */
+int mp__conn_from_chan(mp_plat_chan *chan, mp_conn **out) { return conn_new(out, chan); }

@@ -140,4 +140,76 @@ int mp__queue_wrap(mp_queue **q, const mp__queue_ops *ops, void *impl);
 /* The implementation behind a queue if it has the given ops, else NULL. */
 void *mp__queue_impl(mp_queue *q, const mp__queue_ops *ops);
 
+/* ---- managers: the pickle subset (pickle.c) and the wire helpers (manager_wire.c) ---- */
+
+/* What memo references in one pickle may expand to, in values copied. */
+#define MP_PICKLE_MEMO_NODES (1u << 20)
+
+/* The exception classes the pickle subset knows (allowlisted globals). */
+enum {
+  MP_PK_EXC_NONE = 0,
+  MP_PK_EXC_EMPTY,     /* queue.Empty */
+  MP_PK_EXC_FULL,      /* queue.Full */
+  MP_PK_EXC_VALUE,     /* builtins.ValueError */
+  MP_PK_EXC_TYPE,      /* builtins.TypeError */
+  MP_PK_EXC_ATTRIBUTE, /* builtins.AttributeError */
+  MP_PK_EXC_KEY,       /* builtins.KeyError */
+  MP_PK_EXC_RUNTIME,   /* builtins.RuntimeError */
+  MP_PK_EXC_EXCEPTION  /* builtins.Exception */
+};
+
+/* An exception instance found while reading (the first one; it reads as None in place). */
+typedef struct mp__pk_exc {
+  int kind;      /* MP_PK_EXC_* */
+  char msg[256]; /* its first argument if that was a string */
+} mp__pk_exc;
+
+/* Pickles v (protocol 4 opcodes, no frames) into *buf (free with free()). */
+int mp__pickle_dumps(const mp_value *v, void **buf, size_t *len);
+/* Pickles the reply (kind, v), e.g. ('#RETURN', v), without taking v. */
+int mp__pickle_dumps_pair(const char *kind, const mp_value *v, void **buf, size_t *len);
+/* Pickles the reply ('#ERROR', <kind>(msg)) (msg NULL or "": no arguments). */
+int mp__pickle_dumps_error(int kind, const char *msg, void **buf, size_t *len);
+/* Unpickles buf (protocols 2-5) into *out; exc (may be NULL) receives an exception
+ * instance. Anything outside the subset is MP_EPROTO with a message naming it. */
+int mp__pickle_loads(const void *buf, size_t len, mp_value **out, mp__pk_exc *exc);
+/* The Python class name of an MP_PK_EXC_* kind ("Empty"). */
+const char *mp__pickle_exc_name(int kind);
+
+/* Largest frame during the handshake, as Python's recv_bytes(256). */
+#define MP_MANAGER_HANDSHAKE_MAX 256
+
+/* Python's multiprocessing.connection authentication over an open connection. The server
+ * side delivers its challenge first, then answers the client's; the client the reverse.
+ * Both give MP_EAUTH on a wrong key (after sending #FAILURE# where Python does). */
+int mp__auth_deliver(mp_conn *c, const void *key, size_t keylen, int timeout_ms);
+int mp__auth_answer(mp_conn *c, const void *key, size_t keylen, int timeout_ms);
+/* Compares two buffers in time that depends only on their length. 1 if equal. */
+int mp__ct_equal(const void *a, const void *b, size_t n);
+/* Splits "host:port" (IPv4 or name; "" or "0.0.0.0" host: all interfaces). */
+int mp__split_address(const char *address, char *host, size_t hostsize, int *port);
+/* A connection over an accepted or connected socket channel. */
+int mp__conn_from_chan(mp_plat_chan *chan, mp_conn **out);
+
+/* The queue a manager serves (manager_queue.c). put takes v on success; get's alive(arg)
+ * (may be NULL) says whether the client it serves is still there: MP_EBROKEN if not. */
+typedef struct mp__squeue mp__squeue;
+int mp__squeue_create(mp__squeue **q, size_t maxsize);
+void mp__squeue_free(mp__squeue *q);
+int mp__squeue_put(mp__squeue *q, mp_value *v, int timeout_ms);
+int mp__squeue_get(mp__squeue *q, mp_value **v, int timeout_ms, int (*alive)(void *),
+                   void *arg);
+/* Puts an item back at the front (a reply that could not be delivered). */
+void mp__squeue_unget(mp__squeue *q, mp_value *v);
+size_t mp__squeue_qsize(mp__squeue *q);
+size_t mp__squeue_maxsize(const mp__squeue *q);
+int mp__squeue_task_done(mp__squeue *q);
+int mp__squeue_join(mp__squeue *q, int timeout_ms);
+/* Wakes every waiter with MP_ECLOSED; later calls fail the same way. */
+void mp__squeue_close(mp__squeue *q);
+/* A public queue handle onto q that does not own it. */
+int mp__squeue_local(mp__squeue *q, mp_queue **out);
+/* Frees v and returns its bytes (a bytes value) or its MessagePack encoding (other). */
+int mp__value_to_bytes(mp_value *v, void **buf, size_t *len);
+
 #endif /* MP_INTERNAL_H */

@@ -361,4 +361,32 @@ int mp_plat_environ(char ***env);
 /* 1 where environment names compare case-insensitively (Windows). */
 int mp_plat_env_icase(void);
 
+/* ---- manager: TCP sockets and HMAC (socket.c, hmac.c) -------------------------------- */
+
+/* A listening TCP socket (IPv4) with its own wake-up, so a server thread blocked in
+ * accept can be told to stop. */
+typedef struct mp_plat_listener mp_plat_listener;
+/* Binds host:port (host "" or "0.0.0.0": all interfaces; port 0: ephemeral) and listens.
+ * The socket is close-on-exec / non-inheritable. */
+int mp_plat_tcp_listen(mp_plat_listener **l, const char *host, int port, int backlog);
+/* The port the listener is bound to. */
+int mp_plat_tcp_port(const mp_plat_listener *l);
+/* Waits for a connection and wraps it in a channel: 0, or MP_ECANCELED after wake. */
+int mp_plat_tcp_accept(mp_plat_listener *l, mp_plat_chan **c);
+/* Makes a current or later mp_plat_tcp_accept return MP_ECANCELED (any thread). */
+void mp_plat_tcp_wake(mp_plat_listener *l);
+void mp_plat_tcp_close(mp_plat_listener *l);
+/* Connects to host:port within timeout_ms (MP_FOREVER: the OS's own limit): a channel, or
+ * MP_ETIMEDOUT, MP_EOS (refused, unreachable; the message names the address). */
+int mp_plat_tcp_connect(const char *host, int port, int timeout_ms, mp_plat_chan **c);
+/* Shuts a socket channel down both ways: a thread blocked reading it wakes with MP_EEOF. */
+void mp_plat_tcp_shutdown(mp_plat_chan *c);
+/* 1 if the peer of a socket channel has closed or reset it (without reading data), else 0. */
+int mp_plat_tcp_peer_gone(mp_plat_chan *c);
+
+enum { MP_HMAC_MD5 = 1, MP_HMAC_SHA256 = 2 };
+/* HMAC of msg under key; out must hold 32 bytes; *outlen receives 16 or 32. */
+int mp_plat_hmac(int alg, const void *key, size_t keylen, const void *msg, size_t len,
+                 unsigned char *out, size_t *outlen);
+
 #endif /* MP_PLATFORM_H */

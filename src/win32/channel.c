@@ -187,7 +187,11 @@ mp_plat_handle mp_plat_chan_handle(const mp_plat_chan *c) { return (mp_plat_hand
 int mp_plat_chan_dirs(const mp_plat_chan *c) { return c->dirs; }
 
 int mp__win_peer_gone(DWORD err) {
-  return err == ERROR_BROKEN_PIPE || err == ERROR_PIPE_NOT_CONNECTED || err == ERROR_NO_DATA;
+  return err == ERROR_BROKEN_PIPE || err == ERROR_PIPE_NOT_CONNECTED || err == ERROR_NO_DATA ||
+         /* the same for a TCP socket (win32/socket.c) */
+         err == ERROR_NETNAME_DELETED || err == ERROR_CONNECTION_ABORTED ||
+         err == ERROR_GRACEFUL_DISCONNECT || err == WSAECONNRESET || err == WSAECONNABORTED ||
+         err == WSAESHUTDOWN;
 }
 
 /* Starts an overlapped read and waits up to timeout_ms; on timeout the read is cancelled,
@@ -224,6 +228,8 @@ int mp_plat_chan_read(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, si
     int rc = read_once(c, buf, want, timeout_ms, &got);
     if (rc < 0)
       return rc;
+    if (got == 0 && c->is_socket)
+      return mp_set_error(MP_EEOF, "the peer closed the connection");
     /* A zero-byte completion (a message-mode peer's empty message) carries nothing. */
     if (got > 0)
       break;
@@ -282,7 +288,9 @@ int mp_plat_chan_write(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nbufs) {
 void mp_plat_chan_close(mp_plat_chan *c) {
   if (c == NULL)
     return;
-  if (c->h && c->h != INVALID_HANDLE_VALUE)
+  if (c->h && c->h != INVALID_HANDLE_VALUE && c->is_socket)
+    mp__win_sock_close(c->h);
+  else if (c->h && c->h != INVALID_HANDLE_VALUE)
     CloseHandle(c->h);
   if (c->rd_event)
     CloseHandle(c->rd_event);
