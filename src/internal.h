@@ -203,6 +203,10 @@ int mp__squeue_get(mp__squeue *q, mp_value **v, int timeout_ms, int (*alive)(voi
 void mp__squeue_unget(mp__squeue *q, mp_value *v);
 size_t mp__squeue_qsize(mp__squeue *q);
 size_t mp__squeue_maxsize(const mp__squeue *q);
+/* How many gets are blocked on q now. */
+size_t mp__squeue_waiters(mp__squeue *q);
+/* Tests: the number of gets blocked on the queue registered as name (0 if unknown). */
+size_t mp__manager_waiters(mp_manager *m, const char *name);
 int mp__squeue_task_done(mp__squeue *q);
 int mp__squeue_join(mp__squeue *q, int timeout_ms);
 /* Wakes every waiter with MP_ECLOSED; later calls fail the same way. */

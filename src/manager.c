@@ -30,6 +30,7 @@ typedef struct reg_obj {
 
 typedef struct live_conn {
   mp_conn *conn;
+  int busy; /* handling a request: shutdown lets it write its reply */
   struct live_conn *next;
 } live_conn;
 
@@ -150,6 +151,11 @@ int mp_manager_local_queue(mp_manager *m, const char *name, mp_queue **q) {
   if (o == NULL)
     return mp_set_error(MP_ENOENT, "mp_manager_local_queue: nothing registered as '%s'", name);
   return mp__squeue_local(o->q, q);
+}
+
+size_t mp__manager_waiters(mp_manager *m, const char *name) {
+  reg_obj *o = find_name(m, name);
+  return o ? mp__squeue_waiters(o->q) : 0;
 }
 
 /* ---- replies ------------------------------------------------------------------------ */
@@ -421,11 +427,31 @@ static int call_method(mp_manager *m, mp_conn *c, const request *r) {
   return send_error(c, MP_PK_EXC_ATTRIBUTE, err);
 }
 
+typedef struct conn_job {
+  mp_manager *m;
+  mp_conn *conn;
+  live_conn link;
+} conn_job;
+
+/* Marks the connection busy (a request is being handled) or idle (waiting for the next);
+ * going idle fails once the manager is stopping. */
+static int set_busy(mp_manager *m, live_conn *l, int busy) {
+  mp_plat_mutex_lock(&m->mu);
+  l->busy = busy;
+  int stop = !busy && m->stopping;
+  mp_plat_mutex_unlock(&m->mu);
+  return stop ? -1 : 0;
+}
+
 /* Serves method calls on a connection until the client leaves (Server.serve_client). */
-static void serve_client(mp_manager *m, mp_conn *c) {
+static void serve_client(mp_manager *m, live_conn *l) {
+  mp_conn *c = l->conn;
   for (;;) {
     request r;
+    if (set_busy(m, l, 0) < 0)
+      return;
     int rc = read_request(c, MP_FOREVER, &r);
+    set_busy(m, l, 1);
     if (rc == MP_EPROTO && r.all == NULL && mp_conn_readable(c)) {
       /* Bad pickle or forbidden global: say why, then drop the connection. */
       send_traceback(c, "%s; closing the connection", mp_last_error());
@@ -494,7 +520,8 @@ static void stop_serving(mp_manager *m) {
   mp_plat_tcp_wake(m->listener);
 }
 
-static int server_call(mp_manager *m, mp_conn *c, const request *r) {
+static int server_call(mp_manager *m, live_conn *l, const request *r) {
+  mp_conn *c = l->conn;
   const char *me = r->method;
   if (strcmp(me, "create") == 0) {
     const char *name = str_arg(r, 0);
@@ -516,7 +543,7 @@ static int server_call(mp_manager *m, mp_conn *c, const request *r) {
   if (strcmp(me, "accept_connection") == 0) {
     int rc = send_return(c, mp_value_nil());
     if (rc == 0)
-      serve_client(m, c);
+      serve_client(m, l);
     return rc;
   }
   if (strcmp(me, "shutdown") == 0) {
@@ -531,13 +558,8 @@ static int server_call(mp_manager *m, mp_conn *c, const request *r) {
 
 /* ---- connections -------------------------------------------------------------------- */
 
-typedef struct conn_job {
-  mp_manager *m;
-  mp_conn *conn;
-  live_conn link;
-} conn_job;
-
-static void handle(mp_manager *m, mp_conn *c) {
+static void handle(mp_manager *m, live_conn *l) {
+  mp_conn *c = l->conn;
   int t = m->opts.handshake_timeout_ms;
   uint64_t start = mp_plat_monotonic_ns();
   mp_conn_set_max_message(c, MP_MANAGER_HANDSHAKE_MAX);
@@ -548,6 +570,7 @@ static void handle(mp_manager *m, mp_conn *c) {
   uint64_t spent = (mp_plat_monotonic_ns() - start) / 1000000;
   request r;
   int rc = read_request(c, spent >= (uint64_t)t ? 0 : t - (int)spent, &r);
+  set_busy(m, l, 1);
   if (rc == MP_EPROTO && r.all == NULL) {
     send_traceback(c, "%s; closing the connection", mp_last_error());
     return;
@@ -557,14 +580,14 @@ static void handle(mp_manager *m, mp_conn *c) {
   if (r.ident != NULL)
     send_traceback(c, "%s", "a method call before accept_connection");
   else
-    server_call(m, c, &r);
+    server_call(m, l, &r);
   mp_value_free(r.all);
 }
 
 static void conn_thread(void *arg) {
   conn_job *job = arg;
   mp_manager *m = job->m;
-  handle(m, job->conn);
+  handle(m, &job->link);
   mp_plat_mutex_lock(&m->mu);
   for (live_conn **p = &m->conns; *p; p = &(*p)->next)
     if (*p == &job->link) {
@@ -616,7 +639,8 @@ static void stop_all(mp_manager *m) {
   mp_plat_mutex_lock(&m->mu);
   m->stopping = 1;
   for (live_conn *l = m->conns; l; l = l->next)
-    mp_plat_tcp_shutdown(mp__conn_chan(l->conn));
+    if (!l->busy) /* a busy one writes its reply, then sees m->stopping */
+      mp_plat_tcp_shutdown(mp__conn_chan(l->conn));
   while (m->nconns > 0)
     mp_plat_cond_wait(&m->changed, &m->mu, -1);
   m->state = ST_STOPPED;

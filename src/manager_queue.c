@@ -20,6 +20,7 @@ struct mp__squeue {
   size_t head, len, cap;
   size_t maxsize;
   size_t unfinished;
+  size_t waiters; /* gets blocked right now (tests watch it) */
   int closed;
 };
 
@@ -114,7 +115,9 @@ int mp__squeue_get(mp__squeue *q, mp_value **v, int timeout_ms, int (*alive)(voi
       int64_t check = (int64_t)mp_plat_monotonic_ns() + ALIVE_CHECK_NS;
       until = deadline < 0 || check < deadline ? check : deadline;
     }
+    q->waiters++;
     rc = wait_until(q, &q->not_empty, until);
+    q->waiters--;
     if (rc == MP_ETIMEDOUT && until != deadline)
       rc = 0;
     if (alive && !alive(arg))
@@ -159,6 +162,13 @@ size_t mp__squeue_qsize(mp__squeue *q) {
 }
 
 size_t mp__squeue_maxsize(const mp__squeue *q) { return q->maxsize; }
+
+size_t mp__squeue_waiters(mp__squeue *q) {
+  mp_plat_mutex_lock(&q->mu);
+  size_t n = q->waiters;
+  mp_plat_mutex_unlock(&q->mu);
+  return n;
+}
 
 int mp__squeue_task_done(mp__squeue *q) {
   mp_plat_mutex_lock(&q->mu);

@@ -197,6 +197,7 @@ static const struct {
   const char *module, *name;
 } exc_classes[] = {
     {MP_PK_EXC_EMPTY, "queue", "Empty"},
+    {MP_PK_EXC_EMPTY, "_queue", "Empty"}, /* where CPython defines it */
     {MP_PK_EXC_FULL, "queue", "Full"},
     {MP_PK_EXC_VALUE, "builtins", "ValueError"},
     {MP_PK_EXC_TYPE, "builtins", "TypeError"},
@@ -505,12 +506,15 @@ static int op_add(pk_in *r, int dict, int with_mark) {
   return fill(r, c, from, dict);
 }
 
-static const char *builtin_module(const char *m) {
-  return strcmp(m, "__builtin__") == 0 ? "builtins" : m; /* protocol 2's name for it */
+/* Protocols 0-2 write Python 2's module names (pickle's fix_imports). */
+static const char *py3_module(const char *m) {
+  if (strcmp(m, "__builtin__") == 0 || strcmp(m, "exceptions") == 0)
+    return "builtins";
+  return strcmp(m, "Queue") == 0 ? "queue" : m;
 }
 
 static int lookup_global(const char *module, const char *name) {
-  module = builtin_module(module);
+  module = py3_module(module);
   for (size_t k = 0; k < N_EXC; k++)
     if (strcmp(exc_classes[k].module, module) == 0 && strcmp(exc_classes[k].name, name) == 0)
       return exc_classes[k].kind;
