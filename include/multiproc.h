@@ -738,7 +738,7 @@ typedef struct mp_manager mp_manager;               /* the server side */
 typedef struct mp_manager_client mp_manager_client; /* a connection to a server */
 
 typedef struct mp_manager_opts {
-  int max_connections;       /* connections served at once; 0: 64. More are closed at once */
+  int max_connections;       /* connections served at once; 0: 64. More wait to be accepted */
   int handshake_timeout_ms;  /* for authentication and the first request; 0: 5000 */
   size_t max_message;        /* largest request after authentication; 0: 64 MiB */
   int allow_empty_authkey;   /* an empty authkey is refused (MP_EINVAL) unless this is set */

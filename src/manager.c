@@ -85,7 +85,7 @@ int mp_manager_create(mp_manager **out, const char *address, const char *authkey
   rc = mp_plat_mutex_init(&m->mu);
   if (rc == 0 && (rc = mp_plat_cond_init(&m->changed)) < 0)
     mp_plat_mutex_destroy(&m->mu);
-  if (rc == 0 && (rc = mp_plat_tcp_listen(&m->listener, host, port, 16)) < 0) {
+  if (rc == 0 && (rc = mp_plat_tcp_listen(&m->listener, host, port, 64)) < 0) {
     mp_plat_cond_destroy(&m->changed);
     mp_plat_mutex_destroy(&m->mu);
   }
@@ -516,6 +516,7 @@ static int refcount(mp_manager *m, mp_conn *c, const request *r, int delta) {
 static void stop_serving(mp_manager *m) {
   mp_plat_mutex_lock(&m->mu);
   m->stopping = 1;
+  mp_plat_cond_broadcast(&m->changed);
   mp_plat_mutex_unlock(&m->mu);
   mp_plat_tcp_wake(m->listener);
 }
@@ -608,7 +609,7 @@ static void dispatch_conn(mp_manager *m, mp_plat_chan *chan) {
     return;
   conn_job *job = calloc(1, sizeof *job);
   mp_plat_mutex_lock(&m->mu);
-  if (job == NULL || m->nconns >= m->opts.max_connections || m->stopping) {
+  if (job == NULL || m->stopping) {
     mp_plat_mutex_unlock(&m->mu);
     mp_conn_free(c);
     free(job);
@@ -648,9 +649,20 @@ static void stop_all(mp_manager *m) {
   mp_plat_mutex_unlock(&m->mu);
 }
 
+/* Waits for a free connection slot: beyond the cap, new connections wait in the listen
+ * backlog (as with a busy server) rather than being refused. 0, or -1 when stopping. */
+static int wait_slot(mp_manager *m) {
+  mp_plat_mutex_lock(&m->mu);
+  while (m->nconns >= m->opts.max_connections && !m->stopping)
+    mp_plat_cond_wait(&m->changed, &m->mu, -1);
+  int stop = m->stopping;
+  mp_plat_mutex_unlock(&m->mu);
+  return stop ? -1 : 0;
+}
+
 static int accept_loop(mp_manager *m) {
-  int rc;
-  for (;;) {
+  int rc = MP_ECANCELED;
+  while (wait_slot(m) == 0) {
     mp_plat_chan *chan;
     rc = mp_plat_tcp_accept(m->listener, &chan);
     if (rc < 0)

@@ -372,8 +372,8 @@ static void stalled_and_flooding_clients(void **state) {
     mp_conn_free(c);
   }
   good_client_works(m);
-  /* More silent connections than the cap: the extra ones are closed at once, and once
-   * the deadline frees the slots a good client works again. */
+  /* More silent connections than the cap: the extra ones wait to be accepted, each is
+   * closed by the deadline, and then a good client works again. */
   mp_conn *held[12];
   for (int i = 0; i < 12; i++)
     held[i] = raw_connect(m);
