@@ -495,11 +495,20 @@ static void worker_killed_mid_get_loses_nothing(void **state) {
   assert_mp_ok(mp_event_create(&e));
   for (int i = 0; i < 3000 && mp__manager_waiters(m, "get_task_queue") == 0; i++)
     mp_event_wait(e, 10);
-  mp_event_free(e);
   assert_int_equal(mp__manager_waiters(m, "get_task_queue"), 1);
   assert_mp_ok(mp_process_kill(p));
   assert_mp_ok(mp_process_join(p, 10000));
   mp_process_free(p);
+#ifdef _WIN32
+  /* Wine closes a killed process's sockets some time after its handle is signalled (see
+   * docs/platform-notes.md): wait for the server's periodic check to drop the get. On
+   * Linux the socket is closed when join returns, and the item goes in at once, which
+   * tests the check made just before an item is handed over. */
+  for (int i = 0; i < 1000 && mp__manager_waiters(m, "get_task_queue") > 0; i++)
+    mp_event_wait(e, 10);
+  assert_int_equal(mp__manager_waiters(m, "get_task_queue"), 0);
+#endif
+  mp_event_free(e);
   mp_queue *local;
   assert_mp_ok(mp_manager_local_queue(m, "get_task_queue", &local));
   mp_value *v = mp_value_str("precious"), *got = NULL;
