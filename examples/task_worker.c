@@ -16,7 +16,8 @@
  *
  * Usage: task_worker [host:port [authkey [delay_ms]]] (defaults 127.0.0.1:5000, abc, 1000).
  * It serves a C master (task_master) or the seed's unmodified Python master alike. Unlike
- * the seed it stops at the first empty get, so that several workers finish promptly. */
+ * the seed it stops at the first empty get, so that several workers finish promptly, and
+ * when the master shuts down while it waits for a task. */
 #include <multiproc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,10 @@ int main(int argc, char **argv) {
     int got = mp_queue_get_value(task, &v, 1000);
     if (got == MP_EEMPTY) {
       printf("task queue is empty.\n");
+      break;
+    }
+    if (got == MP_EEOF || got == MP_EBROKEN) { /* the master took its results and left */
+      printf("the master has shut down.\n");
       break;
     }
     if (got < 0 || mp_value_get_int(v, &n) < 0) {

@@ -428,9 +428,9 @@ static mp_process *start_worker(mp_target_fn fn, const char *addr) {
 }
 
 #ifdef _WIN32
-#define NTASKS 40 /* Wine: slower round trips */
+#  define NTASKS 40 /* Wine: slower round trips */
 #else
-#define NTASKS 200
+#  define NTASKS 200
 #endif
 
 static void two_workers_share_tasks(void **state) {

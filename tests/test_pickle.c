@@ -41,11 +41,11 @@ static mp_value *expected_value(void) {
   mp_value *d = mp_value_dict();
   mp_value_dict_set(d, mp_value_str("a"), mp_value_int(1));
   mp_value_dict_set(d, mp_value_int(2), mp_value_nil());
-  mp_value *t = tuple_of(
-      13, mp_value_int(1), mp_value_int(-1), mp_value_int(255), mp_value_int(256),
-      mp_value_int(65535), mp_value_int(65536), mp_value_int(INT32_MIN),
-      mp_value_int((int64_t)1 << 31), mp_value_int((int64_t)1 << 40), mp_value_int(INT64_MIN),
-      mp_value_int(INT64_MAX), mp_value_double(1.5), mp_value_double(-0.0));
+  mp_value *t = tuple_of(13, mp_value_int(1), mp_value_int(-1), mp_value_int(255),
+                         mp_value_int(256), mp_value_int(65535), mp_value_int(65536),
+                         mp_value_int(INT32_MIN), mp_value_int((int64_t)1 << 31),
+                         mp_value_int((int64_t)1 << 40), mp_value_int(INT64_MIN),
+                         mp_value_int(INT64_MAX), mp_value_double(1.5), mp_value_double(-0.0));
   mp_value_append(t, mp_value_str("h\xc3\xa9llo"));
   mp_value_append(t, mp_value_str(""));
   mp_value_append(t, mp_value_bytes("\x00\xff", 2));
@@ -59,8 +59,8 @@ static mp_value *expected_value(void) {
   mp_value_append(t, tuple_of(1, mp_value_int(1)));
   mp_value_append(t, tuple_of(2, mp_value_int(1), mp_value_int(2)));
   mp_value_append(t, tuple_of(3, mp_value_int(1), mp_value_int(2), mp_value_int(3)));
-  mp_value_append(t, tuple_of(4, mp_value_int(1), mp_value_int(2), mp_value_int(3),
-                              mp_value_int(4)));
+  mp_value_append(t,
+                  tuple_of(4, mp_value_int(1), mp_value_int(2), mp_value_int(3), mp_value_int(4)));
   mp_value_append(t, list_of(2, list_of(2, mp_value_int(1), mp_value_int(2)),
                              list_of(2, mp_value_int(1), mp_value_int(2))));
   mp_value_append(t, repeat('x', 300, 0));
@@ -144,24 +144,41 @@ static void refuses_unknown_globals_and_big_ints(void **state) {
   expect_proto(py_os_system_p4, PY_OS_SYSTEM_P4_LEN, "posix.system");
   expect_proto(py_big_int, PY_BIG_INT_LEN, "64 bits");
   /* An allowed class called with a non-tuple, and a class used as a value. */
-  expect_proto("\x80\x04" "cqueue\nEmpty\nK\x01R.", 19, "REDUCE");
-  expect_proto("\x80\x04" "cqueue\nEmpty\n\x85.", 17, "class");
+  expect_proto("\x80\x04"
+               "cqueue\nEmpty\nK\x01R.",
+               19, "REDUCE");
+  expect_proto("\x80\x04"
+               "cqueue\nEmpty\n\x85.",
+               17, "class");
 }
 
 static void refuses_malformed_input(void **state) {
   (void)state;
   expect_proto("", 0, "truncated");
   expect_proto("\x80\x04K", 3, "truncated");
-  expect_proto("\x80\x04X\xff\xff\xff\x7f" "abc.", 10, "past the end");
+  expect_proto("\x80\x04X\xff\xff\xff\x7f"
+               "abc.",
+               10, "past the end");
   expect_proto("\x80\x09N.", 4, "protocol 9");
   expect_proto("\x80\x04NN.", 5, "exactly one");
   expect_proto("\x80\x04N.N", 5, "after STOP");
-  expect_proto("\x80\x04" "a.", 4, "underflow");
-  expect_proto("\x80\x04" "e.", 4, "MARK");
+  expect_proto("\x80\x04"
+               "a.",
+               4, "underflow");
+  expect_proto("\x80\x04"
+               "e.",
+               4, "MARK");
   expect_proto("\x80\x04h\x05.", 5, "memo");
-  expect_proto("\x80\x04" "K\x01r\x09\x00\x00\x00.", 10, "memo index");
-  expect_proto("\x80\x04" "KK\x01\x88" "(K\x01e.", 11, NULL);
-  expect_proto("\x80\x04" "\xc8.", 4, "opcode 0xc8");
+  expect_proto("\x80\x04"
+               "K\x01r\x09\x00\x00\x00.",
+               10, "memo index");
+  expect_proto("\x80\x04"
+               "KK\x01\x88"
+               "(K\x01e.",
+               11, NULL);
+  expect_proto("\x80\x04"
+               "\xc8.",
+               4, "opcode 0xc8");
   expect_proto("\x80\x04\x8c\x02\xff\xfe.", 7, "UTF-8");
   mp_value *v;
   assert_mp(MP_EINVAL, mp__pickle_loads(NULL, 0, &v, NULL));
