@@ -330,7 +330,7 @@ static int call_get(mp_conn *c, reg_obj *o, const request *r, int nowait) {
   if (ms == -2)
     return send_error(c, MP_PK_EXC_VALUE, err);
   client_ctx ctx = {c};
-  mp_value *item;
+  mp_value *item = NULL;
   int rc = mp__squeue_get(o->q, &item, ms, client_alive, &ctx);
   if (rc == MP_EEMPTY)
     return send_error(c, MP_PK_EXC_EMPTY, NULL);
@@ -492,7 +492,7 @@ static mp_value *exposed_tuple(void) {
 }
 
 static const char *str_arg(const request *r, size_t i) {
-  mp_value *v;
+  mp_value *v = NULL;
   const char *s;
   size_t n;
   if (mp_value_at(r->args, i, &v) < 0 || mp_value_get_str(v, &s, &n) < 0)

@@ -270,7 +270,7 @@ static int timeout_kwds(int timeout_ms, mp_value **kwds) {
 }
 
 static int r_put_value(void *impl, const mp_value *v, int timeout_ms) {
-  mp_value *kwds, *args = NULL, *item = NULL;
+  mp_value *kwds = NULL, *args = NULL, *item = NULL;
   int rc = timeout_kwds(timeout_ms, &kwds);
   if (rc < 0)
     return rc;
@@ -293,13 +293,13 @@ static int r_put(void *impl, const void *buf, size_t len, int timeout_ms) {
 }
 
 static int r_get_value(void *impl, mp_value **v, int timeout_ms) {
-  mp_value *kwds;
+  mp_value *kwds = NULL;
   int rc = timeout_kwds(timeout_ms, &kwds);
   return rc < 0 ? rc : method(impl, "get", NULL, kwds, timeout_ms, v);
 }
 
 static int r_get(void *impl, void **buf, size_t *len, int timeout_ms) {
-  mp_value *v;
+  mp_value *v = NULL;
   int rc = r_get_value(impl, &v, timeout_ms);
   return rc < 0 ? rc : mp__value_to_bytes(v, buf, len);
 }

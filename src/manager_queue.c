@@ -261,7 +261,7 @@ int mp__value_to_bytes(mp_value *v, void **buf, size_t *len) {
 }
 
 static int local_get(void *impl, void **buf, size_t *len, int timeout_ms) {
-  mp_value *v;
+  mp_value *v = NULL;
   int rc = mp__squeue_get(impl, &v, timeout_ms, NULL, NULL);
   return rc < 0 ? rc : mp__value_to_bytes(v, buf, len);
 }

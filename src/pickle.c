@@ -78,7 +78,7 @@ static int write_blob(pk_out *o, int is_str, const void *s, size_t n) {
 static int write_value(pk_out *o, const mp_value *v, int depth);
 
 static int write_items(pk_out *o, const mp_value *v, int depth) {
-  size_t n;
+  size_t n = 0;
   mp_value_len(v, &n);
   for (size_t i = 0; i < n; i++) {
     mp_value *item;
@@ -91,7 +91,7 @@ static int write_items(pk_out *o, const mp_value *v, int depth) {
 }
 
 static int write_tuple(pk_out *o, const mp_value *v, int depth) {
-  size_t n;
+  size_t n = 0;
   mp_value_len(v, &n);
   if (n == 0)
     return out_op(o, ')');
@@ -104,7 +104,7 @@ static int write_tuple(pk_out *o, const mp_value *v, int depth) {
 }
 
 static int write_list(pk_out *o, const mp_value *v, int depth) {
-  size_t n;
+  size_t n = 0;
   mp_value_len(v, &n);
   int rc = out_op(o, ']');
   if (rc == 0 && n > 0) {
@@ -118,7 +118,7 @@ static int write_list(pk_out *o, const mp_value *v, int depth) {
 }
 
 static int write_dict(pk_out *o, const mp_value *v, int depth) {
-  size_t n;
+  size_t n = 0;
   mp_value_len(v, &n);
   int rc = out_op(o, '}');
   if (rc == 0 && n > 0) {
@@ -144,7 +144,7 @@ static int write_value(pk_out *o, const mp_value *v, int depth) {
   double d;
   const char *s;
   const void *p;
-  size_t n;
+  size_t n = 0;
   switch (mp_value_type_of(v)) {
   case MP_VALUE_NIL: return out_op(o, 'N');
   case MP_VALUE_BOOL: mp_value_get_bool(v, &b); return out_op(o, b ? 0x88 : 0x89);
@@ -320,7 +320,7 @@ static uint64_t le(const unsigned char *p, int n) {
 }
 
 static int read_len(pk_in *r, int n, size_t *len) {
-  const unsigned char *at;
+  const unsigned char *at = NULL;
   int rc = need(r, (size_t)n, &at);
   if (rc < 0)
     return rc;
@@ -332,8 +332,8 @@ static int read_len(pk_in *r, int n, size_t *len) {
 }
 
 static int op_blob(pk_in *r, int is_str, int nlen) {
-  size_t n;
-  const unsigned char *at;
+  size_t n = 0;
+  const unsigned char *at = NULL;
   int rc = read_len(r, nlen, &n);
   if (rc == 0)
     rc = need(r, n, &at);
@@ -343,7 +343,7 @@ static int op_blob(pk_in *r, int is_str, int nlen) {
 }
 
 static int op_int(pk_in *r, int n, int is_signed) {
-  const unsigned char *at;
+  const unsigned char *at = NULL;
   int rc = need(r, (size_t)n, &at);
   if (rc < 0)
     return rc;
@@ -354,8 +354,8 @@ static int op_int(pk_in *r, int n, int is_signed) {
 
 /* LONG1/LONG4: little-endian two's complement of any length; only 64 bits fit. */
 static int op_long(pk_in *r, int nlen) {
-  size_t n;
-  const unsigned char *at;
+  size_t n = 0;
+  const unsigned char *at = NULL;
   int rc = read_len(r, nlen, &n);
   if (rc == 0)
     rc = need(r, n, &at);
@@ -370,7 +370,7 @@ static int op_long(pk_in *r, int nlen) {
 }
 
 static int op_float(pk_in *r) {
-  const unsigned char *at;
+  const unsigned char *at = NULL;
   int rc = need(r, 8, &at);
   if (rc < 0)
     return rc;
@@ -486,7 +486,7 @@ static int op_container(pk_in *r, int type, int with_mark) {
 
 /* APPEND/APPENDS/SETITEM/SETITEMS: add to the list or dict just below the items. */
 static int op_add(pk_in *r, int dict, int with_mark) {
-  size_t from;
+  size_t from = 0;
   int rc = 0;
   if (with_mark)
     rc = pop_mark(r, &from);
@@ -612,7 +612,7 @@ static int op_reduce(pk_in *r) {
   r->grave[r->ngrave++] = args;
   int gid = g->gid;
   r->sp -= 2;
-  size_t n;
+  size_t n = 0;
   mp_value_len(args, &n);
   if (gid == G_BYTES) {
     if (n != 0)
@@ -656,7 +656,7 @@ static int copy_bounded(pk_in *r, const mp_value *v, int level, mp_value **out, 
   r->budget_nodes--;
   int type = mp_value_type_of(v);
   const void *p;
-  size_t n;
+  size_t n = 0;
   *depth = 0;
   if (type == MP_VALUE_STR || type == MP_VALUE_BYTES) {
     type == MP_VALUE_STR ? mp_value_get_str(v, (const char **)&p, &n)
@@ -731,7 +731,7 @@ static int op_memo_get(pk_in *r, uint64_t idx) {
 }
 
 static int op_memo(pk_in *r, unsigned char op) {
-  const unsigned char *at;
+  const unsigned char *at = NULL;
   int n = (op == 'q' || op == 'h') ? 1 : (op == 'r' || op == 'j') ? 4 : 0;
   int rc = n ? need(r, (size_t)n, &at) : 0;
   if (rc < 0)
@@ -741,7 +741,7 @@ static int op_memo(pk_in *r, unsigned char op) {
 }
 
 static int op_frame_or_proto(pk_in *r, unsigned char op) {
-  const unsigned char *at;
+  const unsigned char *at = NULL;
   int rc = need(r, op == 0x80 ? 1 : 8, &at);
   if (rc == 0 && op == 0x80 && (at[0] < 2 || at[0] > 5))
     return mp_set_error(MP_EPROTO, "pickle: protocol %d is not supported (2 to 5 are)", at[0]);

@@ -169,13 +169,8 @@ int mp_plat_tcp_connect(const char *host, int port, int timeout_ms, mp_plat_chan
 void mp_plat_tcp_shutdown(mp_plat_chan *c) { shutdown((int)mp_plat_chan_handle(c), SHUT_RDWR); }
 
 int mp_plat_tcp_peer_gone(mp_plat_chan *c) {
-  int fd = (int)mp_plat_chan_handle(c);
-  struct pollfd p = {.fd = fd, .events = POLLIN};
-  if (poll(&p, 1, 0) <= 0)
-    return 0;
-  if (p.revents & (POLLHUP | POLLERR))
-    return 1;
+  /* One non-blocking peek: 0 bytes is an orderly close; data or EAGAIN mean it is there. */
   char b;
-  ssize_t n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  ssize_t n = recv((int)mp_plat_chan_handle(c), &b, 1, MSG_PEEK | MSG_DONTWAIT);
   return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
