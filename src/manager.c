@@ -242,8 +242,8 @@ static int read_request(mp_conn *c, int timeout_ms, request *r) {
 
 /* Binds args and kwds to named parameters (Python's call rules for a few parameters):
  * out[i] is borrowed or NULL when not given. Returns 0 or a TypeError text in err. */
-static int bind(const request *r, const char *const *names, size_t nnames, mp_value **out,
-                char *err, size_t errsize) {
+static int bind_args(const request *r, const char *const *names, size_t nnames, mp_value **out,
+                     char *err, size_t errsize) {
   size_t na, nk;
   mp_value_len(r->args, &na);
   mp_value_len(r->kwds, &nk);
@@ -324,7 +324,7 @@ static int call_get(mp_conn *c, reg_obj *o, const request *r, int nowait) {
   static const char *const names[] = {"block", "timeout"};
   mp_value *a[2];
   char err[160];
-  if (bind(r, names, nowait ? 0 : 2, a, err, sizeof err) < 0)
+  if (bind_args(r, names, nowait ? 0 : 2, a, err, sizeof err) < 0)
     return send_error(c, MP_PK_EXC_TYPE, err);
   int ms = nowait ? 0 : timeout_of(a[0], a[1], err, sizeof err);
   if (ms == -2)
@@ -348,11 +348,13 @@ static int call_put(mp_conn *c, reg_obj *o, const request *r, int nowait) {
   static const char *const names[] = {"item", "block", "timeout"};
   mp_value *a[3];
   char err[160];
-  if (bind(r, names, nowait ? 1 : 3, a, err, sizeof err) < 0 || a[0] == NULL) {
-    if (a[0] == NULL)
-      snprintf(err, sizeof err, "%s() missing required argument: 'item'", r->method);
-    return send_error(c, MP_PK_EXC_TYPE, err);
+  int bound = bind_args(r, names, nowait ? 1 : 3, a, err, sizeof err);
+  if (bound == 0 && a[0] == NULL) {
+    snprintf(err, sizeof err, "%s() missing required argument: 'item'", r->method);
+    bound = -1;
   }
+  if (bound < 0)
+    return send_error(c, MP_PK_EXC_TYPE, err);
   int ms = nowait ? 0 : timeout_of(a[1], a[2], err, sizeof err);
   if (ms == -2)
     return send_error(c, MP_PK_EXC_VALUE, err);

@@ -280,6 +280,33 @@ static void hostile_frames(void **state) {
   mp_manager_free(m);
 }
 
+/* Sends (ident, method, args, kwds) (takes args and kwds) and returns the reply's
+ * exception kind: MP_PK_EXC_NONE for '#RETURN', -1 for '#TRACEBACK'. */
+static int raw_call(mp_conn *c, const char *ident, const char *method, mp_value *args,
+                    mp_value *kwds) {
+  mp_value *req = mp_value_tuple(), *reply = NULL, *kind;
+  mp_value_append(req, mp_value_str(ident));
+  mp_value_append(req, mp_value_str(method));
+  mp_value_append(req, args);
+  mp_value_append(req, kwds);
+  void *buf;
+  size_t len;
+  assert_mp_ok(mp__pickle_dumps(req, &buf, &len));
+  mp_value_free(req);
+  assert_mp_ok(mp_conn_send(c, buf, len));
+  free(buf);
+  assert_mp_ok(mp_conn_recv(c, &buf, &len, 5000));
+  mp__pk_exc exc;
+  assert_mp_ok(mp__pickle_loads(buf, len, &reply, &exc));
+  mp_free(buf);
+  const char *k;
+  assert_mp_ok(mp_value_at(reply, 0, &kind));
+  assert_mp_ok(mp_value_get_str(kind, &k, NULL));
+  int result = strcmp(k, "#TRACEBACK") == 0 ? -1 : exc.kind;
+  mp_value_free(reply);
+  return result;
+}
+
 static void server_refuses_bad_timeouts(void **state) {
   (void)state;
   mp_manager *m = serve(NULL);
@@ -322,26 +349,25 @@ static void server_refuses_bad_timeouts(void **state) {
   mp_free(buf);
   double bad[] = {-1.0, 0.0 / 0.0, 1.0 / 0.0};
   for (int i = 0; i < 3; i++) {
-    mp_value *kw = mp_value_dict(), *reply = NULL;
+    mp_value *kw = mp_value_dict();
     mp_value_dict_set(kw, mp_value_str("timeout"), mp_value_double(bad[i]));
-    req = mp_value_tuple();
-    mp_value_append(req, mp_value_str(id));
-    mp_value_append(req, mp_value_str("get"));
-    mp_value_append(req, mp_value_tuple());
-    mp_value_append(req, kw);
-    assert_mp_ok(mp__pickle_dumps(req, &buf, &len));
-    mp_value_free(req);
-    assert_mp_ok(mp_conn_send(c, buf, len));
-    free(buf);
     uint64_t t0 = mp_plat_monotonic_ns();
-    assert_mp_ok(mp_conn_recv(c, &buf, &len, 5000));
+    assert_int_equal(raw_call(c, id, "get", mp_value_tuple(), kw), MP_PK_EXC_VALUE);
     assert_true(mp_plat_monotonic_ns() - t0 < 2000000000u);
-    mp__pk_exc exc;
-    assert_mp_ok(mp__pickle_loads(buf, len, &reply, &exc));
-    assert_int_equal(exc.kind, MP_PK_EXC_VALUE);
-    mp_free(buf);
-    mp_value_free(reply);
   }
+  /* Python's call rules: TypeError for bad arguments, AttributeError for other methods. */
+  mp_value *three = mp_value_tuple(), *kw = mp_value_dict(), *one = mp_value_tuple();
+  for (int i = 0; i < 3; i++)
+    mp_value_append(three, mp_value_int(i));
+  mp_value_dict_set(kw, mp_value_str("colour"), mp_value_int(1));
+  mp_value_append(one, mp_value_int(1));
+  assert_int_equal(raw_call(c, id, "put", mp_value_tuple(), mp_value_dict()), MP_PK_EXC_TYPE);
+  assert_int_equal(raw_call(c, id, "get", three, mp_value_dict()), MP_PK_EXC_TYPE);
+  assert_int_equal(raw_call(c, id, "get", mp_value_tuple(), kw), MP_PK_EXC_TYPE);
+  assert_int_equal(raw_call(c, id, "qsize", one, mp_value_dict()), MP_PK_EXC_TYPE);
+  assert_int_equal(raw_call(c, id, "__del__", mp_value_tuple(), mp_value_dict()),
+                   MP_PK_EXC_ATTRIBUTE);
+  assert_int_equal(raw_call(c, "nope", "get", mp_value_tuple(), mp_value_dict()), -1);
   mp_conn_free(c);
   mp_value_free(res);
   mp_manager_free(m);
