@@ -36,13 +36,19 @@ int main(int argc, char **argv) {
   mp_queue *task, *result;
   if (mp_manager_connect(&m, address, authkey) < 0)
     return fail("connect");
-  if (mp_manager_queue(m, "get_task_queue", &task) < 0 ||
-      mp_manager_queue(m, "get_result_queue", &result) < 0)
+  int rc = mp_manager_queue(m, "get_task_queue", &task);
+  if (rc == 0 && (rc = mp_manager_queue(m, "get_result_queue", &result)) < 0)
+    mp_queue_free(task);
+  if (rc == MP_EEOF || rc == MP_EBROKEN) { /* it was there a moment ago: it finished */
+    printf("the master has shut down.\nworker exit.\n");
+    mp_manager_disconnect(m);
+    return 0;
+  }
+  if (rc < 0)
     return fail("get_task_queue/get_result_queue");
   mp_event *pause;
   if (mp_event_create(&pause) < 0)
     return fail("mp_event_create");
-  int rc = 0;
   for (int i = 0; i < 10; i++) {
     mp_value *v;
     int64_t n;

@@ -1,13 +1,16 @@
 #!/bin/sh
 # Runs the seed's master and N workers against each other on 127.0.0.1 and checks the
 # master got all ten results:
-#   seed_pair.sh N master-command... -- worker-command...
+#   seed_pair.sh N PAUSE_MS master-command... -- worker-command...
 # The master gets "127.0.0.1:0 abc" (any free port) and prints "... serving on host:port"
-# first; each worker gets "host:port abc 0" (0: no pause between tasks). Commands may
-# start with an emulator (wine) or an interpreter (python3).
+# first; each worker gets "host:port abc PAUSE_MS" (its pause per task, the seed's
+# time.sleep). Commands may start with an emulator (wine) or an interpreter (python3).
+# With several workers, PAUSE_MS must leave the later ones time to start before the first
+# has done all ten tasks (the seed's 1000 does); with one worker the run is deterministic.
 set -u
 n=$1
-shift
+pause=$2
+shift 2
 master=""
 while [ "$1" != "--" ]; do master="$master $1"; shift; done
 shift
@@ -29,7 +32,7 @@ addr=$(sed -n 's/.*serving on \([0-9.:]*\).*/\1/p' "$tmp/master.out" | head -1)
 pids=""
 w=1
 while [ $w -le "$n" ]; do
-  $worker "$addr" abc 0 </dev/null >"$tmp/worker$w.out" 2>&1 &
+  $worker "$addr" abc "$pause" </dev/null >"$tmp/worker$w.out" 2>&1 &
   pids="$pids $!"
   w=$((w + 1))
 done
