@@ -269,7 +269,8 @@ static void many_to_many_loses_nothing(void **state) {
     join_ok(cons[i]);
   for (size_t i = 0; i < NP * COUNT; i++)
     if (((unsigned char *)seen)[i] != 1)
-      fail_msg("message %zu/%zu seen %d times", i / COUNT, i % COUNT, ((unsigned char *)seen)[i]);
+      fail_msg("message %d/%d seen %d times", (int)(i / COUNT), (int)(i % COUNT),
+               ((unsigned char *)seen)[i]);
   printf("# 4x4x%d messages of 0..64 KiB in %lld ms\n", COUNT, (long long)ms_since(t0));
   mp_shm_free(m);
   mp_queue_free(q);
