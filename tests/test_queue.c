@@ -4,6 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifndef _WIN32
+#  include <signal.h>
+#  include <sys/types.h>
+#endif
 
 #include "testutil.h"
 
@@ -546,6 +550,12 @@ static int getter_is_blocked(mp_queue *q) {
   return rc == MP_EEMPTY && strstr(mp_last_error(), "another getter") != NULL;
 }
 
+/* A getter has taken everything queued (a message's first part included). */
+static int ring_drained(mp_queue *q) {
+  size_t n = 1;
+  return mp_queue_qsize(q, &n) == 0 && n == 0;
+}
+
 /* The first part of a large message is queued: its writer is mid-put. */
 static int big_put_started(mp_queue *q) {
   size_t n = 0;
@@ -584,6 +594,60 @@ static void killed_peers_do_not_stop_the_others(void **state) {
   mp_queue_free(q);
 }
 
+/* A large put that times out part-way, with nobody getting: its parts are discarded by
+ * the next getter, which then waits for (and gets) the next real message. */
+static void abandoned_large_put_is_never_delivered(void **state) {
+  (void)state;
+  mp_queue *q;
+  void *buf = NULL;
+  size_t n = 0, size = 0;
+  assert_mp_ok(mp_queue_create(&q, 0));
+  size_t big = 4 * 1024 * 1024;
+  unsigned char *data = calloc(1, big);
+  assert_non_null(data);
+  assert_mp(MP_EFULL, mp_queue_put(q, data, big, 100)); /* the ring holds 1 MiB */
+  free(data);
+  assert_mp_ok(mp_queue_qsize(q, &size));
+  assert_int_equal(size, 1); /* its first part is queued */
+  assert_mp(MP_EEMPTY, mp_queue_get(q, &buf, &n, 200));
+  assert_int_equal(mp_queue_empty(q), 1);
+  assert_mp_ok(mp_queue_put(q, "next", 4, 0));
+  assert_mp_ok(mp_queue_get(q, &buf, &n, 0));
+  assert_int_equal(n, 4);
+  assert_memory_equal(buf, "next", 4);
+  mp_free(buf);
+  mp_queue_free(q);
+}
+
+#ifndef _WIN32
+/* POSIX: a consumer killed while it holds part of a large message. The writer is stopped
+ * (SIGSTOP) so that the consumer provably waits mid-message; after the kill the writer
+ * resumes, its remaining parts are skipped as orphans, and the next messages arrive. */
+static void killed_reader_mid_message_loses_only_that_message(void **state) {
+  (void)state;
+  mp_queue *q;
+  mp_queue_opts o = {0, 0, 65536, 0};
+  assert_mp_ok(mp_queue_create_ex(&q, &o));
+  mp_process *w = start_with_queue(big_putter, q, 1024 * 1024);
+  assert_true(wait_for(big_put_started, q));
+  assert_int_equal(kill((pid_t)mp_process_pid(w), SIGSTOP), 0);
+  mp_process *r = start_with_queue(blocked_getter, q, 0);
+  /* No polling get here: it would become the reader of the message. The first part
+   * leaving the queue shows the child is mid-message, holding the read lock. */
+  assert_true(wait_for(ring_drained, q));
+  assert_mp_ok(mp_process_kill(r));
+  assert_mp_ok(mp_process_join(r, 10000));
+  mp_process_free(r);
+  assert_int_equal(kill((pid_t)mp_process_pid(w), SIGCONT), 0);
+  mp_process *p = start_producer(q, 1, 200, 50000);
+  for (uint32_t s = 0; s < 200; s++)
+    get_expect(q, 1, s, 20000); /* the writer's remaining parts are skipped meanwhile */
+  join_ok(w);                   /* its put completed: that message went to the dead reader */
+  join_ok(p);
+  mp_queue_free(q);
+}
+#endif
+
 /* The classic deadlock of Python's Queue (a child puts a large item, the parent joins it
  * before getting) cannot happen for a message that fits the ring: the put completes into
  * shared memory and the child exits. A larger message needs a getter, so the documented
@@ -616,6 +680,10 @@ int main(int argc, char **argv) {
       cmocka_unit_test(typed_values_round_trip),
       cmocka_unit_test(threads_share_a_queue),
       cmocka_unit_test(killed_peers_do_not_stop_the_others),
+      cmocka_unit_test(abandoned_large_put_is_never_delivered),
+#ifndef _WIN32
+      cmocka_unit_test(killed_reader_mid_message_loses_only_that_message),
+#endif
       cmocka_unit_test(join_before_get_pattern),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
