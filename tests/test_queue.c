@@ -550,12 +550,6 @@ static int getter_is_blocked(mp_queue *q) {
   return rc == MP_EEMPTY && strstr(mp_last_error(), "another getter") != NULL;
 }
 
-/* A getter has taken everything queued (a message's first part included). */
-static int ring_drained(mp_queue *q) {
-  size_t n = 1;
-  return mp_queue_qsize(q, &n) == 0 && n == 0;
-}
-
 /* The first part of a large message is queued: its writer is mid-put. */
 static int big_put_started(mp_queue *q) {
   size_t n = 0;
@@ -620,6 +614,12 @@ static void abandoned_large_put_is_never_delivered(void **state) {
 }
 
 #ifndef _WIN32
+/* A getter has taken everything queued (a message's first part included). */
+static int ring_drained(mp_queue *q) {
+  size_t n = 1;
+  return mp_queue_qsize(q, &n) == 0 && n == 0;
+}
+
 /* POSIX: a consumer killed while it holds part of a large message. The writer is stopped
  * (SIGSTOP) so that the consumer provably waits mid-message; after the kill the writer
  * resumes, its remaining parts are skipped as orphans, and the next messages arrive. */
@@ -667,6 +667,24 @@ static void join_before_get_pattern(void **state) {
   mp_queue_free(q);
 }
 
+/* Queues created, passed to children and freed leave no handle behind. */
+static void queues_leak_no_handles(void **state) {
+  (void)state;
+  int before = mp_test_open_handles();
+  for (int i = 0; i < 20; i++) {
+    mp_queue *q;
+    assert_mp_ok(i % 2 ? mp_joinable_queue_create(&q, 0) : mp_queue_create(&q, 0));
+    if (i < 4) {
+      mp_process *p = start_producer(q, 0, 3, 10);
+      for (uint32_t s = 0; s < 3; s++)
+        get_expect(q, 0, s, 10000);
+      join_ok(p);
+    }
+    mp_queue_free(q);
+  }
+  assert_int_equal(mp_test_open_handles(), before);
+}
+
 int main(int argc, char **argv) {
   mp_init(&argc, &argv);
   const struct CMUnitTest tests[] = {
@@ -685,6 +703,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(killed_reader_mid_message_loses_only_that_message),
 #endif
       cmocka_unit_test(join_before_get_pattern),
+      cmocka_unit_test(queues_leak_no_handles),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
