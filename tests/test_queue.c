@@ -9,6 +9,8 @@
 #  include <sys/types.h>
 #endif
 
+#include "internal.h"
+#include "platform.h"
 #include "testutil.h"
 
 /* ---- verified messages: a header, then payload derived from (producer, seq) ---------- */
@@ -667,6 +669,41 @@ static void join_before_get_pattern(void **state) {
   mp_queue_free(q);
 }
 
+/* A record header overwritten by a stray write (not a kill): get reports MP_EBROKEN
+ * instead of delivering garbage, drops what was queued, and the queue works on. */
+static void a_corrupt_ring_is_reported_not_delivered(void **state) {
+  (void)state;
+  mp_queue *q;
+  mp__xfer x;
+  assert_mp_ok(mp_queue_create(&q, 0));
+  assert_mp_ok(mp_queue_put(q, "PAYLOAD-MARK", 12, 0));
+  assert_mp_ok(mp__queue_xfer.export_obj(q, &x)); /* handles[0]: the segment */
+  uint64_t size = 0;
+  for (int i = 0; i < 8; i++)
+    size |= (uint64_t)x.blob[i] << (8 * i);
+  mp_plat_handle h;
+  mp_plat_shm *m;
+  assert_mp_ok(mp_plat_handle_dup(x.handles[0], &h));
+  assert_mp_ok(mp_plat_shm_import(&m, h, (size_t)size));
+  unsigned char *base = mp_plat_shm_addr(m), *hit = NULL;
+  for (size_t i = 16; i + 12 <= size && !hit; i++)
+    if (memcmp(base + i, "PAYLOAD-MARK", 12) == 0)
+      hit = base + i;
+  assert_non_null(hit);
+  memset(hit - 16, 0xee, 16); /* the record's header */
+  void *buf = NULL;
+  size_t n = 0;
+  assert_mp(MP_EBROKEN, mp_queue_get(q, &buf, &n, 0));
+  assert_non_null(strstr(mp_last_error(), "corrupt"));
+  assert_int_equal(mp_queue_empty(q), 1);
+  assert_mp_ok(mp_queue_put(q, "ok", 2, 0));
+  assert_mp_ok(mp_queue_get(q, &buf, &n, 0));
+  assert_int_equal(n, 2);
+  mp_free(buf);
+  mp_plat_shm_free(m);
+  mp_queue_free(q);
+}
+
 /* Queues created, passed to children and freed leave no handle behind. */
 static void queues_leak_no_handles(void **state) {
   (void)state;
@@ -703,6 +740,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(killed_reader_mid_message_loses_only_that_message),
 #endif
       cmocka_unit_test(join_before_get_pattern),
+      cmocka_unit_test(a_corrupt_ring_is_reported_not_delivered),
       cmocka_unit_test(queues_leak_no_handles),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
