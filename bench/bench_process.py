@@ -11,11 +11,12 @@ def nothing():
 
 
 def echo(conn):
-    try:
-        while True:
-            conn.send_bytes(conn.recv_bytes())
-    except EOFError:
-        pass
+    # A fork child also holds the parent's end, so EOF never comes: stop on b"".
+    while True:
+        msg = conn.recv_bytes()
+        if not msg:
+            return
+        conn.send_bytes(msg)
 
 
 def start_join_us(ctx, n):
@@ -42,6 +43,7 @@ def pingpong_us(pings, size):
         a.send_bytes(msg)
         assert a.recv_bytes() == msg
     us = (time.perf_counter() - t0) * 1e6 / pings
+    a.send_bytes(b"")
     a.close()
     p.join()
     return us

@@ -35,8 +35,7 @@ int main(int argc, char **argv) {
     child(NULL);
     return 0;
   }
-  printf("I (%lld) just created a child process (%lld).\n", (long long)mp_getpid(),
-         (long long)pid);
+  printf("I (%lld) just created a child process (%lld).\n", (long long)mp_getpid(), (long long)pid);
   fflush(stdout);
   waitpid(pid, NULL, 0);
 #else

@@ -703,6 +703,29 @@ MP_API int mp_check_output(const char *const *argv, const mp_popen_opts *opts, c
  * serves (mp_manager_queue): the same calls work on both. */
 typedef struct mp_queue mp_queue;
 
+/* The local queue (queue_local.c): a ring in shared memory, robust against a process that
+ * is killed at any moment (see docs/queue.md for exactly what is guaranteed). */
+typedef struct mp_queue_opts {
+  size_t maxsize;     /* most messages queued at once; 0: bounded only by the ring's bytes */
+  size_t max_message; /* largest message in bytes; 0: MP_CONN_DEFAULT_MAX_MESSAGE */
+  size_t ring_size;   /* bytes of shared ring (rounded up to a power of two, 4 KiB..1 GiB);
+                         0: MP_QUEUE_DEFAULT_RING. Larger messages pass through it in parts */
+  int joinable;       /* JoinableQueue: enables task_done / join */
+} mp_queue_opts;
+
+#define MP_QUEUE_DEFAULT_RING ((size_t)1024 * 1024)
+
+/** Creates a queue between processes; maxsize 0 means no message-count bound. */
+MP_API int mp_queue_create(mp_queue **q, size_t maxsize);
+/** Creates a JoinableQueue (task_done / join). */
+MP_API int mp_joinable_queue_create(mp_queue **q, size_t maxsize);
+/** Creates a queue with options (opts may be NULL: the defaults). */
+MP_API int mp_queue_create_ex(mp_queue **q, const mp_queue_opts *opts);
+/** Appends a queue: the child gets its own handle on the same queue (fork and spawn). */
+MP_API int mp_args_add_queue(mp_args *args, mp_queue *q);
+/** Reads argument i as a queue (borrowed: valid while the target runs). */
+MP_API int mp_args_get_queue(const mp_args *args, size_t i, mp_queue **q);
+
 /** Puts a copy of len bytes (0 is a legal message): 0, MP_EFULL on timeout, MP_ECLOSED. */
 MP_API int mp_queue_put(mp_queue *q, const void *buf, size_t len, int timeout_ms);
 /** Gets the next message into *buf (free with mp_free): 0, MP_EEMPTY on timeout, or

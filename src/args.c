@@ -33,8 +33,8 @@ struct mp_args {
 /* ---- registry of passable types: one line per type ---------------------------------- */
 
 static const mp__xfer_type *const registry[] = {
-    &mp__conn_xfer, &mp__plock_xfer, &mp__psem_xfer, &mp__pevent_xfer, &mp__shm_xfer,
-    &mp__shared_xfer,
+    &mp__conn_xfer, &mp__plock_xfer,  &mp__psem_xfer,  &mp__pevent_xfer,
+    &mp__shm_xfer,  &mp__shared_xfer, &mp__queue_xfer,
 };
 
 const mp__xfer_type *mp__xfer_lookup(uint8_t id) {

@@ -23,7 +23,7 @@ int mp__utf8_valid(const char *s, size_t n);
  * handles to the child (the same fd numbers on POSIX; duplicated into the child on Windows
  * with the child's values substituted) and the child imports them into a fresh object,
  * which it releases after the target returns. */
-#define MP_XFER_MAX_HANDLES 4
+#define MP_XFER_MAX_HANDLES 8 /* a joinable queue needs 7 */
 #define MP_XFER_MAX_BLOB 256
 
 typedef struct mp__xfer {
@@ -140,6 +140,8 @@ int mp__queue_wrap(mp_queue **q, const mp__queue_ops *ops, void *impl);
 /* The implementation behind a queue if it has the given ops, else NULL. */
 void *mp__queue_impl(mp_queue *q, const mp__queue_ops *ops);
 
+/* How a local queue travels to a spawned child (queue_local.c). */
+extern const mp__xfer_type mp__queue_xfer;
 /* ---- managers: the pickle subset (pickle.c) and the wire helpers (manager_wire.c) ---- */
 
 /* What memo references in one pickle may expand to, in values copied. */

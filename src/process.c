@@ -196,23 +196,33 @@ static size_t args_handles(const mp_args *args, mp_plat_handle *out, size_t max)
 }
 
 static void become_child(const char *name, int64_t ppid) {
-  snprintf(current_name, sizeof current_name, "%s", name);
+  size_t n = strlen(name) < sizeof current_name - 1 ? strlen(name) : sizeof current_name - 1;
+  memcpy(current_name, name, n); /* not snprintf: its stack frame costs a fork child faults */
+  current_name[n] = '\0';
   parent_pid = ppid;
   /* The parent's children are not this process's to join or terminate. */
   live = NULL;
 }
 
-static int fork_child_main(void *ctx) {
-  mp_process *p = ctx;
+typedef struct fork_ctx {
+  mp_process *p;
   mp_plat_handle keep[MP_MAX_CHILD_HANDLES];
-  size_t n = args_handles(p->args, keep, MP_MAX_CHILD_HANDLES);
-  mp_plat_fork_child_close_fds(keep, n);
-  become_child(p->name, mp_plat_getppid());
-  return p->fn(p->args);
+  size_t nkeep;
+} fork_ctx;
+
+static int fork_child_main(void *ctx) {
+  fork_ctx *f = ctx;
+  mp_plat_fork_child_close_fds(f->keep, f->nkeep);
+  become_child(f->p->name, mp_plat_getppid());
+  return f->p->fn(f->p->args);
 }
 
 static int start_fork(mp_process *p) {
-  return mp_plat_fork(&p->proc, !p->detached, fork_child_main, p);
+  /* Found before the fork: every page the child writes costs it a copy. */
+  fork_ctx f;
+  f.p = p;
+  f.nkeep = args_handles(p->args, f.keep, MP_MAX_CHILD_HANDLES);
+  return mp_plat_fork(&p->proc, !p->detached, fork_child_main, &f);
 }
 
 /* ---- spawn: the parent's side of the bootstrap -------------------------------------------- */
@@ -379,7 +389,10 @@ int mp_process_start(mp_process *p) {
     return mp_set_error(MP_EINVAL, "mp_process_start: p is NULL");
   if (p->state != ST_CREATED)
     return mp_set_error(MP_ESTATE, "mp_process_start: %s was already started", p->name);
-  if (mp_plat_started_as_child() && !is_spawned_child_running) {
+  static int spawned_without_init = -1; /* the command line never changes: read it once */
+  if (spawned_without_init < 0)
+    spawned_without_init = mp_plat_started_as_child();
+  if (spawned_without_init && !is_spawned_child_running) {
     /* This program was spawned by multiproc but its main() did not call mp_init: it is
      * running the parent's main a second time. Stop before it spawns itself again. */
     fprintf(stderr, "multiproc: this process was spawned to run a target, but main() did not "

@@ -132,37 +132,32 @@ static int attach_pidfd(mp_plat_proc *p, pid_t pid) {
 
 /* Closes every close-on-exec descriptor except those in keep: a fork child then holds the
  * same handles a spawned child would (its arguments' plus the inheritable ones), so that
- * another child's pipe ends never keep a peer from seeing EOF. getdents64 on a stack
- * buffer keeps this safe after fork in a threaded parent. */
+ * another child's pipe ends never keep a peer from seeing EOF. getdents64 into a small
+ * stack buffer keeps this safe after fork in a threaded parent, and cheap: every page the
+ * child touches is a copy-on-write fault. Closing while listing may skip entries, so the
+ * listing repeats until a pass closes nothing. */
 static void close_cloexec_fds_except(const int *keep, size_t nkeep) {
   int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0)
     return;
-  char buf[4096];
-  long n;
-  int victims[256];
-  for (;;) {
-    size_t nv = 0;
+  char buf[1024];
+  for (int closed = 1; closed;) {
+    closed = 0;
     lseek(dir, 0, SEEK_SET);
+    long n;
     while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
       for (long off = 0; off < n;) {
         struct dirent64 *d = (struct dirent64 *)(buf + off);
         off += d->d_reclen;
-        int fd = atoi(d->d_name);
-        if (d->d_name[0] < '0' || d->d_name[0] > '9' || fd <= 2 || fd == dir)
+        if (d->d_name[0] < '0' || d->d_name[0] > '9')
           continue;
-        int flags = fcntl(fd, F_GETFD);
-        int kept = 0;
-        for (size_t k = 0; k < nkeep; k++)
-          kept |= keep[k] == fd;
-        if (flags >= 0 && (flags & FD_CLOEXEC) && !kept && nv < 256)
-          victims[nv++] = fd;
+        int fd = atoi(d->d_name), kept = fd <= 2 || fd == dir;
+        for (size_t k = 0; k < nkeep && !kept; k++)
+          kept = keep[k] == fd;
+        if (!kept && (fcntl(fd, F_GETFD) & FD_CLOEXEC) && close(fd) == 0)
+          closed = 1;
       }
     }
-    for (size_t k = 0; k < nv; k++)
-      close(victims[k]);
-    if (nv < 256)
-      break; /* otherwise rescan: there may be more than one buffer of victims */
   }
   close(dir);
 }
