@@ -229,6 +229,7 @@ struct mp_pool {
   fnref *fns;
   size_t nfns;
   task *pend_head, *pend_tail;
+  size_t npending;
   uint64_t next_id;
   int state, started, start_rc, done, broken;
   char msg[MSG_MAX]; /* start-up failure, or why no worker can be started */
@@ -415,6 +416,7 @@ static int give(mp_pool *p, worker *w, task *t) {
   p->pend_head = t->next;
   if (p->pend_head == NULL)
     p->pend_tail = NULL;
+  p->npending--;
   t->next = NULL;
   if (w->tail)
     w->tail->next = t;
@@ -429,10 +431,15 @@ static int give(mp_pool *p, worker *w, task *t) {
   return 0;
 }
 
-/* Deals the queue out one task per worker per round, so the workers share it evenly. */
+/* Deals the queue out one task per worker per round, idle workers first. A busy worker
+ * gets more (pipelining) only while more tasks wait than there are workers: the last
+ * ones wait here for whichever worker is free first, as in Python's shared queue. */
 static void assign_locked(mp_pool *p) {
+  for (int i = 0; i < p->nworkers && p->pend_head; i++)
+    if (p->w[i].inflight == 0 && can_take(p, &p->w[i], p->pend_head))
+      give(p, &p->w[i], p->pend_head);
   int progress = 1;
-  while (p->pend_head && progress) {
+  while (p->pend_head && progress && p->npending > (size_t)p->nworkers) {
     progress = 0;
     for (int i = 0; i < p->nworkers && p->pend_head; i++)
       if (can_take(p, &p->w[i], p->pend_head) && give(p, &p->w[i], p->pend_head) == 0)
@@ -533,6 +540,8 @@ static void requeue(mp_pool *p, task *first, task *last) {
   lock(p);
   last->next = p->pend_head;
   p->pend_head = first;
+  for (task *t = first; t != last->next; t = t->next)
+    p->npending++;
   if (p->pend_tail == NULL)
     p->pend_tail = last;
   unlock(p);
@@ -542,6 +551,7 @@ static void fail_pending_broken(mp_pool *p) {
   lock(p);
   task *t = p->pend_head;
   p->pend_head = p->pend_tail = NULL;
+  p->npending = 0;
   char msg[MSG_MAX];
   snprintf(msg, sizeof msg, "%s", p->msg);
   unlock(p);
@@ -732,6 +742,7 @@ static void pool_thread(void *arg) {
   lock(p);
   task *t = p->pend_head;
   p->pend_head = p->pend_tail = NULL;
+  p->npending = 0;
   memset(p->pids, 0, (size_t)p->nworkers * sizeof *p->pids);
   unlock(p);
   fail_tasks(t, MP_ECANCELED, "the pool was terminated");
@@ -964,8 +975,10 @@ static int submit(mp_pool *p, task *head, task *tail, const char *who) {
     unlock(p);
     return mp_set_error(MP_ESTATE, "%s: the pool was %s", who, closed ? "closed" : "terminated");
   }
-  for (task *t = head; t; t = t->next)
+  for (task *t = head; t; t = t->next) {
     t->id = p->next_id++;
+    p->npending++;
+  }
   if (p->pend_tail)
     p->pend_tail->next = head;
   else
@@ -1099,7 +1112,7 @@ int mp_pool_map(mp_pool *p, mp_task_fn fn, const mp_value *const *inputs, size_t
                 size_t chunksize, mp_value **outputs) {
   if (outputs == NULL && n > 0)
     return mp_set_error(MP_EINVAL, "mp_pool_map: outputs is NULL");
-  job *j;
+  job *j = NULL;
   int rc = map_submit(p, (void (*)(void))fn, 0, inputs, n, chunksize, JOB_MAP, "mp_pool_map", &j);
   return rc < 0 ? rc : map_collect(j, n, outputs);
 }
@@ -1108,7 +1121,7 @@ int mp_pool_starmap(mp_pool *p, mp_star_fn fn, const mp_value *const *inputs, si
                     size_t chunksize, mp_value **outputs) {
   if (outputs == NULL && n > 0)
     return mp_set_error(MP_EINVAL, "mp_pool_starmap: outputs is NULL");
-  job *j;
+  job *j = NULL;
   int rc = map_submit(p, (void (*)(void))fn, PW_STAR, inputs, n, chunksize, JOB_MAP,
                       "mp_pool_starmap", &j);
   return rc < 0 ? rc : map_collect(j, n, outputs);
