@@ -138,7 +138,7 @@ static void free_values(mp_value **v, size_t n) {
   free(v);
 }
 
-#define IN(v) ((const mp_value *const *)(v))
+#define INS(v) ((const mp_value *const *)(v))
 
 static void kill_pid(int64_t pid) {
 #ifdef _WIN32
@@ -235,7 +235,7 @@ static void map_keeps_order_for_every_chunksize(void **state) {
   mp_value **out = calloc(N, sizeof *out);
   size_t sizes[] = {1, 7, 0, 333, N, 2 * N};
   for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
-    assert_mp_ok(mp_pool_map(p, square, IN(in), N, sizes[s], out));
+    assert_mp_ok(mp_pool_map(p, square, INS(in), N, sizes[s], out));
     for (int64_t i = 0; i < N; i++)
       assert_int_equal(int_of(out[i]), i * i);
     free_values(out, N);
@@ -249,13 +249,13 @@ static void map_keeps_order_for_every_chunksize(void **state) {
     mp_value_append(pairs[i], mp_value_int(i));
     mp_value_append(pairs[i], mp_value_int(1000));
   }
-  assert_mp_ok(mp_pool_starmap(p, add, IN(pairs), 50, 3, out));
+  assert_mp_ok(mp_pool_starmap(p, add, INS(pairs), 50, 3, out));
   for (int i = 0; i < 50; i++) {
     assert_int_equal(int_of(out[i]), i + 1000);
     mp_value_free(out[i]);
     out[i] = NULL;
   }
-  assert_mp(MP_EINVAL, mp_pool_starmap(p, add, IN(in), 5, 1, out)); /* ints, not tuples */
+  assert_mp(MP_EINVAL, mp_pool_starmap(p, add, INS(in), 5, 1, out)); /* ints, not tuples */
   for (int i = 0; i < 50; i++)
     mp_value_free(pairs[i]);
   free(out);
@@ -269,7 +269,7 @@ static void imap_unordered_gives_each_result_once(void **state) {
   mp_pool *p = make_pool(2, NULL);
   mp_value **in = int_inputs(N, 0);
   mp_imap *it = NULL;
-  assert_mp_ok(mp_pool_imap_unordered(p, square, IN(in), N, 5, &it));
+  assert_mp_ok(mp_pool_imap_unordered(p, square, INS(in), N, 5, &it));
   char *seen = calloc(N, 1);
   for (int k = 0; k < N; k++) {
     size_t idx = N;
@@ -284,7 +284,7 @@ static void imap_unordered_gives_each_result_once(void **state) {
   assert_mp(MP_EEOF, mp_imap_next(it, NULL, NULL, 0));
   mp_imap_free(it);
   /* An iterator freed early drops the rest without harm. */
-  assert_mp_ok(mp_pool_imap_unordered(p, square, IN(in), N, 1, &it));
+  assert_mp_ok(mp_pool_imap_unordered(p, square, INS(in), N, 1, &it));
   mp_imap_free(it);
   free(seen);
   free_values(in, N);
@@ -314,7 +314,7 @@ static void task_errors_carry_their_messages(void **state) {
   mp_value_free(many[70]);
   many[70] = mp_value_int(-2);
   mp_value *outs[100];
-  assert_mp(MP_ETASK, mp_pool_map(p, picky, IN(many), 100, 3, outs));
+  assert_mp(MP_ETASK, mp_pool_map(p, picky, INS(many), 100, 3, outs));
   assert_non_null(strstr(mp_last_error(), "input 40: negative input -1 refused"));
   for (int i = 0; i < 100; i++)
     assert_null(outs[i]);
@@ -362,7 +362,7 @@ static void a_killed_worker_fails_only_its_task(void **state) {
   assert_int_equal(n, 2);
   assert_true(pids[0] != pid && pids[1] != pid);
   mp_value **in = int_inputs(1000, 0), **out = calloc(1000, sizeof *out);
-  assert_mp_ok(mp_pool_map(p, square, IN(in), 1000, 1, out));
+  assert_mp_ok(mp_pool_map(p, square, INS(in), 1000, 1, out));
   for (int64_t i = 0; i < 1000; i++)
     assert_int_equal(int_of(out[i]), i * i);
   free_values(out, 1000);
@@ -381,7 +381,7 @@ static void a_task_that_kills_its_worker_fails_alone(void **state) {
   mp_value_free(in[200]);
   in[200] = mp_value_int(-4); /* exit(3) */
   mp_imap *it;
-  assert_mp_ok(mp_pool_imap_unordered(p, picky, IN(in), N, 1, &it));
+  assert_mp_ok(mp_pool_imap_unordered(p, picky, INS(in), N, 1, &it));
   char seen[N] = {0};
   for (int k = 0; k < N; k++) {
     size_t idx = N;
@@ -405,7 +405,7 @@ static void a_task_that_kills_its_worker_fails_alone(void **state) {
   mp_imap_free(it);
   free_values(in, N);
   mp_value **more = int_inputs(1000, 5), **out = calloc(1000, sizeof *out);
-  assert_mp_ok(mp_pool_map(p, square, IN(more), 1000, 0, out));
+  assert_mp_ok(mp_pool_map(p, square, INS(more), 1000, 0, out));
   for (int64_t i = 0; i < 1000; i++)
     assert_int_equal(int_of(out[i]), (i + 5) * (i + 5));
   free_values(out, 1000);
