@@ -470,7 +470,7 @@ static int read_item(pw_reader *r, mp_value **v, char *msg, size_t size) {
   if (r->bad)
     return MP_EPROTO;
   if (status == PW_OK) {
-    int rc = mp_value_decode(p, len, v);
+    int rc = pw_decode_value(p, len, v);
     if (rc < 0)
       snprintf(msg, size, "pool: undecodable result: %s", mp_last_error());
     return rc;
@@ -1066,23 +1066,36 @@ static int map_submit(mp_pool *p, void (*fn)(void), unsigned flags, const mp_val
   job *j = rc < 0 ? NULL : job_new(kind, n);
   if (j == NULL)
     return rc < 0 ? rc : MP_ENOMEM;
+  /* Batches go out as they are encoded, so the workers start while the rest is encoded. */
   task *head = NULL, *tail = NULL;
-  for (size_t i = 0; rc == 0 && i < n; i += chunksize) {
+  size_t batch = 0, i = 0;
+  for (; rc == 0 && i < n; i += chunksize) {
     task *t;
     rc = task_new(j, i, n - i < chunksize ? n - i : chunksize, fnid, flags, inputs, &t);
-    if (rc == 0) {
-      if (tail)
-        tail->next = t;
-      else
-        head = t;
-      tail = t;
+    if (rc < 0)
+      break;
+    if (tail)
+      tail->next = t;
+    else
+      head = t;
+    tail = t;
+    batch += t->count;
+    if (batch >= 512 || i + chunksize >= n) {
+      rc = submit(p, head, tail, who);
+      if (rc == 0)
+        head = tail = NULL;
+      batch = 0;
     }
   }
-  rc = rc ? rc : (n ? submit(p, head, tail, who) : 0);
   if (rc < 0) {
-    free_list(head);
-    job_free(j);
-    return rc;
+    /* What was queued finishes in the pool; the rest fails here so the job completes. */
+    char msg[MSG_MAX];
+    snprintf(msg, sizeof msg, "%s", mp_last_error());
+    fail_tasks(head, rc, msg);
+    for (size_t k = i; k < n; k++) /* never encoded */
+      job_item_done(j, k, rc, msg, NULL);
+    job_unref(j);
+    return mp_set_error(rc, "%s", msg);
   }
   if (n == 0)
     j->refs = 1; /* nothing for the pool to finish */

@@ -53,10 +53,35 @@ int pw_put_u64(pw_buf *b, uint64_t v) {
   return pw_put(b, c, 8);
 }
 
+/* Integers are most of what small tasks carry: written here without msgpack-c's buffer. */
+static int put_int(pw_buf *b, int64_t i) {
+  unsigned char c[9];
+  size_t n = 9;
+  if (i >= 0 && i < 128) {
+    c[0] = (unsigned char)i;
+    n = 1;
+  } else if (i < 0 && i >= -32) {
+    c[0] = (unsigned char)(0xe0 | (i + 32));
+    n = 1;
+  } else if (i >= INT32_MIN && i <= INT32_MAX) {
+    c[0] = 0xd2; /* int 32 */
+    be(c + 1, (uint64_t)(uint32_t)(int32_t)i, 4);
+    n = 5;
+  } else {
+    c[0] = 0xd3; /* int 64 */
+    be(c + 1, (uint64_t)i, 8);
+  }
+  int rc = pw_put_u32(b, (uint32_t)n);
+  return rc ? rc : pw_put(b, c, n);
+}
+
 int pw_put_value(pw_buf *b, const mp_value *v) {
   static const unsigned char nil = 0xc0; /* MessagePack nil */
   if (v == NULL)
     return pw_put_u32(b, 1) || pw_put(b, &nil, 1) ? MP_ENOMEM : 0;
+  int64_t i;
+  if (mp_value_type_of(v) == MP_VALUE_INT && mp_value_get_int(v, &i) == 0)
+    return put_int(b, i);
   void *enc = NULL;
   size_t len = 0;
   int rc = mp_value_encode(v, &enc, &len);
@@ -192,4 +217,24 @@ int pw_rx_frame(pw_rx *r, pw_reader *body) {
 void pw_rx_free(pw_rx *r) {
   free(r->data);
   memset(r, 0, sizeof *r);
+}
+
+int pw_decode_value(const unsigned char *p, size_t len, mp_value **v) {
+  int64_t i = 0;
+  int fast = 1;
+  if (len == 1 && (p[0] < 0x80 || p[0] >= 0xe0))
+    i = (int64_t)(int8_t)p[0];
+  else if (len == 5 && p[0] == 0xd2)
+    i = (int32_t)(((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 8) | p[4]);
+  else if (len == 9 && p[0] == 0xd3) {
+    uint64_t u = 0;
+    for (int k = 1; k < 9; k++)
+      u = (u << 8) | p[k];
+    i = (int64_t)u;
+  } else
+    fast = 0;
+  if (!fast)
+    return mp_value_decode(p, len, v);
+  *v = mp_value_int(i);
+  return *v ? 0 : MP_ENOMEM;
 }

@@ -44,6 +44,8 @@ int pw_put_u64(pw_buf *b, uint64_t v);
 /* Appends MessagePack of v (nil when v is NULL) prefixed by its u32 length. */
 int pw_put_value(pw_buf *b, const mp_value *v);
 int pw_put_target(pw_buf *b, const mp_plat_target *t);
+/* Decodes one MessagePack value (integers without msgpack-c), like mp_value_decode. */
+int pw_decode_value(const unsigned char *p, size_t len, mp_value **v);
 /* Starts a frame (returns where its length goes) and fills in the length at the end. */
 int pw_frame_begin(pw_buf *b, size_t *at);
 void pw_frame_end(pw_buf *b, size_t at);

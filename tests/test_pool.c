@@ -393,8 +393,10 @@ static void a_task_that_kills_its_worker_fails_alone(void **state) {
     if (idx == 100 || idx == 200) {
       assert_mp(MP_EWORKER, rc);
       assert_non_null(strstr(mp_last_error(), "while running task"));
+#ifndef __SANITIZE_ADDRESS__ /* LeakSanitizer runs at exit() and may abort the worker */
       if (idx == 200)
         assert_non_null(strstr(mp_last_error(), "exited with code 3"));
+#endif
     } else {
       assert_mp_ok(rc);
       assert_int_equal(int_of(v), (int64_t)idx * (int64_t)idx);
