@@ -84,6 +84,11 @@ int main(int argc, char **argv) {
   double c1m = bench_median(c1, ROUNDS), defm = bench_median(def, ROUNDS);
   double stm = bench_median(st, ROUNDS);
 
+  if (argc > 1 && strcmp(argv[1], "--no-peers") == 0) { /* for profiling multiproc alone */
+    printf("multiproc: chunksize 1 %.0f tasks/s, default %.0f tasks/s, start-stop %.1f ms\n", c1m,
+           defm, stm);
+    return 0;
+  }
   char cmd[8192];
   snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/bench_pool.py %d %d", MP_BENCH_DIR, N, ROUNDS);
   char *py = bench_capture(cmd);

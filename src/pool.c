@@ -101,40 +101,52 @@ static char *dup_str(const char *s) {
   return d ? memcpy(d, s, n) : NULL;
 }
 
-/* Records item idx's outcome (v is taken); the last item runs the callback. */
-static void job_item_done(job *j, size_t idx, int code, const char *msg, mp_value *v) {
-  mp_plat_mutex_lock(&j->mu);
-  if (j->kind == JOB_IMAP) {
-    imap_ent *e = calloc(1, sizeof *e);
-    if (e == NULL) {
-      j->lost++;
-    } else {
-      *e = (imap_ent){NULL, idx, code, code ? dup_str(msg) : NULL, v};
-      v = NULL;
-      if (j->qtail)
-        j->qtail->next = e;
-      else
-        j->qhead = e;
-      j->qtail = e;
-    }
-  } else if (code == 0) {
-    j->out[idx] = v;
-    v = NULL;
-  } else if (j->err == 0 || idx < j->err_index) {
-    j->err = code;
-    j->err_index = idx;
-    free(j->err_msg);
-    j->err_msg = dup_str(msg);
-  }
-  int finished = --j->remaining == 0;
-  mp_plat_cond_broadcast(&j->cv);
-  mp_plat_mutex_unlock(&j->mu);
-  mp_value_free(v);
+/* Runs the callback and drops the pool's reference once the last item is recorded. */
+static void job_items_finished(job *j, int finished) {
   if (finished) {
     if (j->cb)
       j->cb(j, j->cb_arg);
     job_unref(j);
   }
+}
+
+/* Records item idx's outcome under j->mu (v is taken). */
+static void record_locked(job *j, size_t idx, int code, const char *msg, mp_value *v) {
+  if (j->kind == JOB_IMAP) {
+    imap_ent *e = calloc(1, sizeof *e);
+    if (e == NULL) {
+      j->lost++;
+      mp_value_free(v);
+      return;
+    }
+    *e = (imap_ent){NULL, idx, code, code ? dup_str(msg) : NULL, v};
+    if (j->qtail)
+      j->qtail->next = e;
+    else
+      j->qhead = e;
+    j->qtail = e;
+  } else if (code == 0) {
+    j->out[idx] = v;
+  } else {
+    mp_value_free(v);
+    if (j->err == 0 || idx < j->err_index) {
+      j->err = code;
+      j->err_index = idx;
+      free(j->err_msg);
+      j->err_msg = dup_str(msg);
+    }
+  }
+}
+
+/* Records one item; the last one runs the callback. */
+static void job_item_done(job *j, size_t idx, int code, const char *msg, mp_value *v) {
+  mp_plat_mutex_lock(&j->mu);
+  record_locked(j, idx, code, msg, v);
+  int finished = --j->remaining == 0;
+  if (finished || j->kind == JOB_IMAP)
+    mp_plat_cond_broadcast(&j->cv); /* waiters want the end, or (imap) each item */
+  mp_plat_mutex_unlock(&j->mu);
+  job_items_finished(j, finished);
 }
 
 /* Waits until pred holds for j (under j->mu): 0 or MP_ETIMEDOUT. */
@@ -492,20 +504,36 @@ static void pop_head(worker *w) {
   task_free(t);
 }
 
+/* Records a task's answer: the items in one locked step, so a chunk of thousands costs
+ * one lock and at most one wake-up of the waiting caller. */
 static int on_result(worker *w, pw_reader *r) {
   task *t = w->head;
   if (t == NULL || pw_get_u32(r) != t->count)
     return mp_set_error(MP_EPROTO, "pool worker pid %lld sent a result it owed no one",
                         (long long)w->pid);
-  for (size_t i = 0; i < t->count; i++) {
-    char msg[MSG_MAX] = "";
-    mp_value *v;
-    int code = read_item(r, &v, msg, sizeof msg);
-    if (code == MP_EPROTO && r->bad)
-      return mp_set_error(MP_EPROTO, "pool worker pid %lld sent a malformed result",
-                          (long long)w->pid);
-    job_item_done(t->j, t->first + i, code, msg, v);
+  pw_reader check = *r; /* the frame is checked whole before anything is recorded */
+  for (size_t i = 0; i < t->count && !check.bad; i++) {
+    pw_get_u8(&check);
+    pw_get_bytes(&check, pw_get_u32(&check));
   }
+  if (check.bad)
+    return mp_set_error(MP_EPROTO, "pool worker pid %lld sent a malformed result",
+                        (long long)w->pid);
+  job *j = t->j;
+  char msg[MSG_MAX];
+  mp_plat_mutex_lock(&j->mu);
+  for (size_t i = 0; i < t->count; i++) {
+    mp_value *v;
+    msg[0] = '\0';
+    int code = read_item(r, &v, msg, sizeof msg);
+    record_locked(j, t->first + i, code, msg, v);
+  }
+  j->remaining -= t->count;
+  int finished = j->remaining == 0;
+  if (finished || j->kind == JOB_IMAP)
+    mp_plat_cond_broadcast(&j->cv);
+  mp_plat_mutex_unlock(&j->mu);
+  job_items_finished(j, finished);
   pop_head(w);
   return 0;
 }

@@ -77,7 +77,8 @@ static int run_item(wstate *s, const wfn *f, unsigned flags, const unsigned char
   int rc = f->fn ? pw_decode_value(p, len, &in) : mp_set_error(MP_ECHILD, "%s", f->error);
   if (rc < 0)
     return put_failure(&s->out, rc, "pool worker: undecodable input");
-  clear_error();
+  if (mp_last_error_code() != 0)
+    clear_error(); /* only when dirty: formatting a message per task costs */
   rc = call_fn(f->fn, flags, in, &out);
   mp_value_free(in);
   if (rc != 0) {
