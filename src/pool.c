@@ -312,8 +312,19 @@ static void describe_exit(worker *w, char *buf, size_t size) {
     snprintf(buf, size, "exited with code %d", code);
 }
 
-/* Waits for the worker's hello, which follows its initializer. */
-static int await_hello(worker *w) {
+static void drain_wake(mp_pool *p);
+
+/* 1 if mp_pool_terminate was called. */
+static int terminating(mp_pool *p) {
+  mp_plat_mutex_lock(&p->mu);
+  int t = p->state == P_TERMINATING;
+  mp_plat_mutex_unlock(&p->mu);
+  return t;
+}
+
+/* Waits for the worker's hello, which follows its initializer; mp_pool_terminate ends the
+ * wait (a slow initializer does not hold it up). */
+static int await_hello(mp_pool *p, worker *w) {
   for (;;) {
     pw_reader r;
     int rc = pw_rx_frame(&w->rx, &r);
@@ -329,9 +340,14 @@ static int await_hello(worker *w) {
       return mp_set_error(MP_EPROTO, "pool worker pid %lld: unexpected frame %u at start-up",
                           (long long)w->pid, kind);
     }
-    mp_waitable ws[1] = {mp_waitable_conn(w->conn)};
-    rc = mp_wait(ws, 1, MP_FOREVER);
-    if (rc >= 0)
+    mp_waitable ws[2] = {mp_waitable_conn(w->conn), mp_waitable_conn(p->wake_r)};
+    rc = mp_wait(ws, 2, MP_FOREVER);
+    if (rc > 0 && ws[1].ready) {
+      drain_wake(p); /* queued work is picked up by the main loop later */
+      if (terminating(p))
+        return mp_set_error(MP_ECANCELED, "the pool was terminated while a worker started");
+    }
+    if (rc > 0 && ws[0].ready)
       rc = pw_rx_fill(&w->rx, mp__conn_chan(w->conn), 0);
     if (rc == MP_EEOF) {
       char how[64];
@@ -377,7 +393,7 @@ static int worker_spawn(mp_pool *p, worker *w) {
     w->pid = mp_process_pid(w->proc);
     rc = send_init(p, w);
   }
-  return rc ? rc : await_hello(w);
+  return rc ? rc : await_hello(p, w);
 }
 
 static int worker_start(mp_pool *p, worker *w) {
@@ -623,9 +639,9 @@ static void on_exit_worker(mp_pool *p, worker *w) {
   worker_release(w);
   lock(p);
   p->pids[w - p->w] = 0;
-  int terminating = p->state == P_TERMINATING;
+  int ending = p->state == P_TERMINATING;
   unlock(p);
-  if (stopping || terminating || worker_start(p, w) == 0)
+  if (stopping || ending || worker_start(p, w) == 0 || mp_last_error_code() == MP_ECANCELED)
     return;
   lock(p);
   snprintf(p->msg, sizeof p->msg, "pool: no worker could be started: %s", mp_last_error());

@@ -30,6 +30,18 @@ static int failing_initializer(const mp_value *args) {
   return -1;
 }
 
+/* Refuses to start once the file named by initargs exists. */
+static int init_unless_file(const mp_value *args) {
+  const char *path = "";
+  mp_value_get_str(args, &path, NULL);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return 0;
+  fclose(f);
+  mp_set_error(MP_EPERM, "refusing to start: the stop file exists");
+  return -1;
+}
+
 static int64_t int_of(const mp_value *v) {
   int64_t x = -999;
   mp_value_get_int(v, &x);
@@ -453,6 +465,31 @@ static void maxtasksperchild_and_initializer(void **state) {
   assert_non_null(strstr(mp_last_error(), "no database for this worker"));
 }
 
+/* When no replacement worker can start, queued work fails instead of waiting forever. */
+static void a_pool_without_workers_fails_its_tasks(void **state) {
+  (void)state;
+  char path[512];
+  temp_path(path, sizeof path, "stop");
+  mp_pool_opts o;
+  memset(&o, 0, sizeof o);
+  o.initializer = init_unless_file;
+  mp_value *pv = mp_value_str(path), *in = mp_value_int(-3), *out = NULL;
+  o.initargs = pv;
+  mp_pool *p = make_pool(1, &o);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fclose(f);
+  assert_mp(MP_EWORKER, mp_pool_apply(p, picky, in, &out)); /* abort(): a new worker is due */
+  mp_value_free(in);
+  in = mp_value_int(4);
+  assert_mp(MP_ECHILD, mp_pool_apply(p, square, in, &out));
+  assert_non_null(strstr(mp_last_error(), "refusing to start: the stop file exists"));
+  end_pool(p);
+  remove(path);
+  mp_value_free(in);
+  mp_value_free(pv);
+}
+
 static void terminate_cancels_pending_work(void **state) {
   (void)state;
   mp_pool *p = make_pool(2, NULL);
@@ -568,6 +605,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(a_killed_worker_fails_only_its_task),
       cmocka_unit_test(a_task_that_kills_its_worker_fails_alone),
       cmocka_unit_test(maxtasksperchild_and_initializer),
+      cmocka_unit_test(a_pool_without_workers_fails_its_tasks),
       cmocka_unit_test(terminate_cancels_pending_work),
       cmocka_unit_test(a_task_over_its_time_limit_is_killed),
       cmocka_unit_test(bad_arguments_are_refused),
