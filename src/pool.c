@@ -39,13 +39,23 @@ struct mp_result {
   int err;        /* the failure of the lowest failed index */
   size_t err_index;
   char *err_msg;
-  imap_ent *qhead, *qtail; /* JOB_IMAP: finished, not yet given */
-  size_t given, lost;      /* lost: finished items that found no memory to queue */
+  imap_ent *qhead, *qtail;                /* JOB_IMAP: finished, not yet given */
+  struct raw_answer *raw_head, *raw_tail; /* JOB_MAP: answers the caller decodes */
+  int caller_waiting;
+  size_t given, lost; /* lost: finished items that found no memory to queue */
   mp_result_cb cb;
   void *cb_arg;
   int refs; /* the caller's handle, plus the pool's while items remain */
 };
 typedef struct mp_result job;
+
+/* A map task's answer as received: the waiting caller decodes it, in its own thread (in
+ * parallel with the master, and where the outputs will be freed). */
+typedef struct raw_answer {
+  struct raw_answer *next;
+  size_t first, count, len;
+  unsigned char data[]; /* the answer's items */
+} raw_answer;
 
 struct mp_imap {
   job *j;
@@ -75,6 +85,11 @@ static void job_free(job *j) {
     mp_value_free(j->out[i]);
   free(j->out);
   free(j->err_msg);
+  while (j->raw_head) {
+    raw_answer *a = j->raw_head;
+    j->raw_head = a->next;
+    free(a);
+  }
   while (j->qhead) {
     imap_ent *e = j->qhead;
     j->qhead = e->next;
@@ -170,7 +185,9 @@ typedef struct task {
   job *j;
   size_t first, count; /* the job's items this task computes */
   uint32_t fnid;
-  unsigned char *frame; /* kept until answered: a dead worker's queue is sent again */
+  unsigned flags;
+  const mp_value *const *inputs; /* until encoded: the caller's, valid while it waits */
+  unsigned char *frame;          /* kept until answered: a dead worker's queue is sent again */
   size_t len;
 } task;
 
@@ -179,27 +196,41 @@ static void task_free(task *t) {
   free(t);
 }
 
-static int task_new(job *j, size_t first, size_t count, uint32_t fnid, unsigned flags,
-                    const mp_value *const *inputs, task **out) {
-  task *t = calloc(1, sizeof *t);
-  if (t == NULL)
-    return mp_set_error(MP_ENOMEM, "pool: out of memory for a task");
+/* Builds the task's frame from its inputs. */
+static int task_encode(task *t) {
   pw_buf b = {0};
   size_t at;
   int rc = pw_frame_begin(&b, &at);
   rc = rc ? rc : pw_put_u8(&b, PW_TASK);
-  rc = rc ? rc : pw_put_u32(&b, fnid);
-  rc = rc ? rc : pw_put_u8(&b, flags);
-  rc = rc ? rc : pw_put_u32(&b, (uint32_t)count);
-  for (size_t i = 0; rc == 0 && i < count; i++)
-    rc = pw_put_value(&b, inputs[first + i]);
+  rc = rc ? rc : pw_put_u32(&b, t->fnid);
+  rc = rc ? rc : pw_put_u8(&b, t->flags);
+  rc = rc ? rc : pw_put_u32(&b, (uint32_t)t->count);
+  for (size_t i = 0; rc == 0 && i < t->count; i++)
+    rc = pw_put_value(&b, t->inputs[t->first + i]);
   if (rc < 0) {
     pw_buf_free(&b);
-    free(t);
     return rc;
   }
   pw_frame_end(&b, at);
-  *t = (task){NULL, 0, j, first, count, fnid, b.data, b.len};
+  t->frame = b.data;
+  t->len = b.len;
+  t->inputs = NULL;
+  return 0;
+}
+
+/* lazy: the master encodes the task when it sends it (mp_pool_map, whose caller keeps
+ * the inputs alive and waits), so encoding runs beside the caller's decoding. */
+static int task_new(job *j, size_t first, size_t count, uint32_t fnid, unsigned flags,
+                    const mp_value *const *inputs, int lazy, task **out) {
+  task *t = calloc(1, sizeof *t);
+  if (t == NULL)
+    return mp_set_error(MP_ENOMEM, "pool: out of memory for a task");
+  *t = (task){NULL, 0, j, first, count, fnid, flags, inputs, NULL, 0};
+  int rc = lazy ? 0 : task_encode(t);
+  if (rc < 0) {
+    free(t);
+    return rc;
+  }
   *out = t;
   return 0;
 }
@@ -242,6 +273,7 @@ struct mp_pool {
   size_t nfns;
   task *pend_head, *pend_tail;
   size_t npending;
+  task *unsendable; /* tasks whose inputs could not be encoded: failed outside the lock */
   uint64_t next_id;
   int state, started, start_rc, done, broken;
   char msg[MSG_MAX]; /* start-up failure, or why no worker can be started */
@@ -412,6 +444,32 @@ static int worker_start(mp_pool *p, worker *w) {
 
 /* ---- scheduling ------------------------------------------------------------------------ */
 
+/* Encodes the queue's head if needed; a head that cannot be encoded is set aside to fail.
+ * Returns 1 if a task with a frame heads the queue. */
+static int head_ready_locked(mp_pool *p) {
+  while (p->pend_head && p->pend_head->frame == NULL) {
+    task *t = p->pend_head;
+    if (task_encode(t) == 0)
+      break;
+    p->pend_head = t->next;
+    if (p->pend_head == NULL)
+      p->pend_tail = NULL;
+    p->npending--;
+    t->next = p->unsendable;
+    p->unsendable = t;
+  }
+  return p->pend_head != NULL;
+}
+
+/* Fails the tasks set aside by head_ready_locked (their jobs' callbacks may run). */
+static void fail_unsendable(mp_pool *p) {
+  lock(p);
+  task *t = p->unsendable;
+  p->unsendable = NULL;
+  unlock(p);
+  fail_tasks(t, MP_EINVAL, "pool: a task's input could not be encoded");
+}
+
 static int can_take(const mp_pool *p, const worker *w, const task *t) {
   if (w->proc == NULL || w->eof || w->stopping || w->inflight >= DEPTH)
     return 0;
@@ -463,28 +521,23 @@ static int give(mp_pool *p, worker *w, task *t) {
  * gets more (pipelining) only while more tasks wait than there are workers: the last
  * ones wait here for whichever worker is free first, as in Python's shared queue. */
 static void assign_locked(mp_pool *p) {
-  for (int i = 0; i < p->nworkers && p->pend_head; i++)
+  for (int i = 0; i < p->nworkers && head_ready_locked(p); i++)
     if (p->w[i].inflight == 0 && can_take(p, &p->w[i], p->pend_head))
       give(p, &p->w[i], p->pend_head);
   int progress = 1;
-  while (p->pend_head && progress && p->npending > (size_t)p->nworkers) {
+  while (progress && head_ready_locked(p) && p->npending > (size_t)p->nworkers) {
     progress = 0;
-    for (int i = 0; i < p->nworkers && p->pend_head; i++)
+    for (int i = 0; i < p->nworkers && head_ready_locked(p); i++)
       if (can_take(p, &p->w[i], p->pend_head) && give(p, &p->w[i], p->pend_head) == 0)
         progress = 1;
   }
 }
 
+static void flush_one(worker *w);
+
 static void flush_all(mp_pool *p) {
-  for (int i = 0; i < p->nworkers; i++) {
-    worker *w = &p->w[i];
-    if (w->proc == NULL || w->out.len == 0)
-      continue;
-    mp_plat_buf b = {w->out.data, w->out.len};
-    /* A worker that is gone shows up as its process's exit: handled there. */
-    mp_plat_chan_write(mp__conn_chan(w->conn), &b, 1);
-    w->out.len = 0;
-  }
+  for (int i = 0; i < p->nworkers; i++)
+    flush_one(&p->w[i]);
 }
 
 /* ---- results and deaths ------------------------------------------------------------------ */
@@ -509,7 +562,7 @@ static int read_item(pw_reader *r, mp_value **v, char *msg, size_t size) {
   return code < 0 ? code : MP_ETASK;
 }
 
-static void pop_head(worker *w) {
+static task *detach_head(worker *w) {
   task *t = w->head;
   w->head = t->next;
   if (w->head == NULL)
@@ -517,12 +570,65 @@ static void pop_head(worker *w) {
   w->inflight--;
   w->inflight_bytes -= t->len;
   w->head_start_ns = mp_plat_monotonic_ns();
+  return t;
+}
+
+static void flush_one(worker *w) {
+  if (w->proc == NULL || w->out.len == 0)
+    return;
+  mp_plat_buf b = {w->out.data, w->out.len};
+  /* A worker that is gone shows up as its process's exit: handled there. */
+  mp_plat_chan_write(mp__conn_chan(w->conn), &b, 1);
+  w->out.len = 0;
+}
+
+/* Gives a worker that just answered its next work before the answer is decoded, so it
+ * computes while the master decodes. */
+static void refill(mp_pool *p, worker *w) {
+  lock(p);
+  if (head_ready_locked(p) && w->inflight == 0 && can_take(p, w, p->pend_head))
+    give(p, w, p->pend_head);
+  while (head_ready_locked(p) && p->npending > (size_t)p->nworkers &&
+         can_take(p, w, p->pend_head) && give(p, w, p->pend_head) == 0)
+    ;
+  unlock(p);
+  flush_one(w);
+}
+
+/* Queues a map task's answer for the caller to decode; takes t. */
+static int hand_over(job *j, task *t, pw_reader *r) {
+  raw_answer *a = malloc(sizeof *a + r->left);
+  if (a == NULL) {
+    char msg[MSG_MAX];
+    snprintf(msg, sizeof msg, "pool: out of memory for the answer of task %llu",
+             (unsigned long long)t->id);
+    t->next = NULL;
+    fail_tasks(t, MP_ENOMEM, msg);
+    return 0;
+  }
+  *a = (raw_answer){NULL, t->first, t->count, r->left};
+  memcpy(a->data, r->p, r->left);
+  mp_plat_mutex_lock(&j->mu);
+  int was_empty = j->raw_head == NULL;
+  if (j->raw_tail)
+    j->raw_tail->next = a;
+  else
+    j->raw_head = a;
+  j->raw_tail = a;
+  j->remaining -= t->count;
+  int finished = j->remaining == 0;
+  /* One wake-up per batch: a caller that is decoding will find this one by itself. */
+  if (finished || (was_empty && j->caller_waiting))
+    mp_plat_cond_broadcast(&j->cv);
+  mp_plat_mutex_unlock(&j->mu);
+  job_items_finished(j, finished);
   task_free(t);
+  return 0;
 }
 
 /* Records a task's answer: the items in one locked step, so a chunk of thousands costs
  * one lock and at most one wake-up of the waiting caller. */
-static int on_result(worker *w, pw_reader *r) {
+static int on_result(mp_pool *p, worker *w, pw_reader *r) {
   task *t = w->head;
   if (t == NULL || pw_get_u32(r) != t->count)
     return mp_set_error(MP_EPROTO, "pool worker pid %lld sent a result it owed no one",
@@ -535,7 +641,12 @@ static int on_result(worker *w, pw_reader *r) {
   if (check.bad)
     return mp_set_error(MP_EPROTO, "pool worker pid %lld sent a malformed result",
                         (long long)w->pid);
+  detach_head(w);
+  if (w->inflight == 0) /* it would idle while we decode; else the main loop refills */
+    refill(p, w);
   job *j = t->j;
+  if (j->kind == JOB_MAP)
+    return hand_over(j, t, r);
   char msg[MSG_MAX];
   mp_plat_mutex_lock(&j->mu);
   for (size_t i = 0; i < t->count; i++) {
@@ -550,19 +661,19 @@ static int on_result(worker *w, pw_reader *r) {
     mp_plat_cond_broadcast(&j->cv);
   mp_plat_mutex_unlock(&j->mu);
   job_items_finished(j, finished);
-  pop_head(w);
+  task_free(t);
   return 0;
 }
 
 /* Handles every whole frame received; a worker that breaks the protocol is killed. */
-static void parse_frames(worker *w) {
+static void parse_frames(mp_pool *p, worker *w) {
   for (;;) {
     pw_reader r;
     int rc = pw_rx_frame(&w->rx, &r);
     if (rc == 0)
       return;
     if (rc == 1)
-      rc = pw_get_u8(&r) == PW_RESULT ? on_result(w, &r)
+      rc = pw_get_u8(&r) == PW_RESULT ? on_result(p, w, &r)
                                       : mp_set_error(MP_EPROTO, "pool: unexpected frame");
     if (rc < 0) {
       w->eof = 1; /* its process's exit fails what it owed */
@@ -572,11 +683,11 @@ static void parse_frames(worker *w) {
   }
 }
 
-static void read_results(worker *w) {
+static void read_results(mp_pool *p, worker *w) {
   int rc = pw_rx_fill(&w->rx, mp__conn_chan(w->conn), 0);
   if (rc < 0 && rc != MP_ETIMEDOUT)
     w->eof = 1;
-  parse_frames(w);
+  parse_frames(p, w);
 }
 
 /* Puts a dead worker's unstarted tasks back at the front of the queue, in order. */
@@ -614,7 +725,7 @@ static int live_workers(const mp_pool *p) {
 static void on_exit_worker(mp_pool *p, worker *w) {
   while (!w->eof) {
     int rc = pw_rx_fill(&w->rx, mp__conn_chan(w->conn), 0);
-    parse_frames(w);
+    parse_frames(p, w);
     if (rc != 0)
       break;
   }
@@ -710,7 +821,7 @@ static void wait_and_handle(mp_pool *p) {
     if (who[i] == NULL)
       drain_wake(p);
     else if (ws[i].kind == MP_WAIT_CONN)
-      read_results(who[i]);
+      read_results(p, who[i]);
     else
       on_exit_worker(p, who[i]);
   }
@@ -749,7 +860,10 @@ static void run(mp_pool *p) {
     assign_locked(p);
     int draining = p->state == P_CLOSED && p->pend_head == NULL;
     int broken = p->broken && p->pend_head != NULL;
+    int unsendable = p->unsendable != NULL;
     unlock(p);
+    if (unsendable)
+      fail_unsendable(p);
     if (broken)
       fail_pending_broken(p);
     flush_all(p);
@@ -783,6 +897,7 @@ static void pool_thread(void *arg) {
     worker_release(w);
     fail_tasks(t, MP_ECANCELED, "the pool was terminated");
   }
+  fail_unsendable(p);
   lock(p);
   task *t = p->pend_head;
   p->pend_head = p->pend_tail = NULL;
@@ -1057,7 +1172,7 @@ int mp_pool_apply_async_cb(mp_pool *p, mp_task_fn fn, const mp_value *input, mp_
   j->cb = cb;
   j->cb_arg = arg;
   task *t = NULL;
-  rc = task_new(j, 0, 1, fnid, 0, &input, &t);
+  rc = task_new(j, 0, 1, fnid, 0, &input, 0, &t);
   rc = rc ? rc : submit(p, t, t, "mp_pool_apply_async");
   if (rc < 0) {
     free_list(t);
@@ -1114,8 +1229,9 @@ static int map_submit(mp_pool *p, void (*fn)(void), unsigned flags, const mp_val
   task *head = NULL, *tail = NULL;
   size_t batch = 0, i = 0;
   for (; rc == 0 && i < n; i += chunksize) {
-    task *t;
-    rc = task_new(j, i, n - i < chunksize ? n - i : chunksize, fnid, flags, inputs, &t);
+    task *t = NULL;
+    rc = task_new(j, i, n - i < chunksize ? n - i : chunksize, fnid, flags, inputs, kind == JOB_MAP,
+                  &t);
     if (rc < 0)
       break;
     if (tail)
@@ -1136,8 +1252,13 @@ static int map_submit(mp_pool *p, void (*fn)(void), unsigned flags, const mp_val
     char msg[MSG_MAX];
     snprintf(msg, sizeof msg, "%s", mp_last_error());
     fail_tasks(head, rc, msg);
-    for (size_t k = i; k < n; k++) /* never encoded */
+    for (size_t k = i; k < n; k++) /* never queued */
       job_item_done(j, k, rc, msg, NULL);
+    if (kind == JOB_MAP) { /* queued tasks may still read the caller's inputs */
+      mp_plat_mutex_lock(&j->mu);
+      job_wait_locked(j, job_finished, MP_FOREVER);
+      mp_plat_mutex_unlock(&j->mu);
+    }
     job_unref(j);
     return mp_set_error(rc, "%s", msg);
   }
@@ -1147,10 +1268,48 @@ static int map_submit(mp_pool *p, void (*fn)(void), unsigned flags, const mp_val
   return 0;
 }
 
-/* Waits for a map and moves its outputs out, or fails with the lowest failed index. */
+/* Decodes answers (outside the lock) into the job's outputs. */
+static void decode_answers(job *j, raw_answer *a) {
+  char msg[MSG_MAX];
+  while (a) {
+    raw_answer *next = a->next;
+    pw_reader r = {a->data, a->len, 0};
+    for (size_t i = 0; i < a->count; i++) {
+      mp_value *v;
+      msg[0] = '\0';
+      int code = read_item(&r, &v, msg, sizeof msg);
+      if (code == 0) {
+        j->out[a->first + i] = v; /* only this thread writes outputs of answered items */
+        continue;
+      }
+      mp_plat_mutex_lock(&j->mu);
+      record_locked(j, a->first + i, code, msg, v);
+      mp_plat_mutex_unlock(&j->mu);
+    }
+    free(a);
+    a = next;
+  }
+}
+
+/* Waits for a map, decoding answers as they come, then moves its outputs out or fails with
+ * the lowest failed index. */
 static int map_collect(job *j, size_t n, mp_value **outputs) {
   mp_plat_mutex_lock(&j->mu);
-  job_wait_locked(j, job_finished, MP_FOREVER);
+  for (;;) {
+    raw_answer *a = j->raw_head;
+    j->raw_head = j->raw_tail = NULL;
+    if (a) {
+      mp_plat_mutex_unlock(&j->mu);
+      decode_answers(j, a);
+      mp_plat_mutex_lock(&j->mu);
+      continue;
+    }
+    if (j->remaining == 0)
+      break;
+    j->caller_waiting = 1;
+    mp_plat_cond_wait(&j->cv, &j->mu, -1);
+    j->caller_waiting = 0;
+  }
   mp_plat_mutex_unlock(&j->mu);
   int rc = j->err;
   if (rc < 0)
