@@ -41,6 +41,7 @@ struct mp_result {
   char *err_msg;
   imap_ent *qhead, *qtail;                /* JOB_IMAP: finished, not yet given */
   struct raw_answer *raw_head, *raw_tail; /* JOB_MAP: answers the caller decodes */
+  size_t raw_items;
   int caller_waiting;
   size_t given, lost; /* lost: finished items that found no memory to queue */
   mp_result_cb cb;
@@ -609,7 +610,7 @@ static int hand_over(job *j, task *t, pw_reader *r) {
   *a = (raw_answer){NULL, t->first, t->count, r->left};
   memcpy(a->data, r->p, r->left);
   mp_plat_mutex_lock(&j->mu);
-  int was_empty = j->raw_head == NULL;
+  j->raw_items += t->count;
   if (j->raw_tail)
     j->raw_tail->next = a;
   else
@@ -617,8 +618,8 @@ static int hand_over(job *j, task *t, pw_reader *r) {
   j->raw_tail = a;
   j->remaining -= t->count;
   int finished = j->remaining == 0;
-  /* One wake-up per batch: a caller that is decoding will find this one by itself. */
-  if (finished || (was_empty && j->caller_waiting))
+  /* Wake-ups cost more than tiny answers: the waiting caller is woken for a batch. */
+  if (finished || (j->caller_waiting && j->raw_items >= 256))
     mp_plat_cond_broadcast(&j->cv);
   mp_plat_mutex_unlock(&j->mu);
   job_items_finished(j, finished);
@@ -1298,6 +1299,7 @@ static int map_collect(job *j, size_t n, mp_value **outputs) {
   for (;;) {
     raw_answer *a = j->raw_head;
     j->raw_head = j->raw_tail = NULL;
+    j->raw_items = 0;
     if (a) {
       mp_plat_mutex_unlock(&j->mu);
       decode_answers(j, a);
