@@ -275,6 +275,7 @@ struct mp_pool {
   task *pend_head, *pend_tail;
   size_t npending;
   task *unsendable; /* tasks whose inputs could not be encoded: failed outside the lock */
+  char unsendable_msg[MSG_MAX];
   uint64_t next_id;
   int state, started, start_rc, done, broken;
   char msg[MSG_MAX]; /* start-up failure, or why no worker can be started */
@@ -452,6 +453,9 @@ static int head_ready_locked(mp_pool *p) {
     task *t = p->pend_head;
     if (task_encode(t) == 0)
       break;
+    snprintf(p->unsendable_msg, sizeof p->unsendable_msg,
+             "pool: the input of task %llu could not be encoded: %s", (unsigned long long)t->id,
+             mp_last_error());
     p->pend_head = t->next;
     if (p->pend_head == NULL)
       p->pend_tail = NULL;
@@ -467,8 +471,10 @@ static void fail_unsendable(mp_pool *p) {
   lock(p);
   task *t = p->unsendable;
   p->unsendable = NULL;
+  char msg[MSG_MAX];
+  snprintf(msg, sizeof msg, "%s", p->unsendable_msg);
   unlock(p);
-  fail_tasks(t, MP_EINVAL, "pool: a task's input could not be encoded");
+  fail_tasks(t, MP_EINVAL, msg);
 }
 
 static int can_take(const mp_pool *p, const worker *w, const task *t) {

@@ -330,6 +330,21 @@ static void task_errors_carry_their_messages(void **state) {
   assert_non_null(strstr(mp_last_error(), "input 40: negative input -1 refused"));
   for (int i = 0; i < 100; i++)
     assert_null(outs[i]);
+  /* An input nested too deeply for MessagePack: refused by apply_async at once, and by
+   * map (which encodes as it sends) for that input only. */
+  mp_value *deep = mp_value_int(1);
+  for (int d = 0; d < MP_VALUE_MAX_DEPTH + 2; d++) {
+    mp_value *l = mp_value_list();
+    mp_value_append(l, deep);
+    deep = l;
+  }
+  mp_value_free(many[7]);
+  many[7] = deep;
+  assert_mp(MP_EINVAL, mp_pool_apply_async(p, picky, deep, &r));
+  assert_null(r);
+  assert_mp(MP_EINVAL, mp_pool_map(p, picky, INS(many), 100, 1, outs));
+  assert_non_null(strstr(mp_last_error(), "input 7: pool: the input of task"));
+  assert_non_null(strstr(mp_last_error(), "could not be encoded"));
   free_values(many, 100);
   end_pool(p);
 }
