@@ -248,6 +248,7 @@ typedef struct worker {
   mp_conn *conn;
   int64_t pid;
   int eof, stopping, timed_out;
+  int topping;       /* assign_locked: may get more work in this pass */
   task *head, *tail; /* sent, unanswered; head is running */
   size_t inflight, inflight_bytes;
   uint64_t assigned, head_start_ns;
@@ -262,7 +263,9 @@ struct mp_pool {
   mp_plat_mutex mu; /* guards what callers touch: the queue, fns, state, pids */
   mp_plat_cond cv;
   int nworkers;
-  worker *w; /* the master thread's alone */
+  worker *w;       /* the master thread's alone */
+  mp_waitable *ws; /* its wait set: the wake pipe, each worker's connection and process */
+  worker **who;
   int64_t *pids;
   mp_start_method method;
   int has_init;
@@ -515,7 +518,7 @@ static int give(mp_pool *p, worker *w, task *t) {
     w->tail->next = t;
   else {
     w->head = t;
-    w->head_start_ns = mp_plat_monotonic_ns();
+    w->head_start_ns = p->task_timeout_ms ? mp_plat_monotonic_ns() : 0;
   }
   w->tail = t;
   w->inflight++;
@@ -531,11 +534,15 @@ static void assign_locked(mp_pool *p) {
   for (int i = 0; i < p->nworkers && head_ready_locked(p); i++)
     if (p->w[i].inflight == 0 && can_take(p, &p->w[i], p->pend_head))
       give(p, &p->w[i], p->pend_head);
+  /* A busy worker is topped up once half its queue is done: fewer, larger writes. */
+  for (int i = 0; i < p->nworkers; i++)
+    p->w[i].topping = p->w[i].inflight <= DEPTH / 2;
   int progress = 1;
   while (progress && head_ready_locked(p) && p->npending > (size_t)p->nworkers) {
     progress = 0;
     for (int i = 0; i < p->nworkers && head_ready_locked(p); i++)
-      if (can_take(p, &p->w[i], p->pend_head) && give(p, &p->w[i], p->pend_head) == 0)
+      if (p->w[i].topping && can_take(p, &p->w[i], p->pend_head) &&
+          give(p, &p->w[i], p->pend_head) == 0)
         progress = 1;
   }
 }
@@ -569,14 +576,14 @@ static int read_item(pw_reader *r, mp_value **v, char *msg, size_t size) {
   return code < 0 ? code : MP_ETASK;
 }
 
-static task *detach_head(worker *w) {
+static task *detach_head(mp_pool *p, worker *w) {
   task *t = w->head;
   w->head = t->next;
   if (w->head == NULL)
     w->tail = NULL;
   w->inflight--;
   w->inflight_bytes -= t->len;
-  w->head_start_ns = mp_plat_monotonic_ns();
+  w->head_start_ns = p->task_timeout_ms ? mp_plat_monotonic_ns() : 0; /* only timeouts read it */
   return t;
 }
 
@@ -648,7 +655,7 @@ static int on_result(mp_pool *p, worker *w, pw_reader *r) {
   if (check.bad)
     return mp_set_error(MP_EPROTO, "pool worker pid %lld sent a malformed result",
                         (long long)w->pid);
-  detach_head(w);
+  detach_head(p, w);
   if (w->inflight == 0) /* it would idle while we decode; else the main loop refills */
     refill(p, w);
   job *j = t->j;
@@ -800,14 +807,9 @@ static int next_timeout_ms(mp_pool *p) {
 
 /* One wait on the wake pipe and every worker's connection and process. */
 static void wait_and_handle(mp_pool *p) {
-  size_t cap = 1 + 2 * (size_t)p->nworkers, n = 0;
-  mp_waitable *ws = malloc(cap * sizeof *ws);
-  worker **who = malloc(cap * sizeof *who);
-  if (ws == NULL || who == NULL) {
-    free(ws);
-    free(who);
-    return;
-  }
+  size_t n = 0;
+  mp_waitable *ws = p->ws;
+  worker **who = p->who;
   ws[n] = mp_waitable_conn(p->wake_r);
   who[n++] = NULL;
   for (int i = 0; i < p->nworkers; i++) {
@@ -832,8 +834,6 @@ static void wait_and_handle(mp_pool *p) {
     else
       on_exit_worker(p, who[i]);
   }
-  free(ws);
-  free(who);
   check_timeouts(p);
 }
 
@@ -960,6 +960,8 @@ static void pool_destroy(mp_pool *p) {
   free(p->fns);
   free(p->w);
   free(p->pids);
+  free(p->ws);
+  free(p->who);
   mp_plat_cond_destroy(&p->cv);
   mp_plat_mutex_destroy(&p->mu);
   free(p);
@@ -972,7 +974,9 @@ static int pool_setup(mp_pool *p, int nworkers, const mp_pool_opts *o) {
   p->task_timeout_ms = o->task_timeout_ms;
   p->w = calloc((size_t)nworkers, sizeof *p->w);
   p->pids = calloc((size_t)nworkers, sizeof *p->pids);
-  if (p->w == NULL || p->pids == NULL)
+  p->ws = calloc(1 + 2 * (size_t)nworkers, sizeof *p->ws);
+  p->who = calloc(1 + 2 * (size_t)nworkers, sizeof *p->who);
+  if (p->w == NULL || p->pids == NULL || p->ws == NULL || p->who == NULL)
     return mp_set_error(MP_ENOMEM, "mp_pool_create: out of memory for %d workers", nworkers);
   int rc = copy_value(o->initargs, &p->initargs);
   if (rc == 0 && o->initializer) {
