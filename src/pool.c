@@ -745,6 +745,9 @@ static void on_exit_worker(mp_pool *p, worker *w) {
   }
   char how[64], msg[MSG_MAX];
   describe_exit(w, how, sizeof how);
+  lock(p);
+  p->pids[w - p->w] = 0; /* gone before anyone learns of its death */
+  unlock(p);
   if (w->head) {
     task *t = w->head;
     w->head = t->next;
@@ -763,7 +766,6 @@ static void on_exit_worker(mp_pool *p, worker *w) {
   int stopping = w->stopping;
   worker_release(w);
   lock(p);
-  p->pids[w - p->w] = 0;
   int ending = p->state == P_TERMINATING;
   unlock(p);
   if (stopping || ending || worker_start(p, w) == 0 || mp_last_error_code() == MP_ECANCELED)
