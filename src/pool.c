@@ -129,7 +129,7 @@ static void job_items_finished(job *j, int finished) {
 /* Records item idx's outcome under j->mu (v is taken). */
 static void record_locked(job *j, size_t idx, int code, const char *msg, mp_value *v) {
   if (j->kind == JOB_IMAP) {
-    imap_ent *e = calloc(1, sizeof *e);
+    imap_ent *e = malloc(sizeof *e);
     if (e == NULL) {
       j->lost++;
       mp_value_free(v);
@@ -223,7 +223,7 @@ static int task_encode(task *t) {
  * the inputs alive and waits), so encoding runs beside the caller's decoding. */
 static int task_new(job *j, size_t first, size_t count, uint32_t fnid, unsigned flags,
                     const mp_value *const *inputs, int lazy, task **out) {
-  task *t = calloc(1, sizeof *t);
+  task *t = malloc(sizeof *t); /* not calloc: glibc's calloc skips the thread cache */
   if (t == NULL)
     return mp_set_error(MP_ENOMEM, "pool: out of memory for a task");
   *t = (task){NULL, 0, j, first, count, fnid, flags, inputs, NULL, 0};
