@@ -223,7 +223,8 @@ static int task_encode(task *t) {
  * the inputs alive and waits), so encoding runs beside the caller's decoding. */
 static int task_new(job *j, size_t first, size_t count, uint32_t fnid, unsigned flags,
                     const mp_value *const *inputs, int lazy, task **out) {
-  task *t = malloc(sizeof *t); /* not calloc: glibc's calloc skips the thread cache */
+  task *t =
+      malloc(sizeof *t); /* not calloc: before 2.41 glibc serves calloc without its thread cache */
   if (t == NULL)
     return mp_set_error(MP_ENOMEM, "pool: out of memory for a task");
   *t = (task){NULL, 0, j, first, count, fnid, flags, inputs, NULL, 0};

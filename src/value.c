@@ -33,8 +33,8 @@ struct mp_value {
 /* ---- construction -------------------------------------------------------------------- */
 
 static mp_value *new_value(mp_value_type type) {
-  /* malloc, not calloc: glibc's calloc bypasses the thread cache, and values are small
-   * and many (a pool map allocates one per input and output). */
+  /* malloc, not calloc: glibc before 2.41 serves calloc without its thread cache, and values
+   * are small and many (a pool map allocates one per input and output). */
   mp_value *v = malloc(sizeof *v);
   if (v == NULL) {
     mp_set_error(MP_ENOMEM, "out of memory allocating a value");
