@@ -580,6 +580,94 @@ MP_API int mp_args_get_shm(const mp_args *args, size_t i, mp_shm **m);
 MP_API int mp_args_add_shared(mp_args *args, mp_shared *s);
 /** Reads argument i as a Value/Array. */
 MP_API int mp_args_get_shared(const mp_args *args, size_t i, mp_shared **s);
+/* ---- pools (pool.c) ------------------------------------------------------------------ */
+/* multiprocessing.Pool: worker processes that run tasks. The master (a thread of the
+ * pool's creator) talks to each worker over its own connection and schedules the work
+ * itself, so a worker that dies holds nothing the others need: the task it was running
+ * fails with MP_EWORKER, the tasks queued behind it are run by others, and a new worker
+ * takes its place. Inputs and outputs are mp_values (MessagePack on the wire); functions
+ * travel like process targets, so they need no registration. */
+
+typedef struct mp_pool mp_pool;     /* a pool of worker processes */
+typedef struct mp_result mp_result; /* the pending result of mp_pool_apply_async */
+typedef struct mp_imap mp_imap;     /* the results of mp_pool_imap_unordered */
+
+/* A task: reads input (nil when none was given), may set *output (NULL means nil), and
+ * returns 0, or non-zero for failure; a message set with mp_set_error travels back with
+ * MP_ETASK. Runs in a worker process. */
+typedef int (*mp_task_fn)(const mp_value *input, mp_value **output);
+/* A starmap task: the items of one input tuple or list, as separate arguments. */
+typedef int (*mp_star_fn)(mp_value *const *args, size_t nargs, mp_value **output);
+/* Runs once in each worker before its first task; non-zero fails the pool's start-up. */
+typedef int (*mp_pool_init_fn)(const mp_value *initargs);
+/* Runs in the creating process (on the pool's thread) when a result becomes ready; it must
+ * not wait on the pool. */
+typedef void (*mp_result_cb)(mp_result *result, void *arg);
+
+typedef struct mp_pool_opts {
+  mp_start_method method;      /* MP_START_DEFAULT: see mp_set_start_method */
+  mp_pool_init_fn initializer; /* NULL: none */
+  const mp_value *initargs;    /* copied; NULL: nil */
+  int maxtasksperchild;        /* a worker is replaced after this many tasks (0: never) */
+  int task_timeout_ms;         /* a task running longer is killed with its worker and fails
+                                  with MP_ETIMEDOUT (0: no limit) */
+} mp_pool_opts;
+
+/** Starts nworkers workers (0: mp_cpu_count()) and waits until each ran its initializer;
+ * opts may be NULL. */
+MP_API int mp_pool_create(mp_pool **pool, int nworkers, const mp_pool_opts *opts);
+/** Queues fn(input) (input is copied; NULL: nil) and returns its pending result. */
+MP_API int mp_pool_apply_async(mp_pool *pool, mp_task_fn fn, const mp_value *input,
+                               mp_result **result);
+/** Like mp_pool_apply_async; cb(result, arg) runs in this process once it is ready. */
+MP_API int mp_pool_apply_async_cb(mp_pool *pool, mp_task_fn fn, const mp_value *input,
+                                  mp_result_cb cb, void *arg, mp_result **result);
+/** Runs fn(input) in a worker and waits: *output (may be NULL) is the caller's to free. */
+MP_API int mp_pool_apply(mp_pool *pool, mp_task_fn fn, const mp_value *input, mp_value **output);
+/** outputs[i] = fn(inputs[i]) for i < n, in order, sent in chunks of chunksize inputs (0:
+ * n / (4 * workers), rounded up). On failure every output is NULL and the error of the
+ * lowest failed index is returned. The outputs are the caller's to free. */
+MP_API int mp_pool_map(mp_pool *pool, mp_task_fn fn, const mp_value *const *inputs, size_t n,
+                       size_t chunksize, mp_value **outputs);
+/** Like mp_pool_map with each input a tuple or list whose items become fn's arguments. */
+MP_API int mp_pool_starmap(mp_pool *pool, mp_star_fn fn, const mp_value *const *inputs, size_t n,
+                           size_t chunksize, mp_value **outputs);
+/** Queues fn over inputs like mp_pool_map; mp_imap_next gives the results as they finish. */
+MP_API int mp_pool_imap_unordered(mp_pool *pool, mp_task_fn fn, const mp_value *const *inputs,
+                                  size_t n, size_t chunksize, mp_imap **it);
+/** Stops accepting work; queued work still runs. */
+MP_API int mp_pool_close(mp_pool *pool);
+/** After close: waits until the queued work is done and the workers have exited: 0 or
+ * MP_ETIMEDOUT; MP_ESTATE if the pool is still open. */
+MP_API int mp_pool_join(mp_pool *pool, int timeout_ms);
+/** Kills the workers now; pending results fail with MP_ECANCELED. */
+MP_API int mp_pool_terminate(mp_pool *pool);
+/** Returns the number of workers the pool keeps running. */
+MP_API int mp_pool_size(const mp_pool *pool);
+/** Stores the pids of the current workers (up to max) and their number in *n. */
+MP_API int mp_pool_pids(mp_pool *pool, int64_t *pids, size_t max, size_t *n);
+/** Terminates the pool unless it was joined, and frees it (results stay valid). */
+MP_API void mp_pool_free(mp_pool *pool);
+
+/** Waits for the result: 0 or MP_ETIMEDOUT. */
+MP_API int mp_result_wait(mp_result *r, int timeout_ms);
+/** Waits and gives the output (borrowed: owned by r; may be NULL): 0, MP_ETIMEDOUT, or the
+ * task's failure (MP_ETASK, MP_EWORKER, MP_ETIMEDOUT, MP_ECANCELED) with its message. */
+MP_API int mp_result_get(mp_result *r, mp_value **value, int timeout_ms);
+/** Returns 1 if the result is ready, 0 if not. */
+MP_API int mp_result_ready(mp_result *r);
+/** Returns 1 if the task succeeded, 0 if it failed, MP_ESTATE if it is not ready. */
+MP_API int mp_result_successful(mp_result *r);
+/** Frees the result (a pending task still runs; its output is dropped). */
+MP_API void mp_result_free(mp_result *r);
+
+/** Gives the next finished result in completion order: 0 with *index (may be NULL) and
+ * *value (the caller's to free; may be NULL); the item's failure with *index set; MP_EEOF
+ * once every result was given; MP_ETIMEDOUT. */
+MP_API int mp_imap_next(mp_imap *it, size_t *index, mp_value **value, int timeout_ms);
+/** Frees the iterator (unfinished tasks still run; their outputs are dropped). */
+MP_API void mp_imap_free(mp_imap *it);
+
 /* ---- subprocesses (popen.c) --------------------------------------------------------- */
 /* External commands, like Python's subprocess. argv is a NULL-terminated array of UTF-8
  * strings and is never handed to a shell: only mp_run_shell does that. */

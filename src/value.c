@@ -33,11 +33,14 @@ struct mp_value {
 /* ---- construction -------------------------------------------------------------------- */
 
 static mp_value *new_value(mp_value_type type) {
-  mp_value *v = calloc(1, sizeof *v);
+  /* malloc, not calloc: glibc before 2.41 serves calloc without its thread cache, and values
+   * are small and many (a pool map allocates one per input and output). */
+  mp_value *v = malloc(sizeof *v);
   if (v == NULL) {
     mp_set_error(MP_ENOMEM, "out of memory allocating a value");
     return NULL;
   }
+  memset(v, 0, sizeof *v);
   v->type = type;
   return v;
 }
