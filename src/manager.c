@@ -45,6 +45,7 @@ struct mp_manager {
   int state, stopping;
   int nconns;
   live_conn *conns;
+  struct conn_job *done; /* finished connection threads, to be joined */
   reg_obj *objs;
   size_t nobjs;
   mp_plat_thread *thread; /* mp_manager_start's */
@@ -433,6 +434,8 @@ typedef struct conn_job {
   mp_manager *m;
   mp_conn *conn;
   live_conn link;
+  mp_plat_thread *thread;
+  struct conn_job *next_done; /* on m->done once the thread's work is over */
 } conn_job;
 
 /* Marks the connection busy (a request is being handled) or idle (waiting for the next);
@@ -598,14 +601,33 @@ static void conn_thread(void *arg) {
       break;
     }
   mp_conn_free(job->conn);
-  free(job);
+  /* Joined (not detached) by reap_done: a manager that is freed has no thread left
+   * running, not even one still running its thread-exit destructors. */
+  job->next_done = m->done;
+  m->done = job;
   m->nconns--;
   mp_plat_cond_broadcast(&m->changed);
   mp_plat_mutex_unlock(&m->mu);
 }
 
+/* Joins the connection threads that have finished their work. */
+static void reap_done(mp_manager *m) {
+  mp_plat_mutex_lock(&m->mu);
+  conn_job *job = m->done;
+  m->done = NULL;
+  mp_plat_mutex_unlock(&m->mu);
+  while (job) {
+    conn_job *next = job->next_done;
+    if (mp_plat_thread_wait(job->thread, -1) == 0)
+      mp_plat_thread_reap(job->thread);
+    free(job);
+    job = next;
+  }
+}
+
 /* Starts a thread for an accepted connection, or closes it when at the cap. */
 static void dispatch_conn(mp_manager *m, mp_plat_chan *chan) {
+  reap_done(m);
   mp_conn *c;
   if (mp__conn_from_chan(chan, &c) < 0)
     return;
@@ -623,14 +645,12 @@ static void dispatch_conn(mp_manager *m, mp_plat_chan *chan) {
   job->link.next = m->conns;
   m->conns = &job->link;
   m->nconns++;
-  mp_plat_thread *t;
-  if (mp_plat_thread_start(&t, conn_thread, job) < 0) {
+  /* job->thread is set before the thread can finish: it needs m->mu, held here. */
+  if (mp_plat_thread_start(&job->thread, conn_thread, job) < 0) {
     m->conns = job->link.next;
     m->nconns--;
     mp_conn_free(c);
     free(job);
-  } else {
-    mp_plat_thread_detach(t);
   }
   mp_plat_mutex_unlock(&m->mu);
 }
@@ -646,6 +666,9 @@ static void stop_all(mp_manager *m) {
       mp_plat_tcp_shutdown(mp__conn_chan(l->conn));
   while (m->nconns > 0)
     mp_plat_cond_wait(&m->changed, &m->mu, -1);
+  mp_plat_mutex_unlock(&m->mu);
+  reap_done(m);
+  mp_plat_mutex_lock(&m->mu);
   m->state = ST_STOPPED;
   mp_plat_cond_broadcast(&m->changed);
   mp_plat_mutex_unlock(&m->mu);
