@@ -214,7 +214,9 @@ static int fork_child_main(void *ctx) {
   fork_ctx *f = ctx;
   mp_plat_fork_child_close_fds(f->keep, f->nkeep);
   become_child(f->p->name, mp_plat_getppid());
-  return f->p->fn(f->p->args);
+  int code = f->p->fn(f->p->args);
+  mp_shutdown(); /* as Python's child does: its daemons end, its other children are joined */
+  return code;
 }
 
 static int start_fork(mp_process *p) {
@@ -621,6 +623,7 @@ static void child_main(const char *marker) {
     mp_plat_exit(MP_EXIT_BOOTSTRAP);
   int code = fn(args);
   mp_args_free(args);
+  mp_shutdown();
   mp_plat_exit(code);
 }
 

@@ -137,6 +137,22 @@ static int start_grandchild(mp_args *a) {
   return wait_on_pipe(a);
 }
 
+/* Starts a non-daemon child on the pipe end in args 0, then returns at once: the child's
+ * exit must wait for that grandchild, as Python's does. */
+static int start_child_and_return(mp_args *a) {
+  mp_conn *c = NULL;
+  mp_args *ga = NULL;
+  mp_process *g = NULL;
+  if (mp_args_get_conn(a, 0, &c) != 0 || mp_args_create(&ga) != 0 || mp_args_add_conn(ga, c) != 0)
+    return 90;
+  int rc = mp_process_create(&g, ping_pong, ga, NULL);
+  if (rc == 0)
+    rc = mp_process_start(g);
+  mp_args_free(ga);
+  mp_process_free(g); /* still running: mp_shutdown joins it when this target returns */
+  return rc == 0 ? 0 : 91;
+}
+
 /* ---- helpers ------------------------------------------------------------------------ */
 
 static mp_process *start(mp_target_fn fn, mp_args *args) {
@@ -569,6 +585,29 @@ static void a_killed_parent_leaves_no_children(void **state) {
   mp_conn_free(a);
 }
 
+static void a_child_joins_its_own_children_before_exiting(void **state) {
+  (void)state;
+  mp_conn *a, *b;
+  assert_mp_ok(mp_pipe(&a, &b, 1));
+  mp_args *args = args_with_conn(b);
+  mp_process *p = start(start_child_and_return, args);
+  mp_args_free(args);
+  mp_conn_free(b);
+  /* The grandchild answers, and its parent has not exited: it is waiting for it. */
+  assert_mp_ok(mp_conn_send(a, "x", 1));
+  char *got = recv_text(a, 60000);
+  assert_string_equal(got, "pong:x");
+  free(got);
+  assert_mp(MP_ETIMEDOUT, mp_process_join(p, 300));
+  assert_mp_ok(mp_conn_send(a, "exit", 4));
+  assert_mp_ok(mp_process_join(p, 60000));
+  int code = -1;
+  assert_mp_ok(mp_process_exitcode(p, &code));
+  assert_int_equal(code, 0);
+  mp_process_free(p);
+  mp_conn_free(a);
+}
+
 static void a_target_in_a_shared_library_runs(void **state) {
   (void)state;
   /* The C library's getpid (kernel32's GetCurrentProcessId on Windows) ignores its
@@ -651,6 +690,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(many_processes_leak_no_handles),
       cmocka_unit_test(a_child_outlives_the_thread_that_started_it),
       cmocka_unit_test(a_killed_parent_leaves_no_children),
+      cmocka_unit_test(a_child_joins_its_own_children_before_exiting),
       cmocka_unit_test(a_target_in_a_shared_library_runs),
       cmocka_unit_test(target_references_are_checked),
       cmocka_unit_test(start_methods_are_validated),
