@@ -6,6 +6,7 @@
  * BUILD turn into its plain state tuple (typeid, address, id); everything else is an
  * error. Nesting depth and what memo references may expand
  * to are limited, so a hostile pickle costs at most a bounded amount of memory and time. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -660,6 +661,8 @@ static int op_newobj(pk_in *r) {
     mp_value_len(a->v, &n);
   if (g->kind != SLOT_GLOBAL || g->gid != G_TOKEN || n != 0)
     return bad("pickle: %s", "NEWOBJ is only allowed for multiprocessing.managers.Token()");
+  if (r->ntokens >= INT_MAX) /* a token's number must fit slot.gid */
+    return bad("pickle: %s", "too many Tokens");
   int rc = grow((void **)&r->grave, &r->gcap, r->ngrave + 1, sizeof(mp_value *));
   if (rc == 0)
     rc = grow((void **)&r->tokens, &r->tokcap, r->ntokens + 1, sizeof(mp_value *));
