@@ -1,7 +1,8 @@
 /* The manager's server: Python's multiprocessing.managers.Server for registered queues.
  * One thread accepts; each connection gets a thread that authenticates it (the server
  * challenges first, then answers the client's challenge), reads one request and either
- * answers a server-level call ('create', 'incref', 'decref', 'dummy', 'shutdown') and
+ * answers a server-level call ('create', 'get_methods', 'incref', 'decref', 'dummy',
+ * 'shutdown') and
  * closes, or, for 'accept_connection', serves method calls on that connection until the
  * client leaves. Nothing is unpickled before authentication, frames are bounded, a
  * handshake has a deadline, and the number of connections is capped. */
@@ -518,6 +519,25 @@ static int refcount(mp_manager *m, mp_conn *c, const request *r, int delta) {
   return send_return(c, mp_value_nil());
 }
 
+/* get_methods(token): the exposed names of the object a Token names. The pickle reader
+ * decodes a Token to its state (typeid, address, id). Like Python's server, an unknown
+ * id or an argument that is no token gives a '#TRACEBACK'. */
+static int get_methods(mp_manager *m, mp_conn *c, const request *r) {
+  static const char *const names[] = {"token"};
+  mp_value *token, *id = NULL;
+  char err[160];
+  if (bind_args(r, names, 1, &token, err, sizeof err) < 0)
+    return send_traceback(c, "TypeError: %s", err);
+  size_t n = 0;
+  const char *ident = NULL;
+  if (token == NULL || mp_value_type_of(token) != MP_VALUE_TUPLE || mp_value_len(token, &n) < 0 ||
+      n != 3 || mp_value_at(token, 2, &id) < 0 || mp_value_get_str(id, &ident, &n) < 0)
+    return send_traceback(c, "%s", "get_methods: the argument is not a Token");
+  if (find_ident(m, ident) == NULL)
+    return send_traceback(c, "get_methods: KeyError: '%.80s' (no such object)", ident);
+  return send_return(c, exposed_tuple());
+}
+
 static void stop_serving(mp_manager *m) {
   mp_plat_mutex_lock(&m->mu);
   m->stopping = 1;
@@ -542,6 +562,8 @@ static int server_call(mp_manager *m, live_conn *l, const request *r) {
     mp_plat_mutex_unlock(&m->mu);
     return send_return(c, tuple2(mp_value_str(o->ident), exposed_tuple()));
   }
+  if (strcmp(me, "get_methods") == 0)
+    return get_methods(m, c, r);
   if (strcmp(me, "incref") == 0 || strcmp(me, "decref") == 0)
     return refcount(m, c, r, me[0] == 'i' ? 1 : -1);
   if (strcmp(me, "dummy") == 0)

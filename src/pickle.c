@@ -1,9 +1,12 @@
 /* The pickle subset that Python's managers use for queues of plain values: a writer that
  * emits protocol 4 opcodes without frames, and a bounded reader for protocols 2-5.
  * The reader never executes anything: a global is looked up in a short allowlist of
- * exception classes (for '#ERROR' replies) and the two callables protocol 2 uses for
- * bytes; everything else is an error. Nesting depth and what memo references may expand
+ * exception classes (for '#ERROR' replies), the two callables protocol 2 uses for bytes
+ * and multiprocessing.managers.Token (the argument of 'get_methods'), which NEWOBJ and
+ * BUILD turn into its plain state tuple (typeid, address, id); everything else is an
+ * error. Nesting depth and what memo references may expand
  * to are limited, so a hostile pickle costs at most a bounded amount of memory and time. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,12 +248,15 @@ const char *mp__pickle_exc_name(int kind) {
 
 /* ---- reader ------------------------------------------------------------------------- */
 
-enum { SLOT_VALUE, SLOT_GLOBAL, SLOT_EXC };
-enum { G_CODECS_ENCODE = 100, G_BYTES = 101 }; /* globals that are not exception classes */
+/* SLOT_TOKEN: a Token made by NEWOBJ that BUILD has not filled in yet (no value). */
+enum { SLOT_VALUE, SLOT_GLOBAL, SLOT_EXC, SLOT_TOKEN };
+/* Globals that are not exception classes. */
+enum { G_CODECS_ENCODE = 100, G_BYTES = 101, G_TOKEN = 102 };
 
 typedef struct slot {
   int kind;
-  int gid;     /* SLOT_GLOBAL: exception kind or G_*; SLOT_EXC: exception kind */
+  int gid;     /* SLOT_GLOBAL: exception kind or G_*; SLOT_EXC: exception kind; SLOT_TOKEN: the
+                  token's number, an index into pk_in.tokens */
   int depth;   /* SLOT_VALUE: containers nested in the value, 0 for a scalar */
   mp_value *v; /* SLOT_VALUE: owned while on the stack; SLOT_EXC: its message (or NULL) */
 } slot;
@@ -266,6 +272,10 @@ typedef struct pk_in {
   mp_value **grave; /* values consumed by REDUCE, freed at the end: the memo may name them */
   size_t ngrave, gcap;
   uint64_t budget_nodes, budget_bytes; /* what memo references may still copy */
+  /* Each token's value once BUILD filled it in (borrowed like the memo's), NULL before:
+   * the memo holds a token as the unfinished NEWOBJ result and reads it through here. */
+  mp_value **tokens;
+  size_t ntokens, tokcap;
   mp__pk_exc *exc;
 } pk_in;
 
@@ -401,6 +411,8 @@ static int pop_mark(pk_in *r, size_t *at) {
 static int adopt(pk_in *r, slot *c, slot *s, mp_value **item) {
   if (s->kind == SLOT_GLOBAL)
     return bad("pickle: %s", "a class cannot be a value here");
+  if (s->kind == SLOT_TOKEN)
+    return bad("pickle: %s", "a Token without its state (NEWOBJ with no BUILD)");
   if (s->kind == SLOT_EXC) {
     if (r->exc && r->exc->kind == MP_PK_EXC_NONE) {
       r->exc->kind = s->gid;
@@ -522,6 +534,8 @@ static int lookup_global(const char *module, const char *name) {
     return G_CODECS_ENCODE;
   if (strcmp(module, "builtins") == 0 && strcmp(name, "bytes") == 0)
     return G_BYTES;
+  if (strcmp(module, "multiprocessing.managers") == 0 && strcmp(name, "Token") == 0)
+    return G_TOKEN;
   return -1;
 }
 
@@ -603,7 +617,8 @@ static int op_reduce(pk_in *r) {
   if (r->sp < 2)
     return bad("pickle: %s", "stack underflow");
   slot *g = &r->stack[r->sp - 2], *a = g + 1;
-  if (g->kind != SLOT_GLOBAL || a->kind != SLOT_VALUE || mp_value_type_of(a->v) != MP_VALUE_TUPLE)
+  if (g->kind != SLOT_GLOBAL || g->gid == G_TOKEN || a->kind != SLOT_VALUE ||
+      mp_value_type_of(a->v) != MP_VALUE_TUPLE)
     return bad("pickle: %s", "REDUCE needs an allowed class and an argument tuple");
   int rc = grow((void **)&r->grave, &r->gcap, r->ngrave + 1, sizeof(mp_value *));
   if (rc < 0)
@@ -633,6 +648,54 @@ static int op_reduce(pk_in *r) {
       return MP_ENOMEM;
   }
   return push(r, (slot){SLOT_EXC, gid, 0, msg});
+}
+
+/* NEWOBJ: cls.__new__(cls, *args), for Token only and with no arguments (copyreg's
+ * __reduce_ex__ for a class with __getstate__); BUILD then gives it its state. */
+static int op_newobj(pk_in *r) {
+  if (r->sp < 2)
+    return bad("pickle: %s", "stack underflow");
+  slot *g = &r->stack[r->sp - 2], *a = g + 1;
+  size_t n = 1;
+  if (a->kind == SLOT_VALUE && mp_value_type_of(a->v) == MP_VALUE_TUPLE)
+    mp_value_len(a->v, &n);
+  if (g->kind != SLOT_GLOBAL || g->gid != G_TOKEN || n != 0)
+    return bad("pickle: %s", "NEWOBJ is only allowed for multiprocessing.managers.Token()");
+  if (r->ntokens >= INT_MAX) /* a token's number must fit slot.gid */
+    return bad("pickle: %s", "too many Tokens");
+  int rc = grow((void **)&r->grave, &r->gcap, r->ngrave + 1, sizeof(mp_value *));
+  if (rc == 0)
+    rc = grow((void **)&r->tokens, &r->tokcap, r->ntokens + 1, sizeof(mp_value *));
+  if (rc < 0)
+    return rc;
+  r->grave[r->ngrave++] = a->v; /* the memo may name the empty tuple */
+  r->sp -= 2;
+  r->tokens[r->ntokens] = NULL;
+  return push(r, (slot){SLOT_TOKEN, (int)r->ntokens++, 0, NULL});
+}
+
+/* Token.__setstate__'s state: (typeid, address, id) with typeid and id strings. */
+static int token_state_ok(const mp_value *t) {
+  size_t n = 0;
+  mp_value *typeid, *id;
+  return mp_value_type_of(t) == MP_VALUE_TUPLE && mp_value_len(t, &n) == 0 && n == 3 &&
+         mp_value_at(t, 0, &typeid) == 0 && mp_value_type_of(typeid) == MP_VALUE_STR &&
+         mp_value_at(t, 2, &id) == 0 && mp_value_type_of(id) == MP_VALUE_STR;
+}
+
+/* BUILD on a fresh Token: the token becomes its state tuple, a plain value. */
+static int op_build(pk_in *r) {
+  if (r->sp < 2)
+    return bad("pickle: %s", "stack underflow");
+  slot *t = &r->stack[r->sp - 2], *st = t + 1;
+  if (t->kind != SLOT_TOKEN)
+    return bad("pickle: %s", "BUILD is only allowed on a new multiprocessing.managers.Token");
+  if (st->kind != SLOT_VALUE || !token_state_ok(st->v))
+    return bad("pickle: %s", "a Token's state is not (typeid, address, id)");
+  r->tokens[t->gid] = st->v;
+  *t = *st;
+  r->sp--;
+  return 0;
 }
 
 static int op_memo_put(pk_in *r, uint64_t idx) {
@@ -722,6 +785,11 @@ static int op_memo_get(pk_in *r, uint64_t idx) {
   slot m = r->memo[idx];
   if (m.kind == SLOT_GLOBAL)
     return push(r, m);
+  if (m.kind == SLOT_TOKEN) { /* the NEWOBJ result: by now it should have its state */
+    if (r->tokens[m.gid] == NULL)
+      return bad("pickle: %s", "a reference to a Token before its BUILD");
+    m = (slot){SLOT_VALUE, 0, 0, r->tokens[m.gid]};
+  }
   mp_value *copy = NULL;
   int depth = 0;
   int rc = m.v ? copy_bounded(r, m.v, 1, &copy, &depth) : 0;
@@ -791,6 +859,8 @@ static int step(pk_in *r, unsigned char op) {
   case 'c': return op_global(r);
   case 0x93: return op_stack_global(r);
   case 'R': return op_reduce(r);
+  case 0x81: return op_newobj(r);
+  case 'b': return op_build(r);
   default: return mp_set_error(MP_EPROTO, "pickle: opcode 0x%02x is not supported", op);
   }
 }
@@ -805,6 +875,7 @@ static void reader_free(pk_in *r) {
   free(r->marks);
   free(r->memo);
   free(r->grave);
+  free(r->tokens);
 }
 
 static int load(pk_in *r, mp_value **out) {

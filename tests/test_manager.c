@@ -3,7 +3,7 @@
  * queues, wrong keys and bad arguments give their codes; hostile clients (garbage frames,
  * oversized prefixes, bad pickles, forbidden globals, half frames, handshake floods, a
  * worker killed in a blocked get) never stop the server from serving a good client and
- * never lose an item. */
+ * never lose an item. get_methods answers for a pickled Token as CPython sends it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -409,6 +409,99 @@ static void stalled_and_flooding_clients(void **state) {
   mp_manager_free(m);
 }
 
+/* One server-level call on its own connection, as raw pickle bytes; gives the reply's kind
+ * ("#RETURN" or "#TRACEBACK") in kind and its value in *result (owned by *reply). */
+static void raw_server_call(mp_manager *m, const void *req, size_t len, mp_value **reply,
+                            const char **kind, mp_value **result) {
+  mp_conn *c = raw_authed(m);
+  void *buf;
+  size_t n;
+  mp_value *k;
+  assert_mp_ok(mp_conn_send(c, req, len));
+  assert_mp_ok(mp_conn_recv(c, &buf, &n, 5000));
+  mp_conn_free(c);
+  assert_mp_ok(mp__pickle_loads(buf, n, reply, NULL));
+  mp_free(buf);
+  assert_mp_ok(mp_value_at(*reply, 0, &k));
+  assert_mp_ok(mp_value_get_str(k, kind, NULL));
+  assert_mp_ok(mp_value_at(*reply, 1, result));
+}
+
+/* (None, 'get_methods', (Token('get_task_queue', ('127.0.0.1', 5000), ident),), {}) as
+ * CPython pickles it (protocol 4, STACK_GLOBAL, NEWOBJ, BUILD); extra = 1 adds a second
+ * argument. */
+static size_t get_methods_request(char *out, const char *ident, int extra) {
+  static const char head[] = "\x80\x04(N\x8c\x0bget_methods"
+                             "\x8c\x18multiprocessing.managers\x8c\x05Token\x93)\x81"
+                             "\x8c\x0eget_task_queue\x8c\x09"
+                             "127.0.0.1M\x88\x13\x86\x8c";
+  size_t k = sizeof head - 1, n = strlen(ident);
+  memcpy(out, head, k);
+  out[k++] = (char)n;
+  memcpy(out + k, ident, n);
+  k += n;
+  /* TUPLE3, BUILD, then the args tuple (of one or two), {} and the request tuple. */
+  const char *tail = extra ? "\x87"
+                             "bN\x86}t."
+                           : "\x87"
+                             "b\x85}t.";
+  memcpy(out + k, tail, strlen(tail));
+  return k + strlen(tail);
+}
+
+static void get_methods_takes_a_token(void **state) {
+  (void)state;
+  mp_manager *m = serve(NULL);
+  /* create('get_task_queue') to learn the ident and the exposed names. */
+  mp_value *req = mp_value_tuple(), *args = mp_value_tuple(), *created, *res, *ident, *names;
+  mp_value_append(args, mp_value_str("get_task_queue"));
+  mp_value_append(req, mp_value_nil());
+  mp_value_append(req, mp_value_str("create"));
+  mp_value_append(req, args);
+  mp_value_append(req, mp_value_dict());
+  void *buf;
+  size_t len;
+  const char *kind, *id;
+  assert_mp_ok(mp__pickle_dumps(req, &buf, &len));
+  mp_value_free(req);
+  raw_server_call(m, buf, len, &created, &kind, &res);
+  free(buf);
+  assert_string_equal(kind, "#RETURN");
+  assert_mp_ok(mp_value_at(res, 0, &ident));
+  assert_mp_ok(mp_value_at(res, 1, &names));
+  assert_mp_ok(mp_value_get_str(ident, &id, NULL));
+  /* The Token of that ident: the same names. */
+  char tok[256];
+  mp_value *reply, *got;
+  len = get_methods_request(tok, id, 0);
+  raw_server_call(m, tok, len, &reply, &kind, &got);
+  assert_string_equal(kind, "#RETURN");
+  assert_int_equal(mp_value_type_of(got), MP_VALUE_TUPLE);
+  assert_true(mp_value_equal(names, got));
+  mp_value_free(reply);
+  /* An unknown ident, an extra argument, and a plain string are '#TRACEBACK's. */
+  const char *why[] = {"KeyError: 'ffff'", "TypeError", "not a Token"};
+  for (int i = 0; i < 3; i++) {
+    if (i < 2) {
+      len = get_methods_request(tok, i == 0 ? "ffff" : id, i == 1);
+    } else {
+      static const char plain[] = "\x80\x04(N\x8c\x0bget_methods\x8c\x01x\x85}t.";
+      len = sizeof plain - 1;
+      memcpy(tok, plain, len);
+    }
+    raw_server_call(m, tok, len, &reply, &kind, &got);
+    assert_string_equal(kind, "#TRACEBACK");
+    const char *text;
+    assert_mp_ok(mp_value_get_str(got, &text, NULL));
+    if (strstr(text, why[i]) == NULL)
+      fail_msg("traceback '%s' lacks '%s'", text, why[i]);
+    mp_value_free(reply);
+  }
+  mp_value_free(created);
+  good_client_works(m);
+  mp_manager_free(m);
+}
+
 /* ---- processes ---------------------------------------------------------------------- */
 
 /* A worker: takes tasks until the queue stays empty, answers (task, pid). */
@@ -561,6 +654,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(remote_shutdown_when_allowed),
       cmocka_unit_test(hostile_frames),
       cmocka_unit_test(server_refuses_bad_timeouts),
+      cmocka_unit_test(get_methods_takes_a_token),
       cmocka_unit_test(stalled_and_flooding_clients),
       cmocka_unit_test(two_workers_share_tasks),
       cmocka_unit_test(worker_killed_mid_get_loses_nothing),

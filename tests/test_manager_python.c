@@ -1,7 +1,7 @@
 /* Wire compatibility with CPython's multiprocessing.managers (Linux leg: Debian's python3,
  * and any newer python3.X on the machine). A Python client against a C manager: every
  * value type both ways, queue.Empty/Full/ValueError raised from the C server, a wrong key
- * refused. A C client against a Python manager: the same values, MP_EEMPTY/MP_EFULL, a
+ * refused, get_methods with a pickled Token (known, unknown, and through AutoProxy). A C client against a Python manager: the same values, MP_EEMPTY/MP_EFULL, a
  * wrong key giving MP_EAUTH while the server goes on serving, and shutdown. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +136,7 @@ static void python_client_c_manager(void **state) {
     }
     run_python_client(pythons[k], mp_manager_address(m), "wrongkey");
     run_python_client(pythons[k], mp_manager_address(m), "values");
+    run_python_client(pythons[k], mp_manager_address(m), "methods");
     for (size_t i = 0; i < N_EXPECTED; i++) { /* Python's own pickles of the values */
       mp_value *want = expected(i), *got = NULL;
       assert_mp_ok(mp_queue_get_value(result, &got, 0));

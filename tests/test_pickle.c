@@ -1,6 +1,7 @@
 /* The pickle subset: CPython's own pickles (protocols 2-5) read back exactly, our pickles
- * read back exactly, exceptions in replies, and hostile input refused with MP_EPROTO:
- * unknown globals, integers past 64 bits, truncation, deep nesting and memo bombs. */
+ * read back exactly, exceptions in replies, a manager's Token read as its state tuple, and
+ * hostile input refused with MP_EPROTO: unknown globals, NEWOBJ/BUILD on anything but a
+ * new Token, integers past 64 bits, truncation, deep nesting and memo bombs. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -130,6 +131,33 @@ static void reads_exceptions_in_replies(void **state) {
   mp_value_free(v);
 }
 
+/* Token('get_task_queue', ('127.0.0.1', 5000), '7f00') read as its state tuple. */
+static mp_value *expected_token(void) {
+  return tuple_of(3, mp_value_str("get_task_queue"),
+                  tuple_of(2, mp_value_str("127.0.0.1"), mp_value_int(5000)), mp_value_str("7f00"));
+}
+
+static void check_token_pickle(const char *buf, size_t len, int times, int list) {
+  mp_value *want = expected_token(), *got = NULL;
+  if (times == 2) {
+    mp_value *one = want;
+    want = list ? list_of(2, one, expected_token()) : tuple_of(2, one, expected_token());
+  }
+  assert_mp_ok(mp__pickle_loads(buf, len, &got, NULL));
+  assert_true(mp_value_equal(want, got));
+  mp_value_free(want);
+  mp_value_free(got);
+}
+
+static void reads_cpython_manager_tokens(void **state) {
+  (void)state;
+  check_token_pickle(py_token_p2, PY_TOKEN_P2_LEN, 1, 0);
+  check_token_pickle(py_token_p4, PY_TOKEN_P4_LEN, 1, 0);
+  /* The second is a memo reference to the NEWOBJ result, which BUILD filled in. */
+  check_token_pickle(py_token_twice_p2, PY_TOKEN_TWICE_P2_LEN, 2, 0);
+  check_token_pickle(py_token_twice_p5, PY_TOKEN_TWICE_P5_LEN, 2, 1);
+}
+
 static void expect_proto(const void *buf, size_t len, const char *needle) {
   mp_value *v = NULL;
   assert_mp(MP_EPROTO, mp__pickle_loads(buf, len, &v, NULL));
@@ -150,6 +178,55 @@ static void refuses_unknown_globals_and_big_ints(void **state) {
   expect_proto("\x80\x04"
                "cqueue\nEmpty\n\x85.",
                17, "class");
+}
+
+#define EXPECT_PROTO(lit, needle) expect_proto(lit, sizeof lit - 1, needle)
+#define TOKEN_NEW "cmultiprocessing.managers\nToken\n)\x81"
+#define TOKEN_STATE "\x8c\x01tN\x8c\x01i\x87"
+
+static void refuses_objects_but_tokens(void **state) {
+  (void)state;
+  /* NEWOBJ of other globals, allowed or not, and of a Token with arguments. */
+  EXPECT_PROTO("\x80\x02"
+               "cbuiltins\nValueError\n)\x81.",
+               "NEWOBJ");
+  EXPECT_PROTO("\x80\x02"
+               "c__builtin__\nbytes\n)\x81.",
+               "NEWOBJ");
+  EXPECT_PROTO("\x80\x02"
+               "cqueue\nEmpty\n)\x81" TOKEN_STATE "b.",
+               "NEWOBJ");
+  EXPECT_PROTO("\x80\x02"
+               "cmultiprocessing.managers\nBaseProxy\n)\x81.",
+               "multiprocessing.managers.BaseProxy");
+  EXPECT_PROTO("\x80\x02"
+               "cmultiprocessing.managers\nToken\nK\x01\x85\x81.",
+               "NEWOBJ");
+  EXPECT_PROTO("\x80\x02"
+               "cmultiprocessing.managers\nToken\n\x8c\x01tN\x8c\x01i\x87R.",
+               "REDUCE");
+  /* BUILD on anything but a new Token, or with a state that is not a Token's. */
+  EXPECT_PROTO("\x80\x02]}b.", "BUILD");
+  EXPECT_PROTO("\x80\x02" TOKEN_NEW TOKEN_STATE "b}b.", "BUILD");
+  EXPECT_PROTO("\x80\x02" TOKEN_NEW "}b.", "state");
+  EXPECT_PROTO("\x80\x02" TOKEN_NEW "\x8c\x01tN\x86"
+               "b.",
+               "state");
+  EXPECT_PROTO("\x80\x02" TOKEN_NEW "\x8c\x01tNK\x01\x87"
+               "b.",
+               "state");
+  EXPECT_PROTO("\x80\x02" TOKEN_NEW "b.", "underflow");
+  /* A Token never built, or referred to before its BUILD (itself in its own state). */
+  EXPECT_PROTO("\x80\x02" TOKEN_NEW ".", "without its state");
+  EXPECT_PROTO("\x80\x02]" TOKEN_NEW "a.", "without its state");
+  EXPECT_PROTO("\x80\x04" TOKEN_NEW "\x94h\x00.", "before its BUILD");
+  EXPECT_PROTO("\x80\x04" TOKEN_NEW "\x94\x8c\x01th\x00\x8c\x01i\x87"
+               "b.",
+               "before its BUILD");
+  /* The class alone is no value. */
+  EXPECT_PROTO("\x80\x02"
+               "cmultiprocessing.managers\nToken\n\x85.",
+               "class");
 }
 
 static void refuses_malformed_input(void **state) {
@@ -229,6 +306,8 @@ int main(void) {
       cmocka_unit_test(own_pickles_round_trip),
       cmocka_unit_test(reads_exceptions_in_replies),
       cmocka_unit_test(refuses_unknown_globals_and_big_ints),
+      cmocka_unit_test(reads_cpython_manager_tokens),
+      cmocka_unit_test(refuses_objects_but_tokens),
       cmocka_unit_test(refuses_malformed_input),
       cmocka_unit_test(bounds_nesting_depth),
       cmocka_unit_test(bounds_memo_expansion),

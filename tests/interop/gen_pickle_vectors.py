@@ -4,11 +4,15 @@
 import os
 import pickle
 import queue
+from multiprocessing.managers import Token
 
 x = [1, 2]
 VALUE = (1, -1, 255, 256, 65535, 65536, -2**31, 2**31, 2**40, -2**63, 2**63 - 1, 1.5, -0.0,
          'h\u00e9llo', '', b'\x00\xff', b'', None, True, False, [1, [2]], {'a': 1, 2: None},
          (), (1,), (1, 2), (1, 2, 3), (1, 2, 3, 4), [x, x], 'x' * 300, b'y' * 300)
+# A manager's token, as a client sends it to get_methods; twice in one tuple, the second
+# is a memo reference to the first.
+TOKEN = Token('get_task_queue', ('127.0.0.1', 5000), '7f00')
 
 
 def c_array(name, data):
@@ -28,3 +32,7 @@ print(c_array('py_error_value', pickle.dumps(
 print(c_array('py_big_int', pickle.dumps(2**64, protocol=4)))
 print(c_array('py_os_system', pickle.dumps(os.system, protocol=2)))
 print(c_array('py_os_system_p4', pickle.dumps(os.system, protocol=4)))
+print(c_array('py_token_p2', pickle.dumps(TOKEN, protocol=2)))
+print(c_array('py_token_p4', pickle.dumps(TOKEN, protocol=4)))
+print(c_array('py_token_twice_p2', pickle.dumps((TOKEN, TOKEN), protocol=2)))
+print(c_array('py_token_twice_p5', pickle.dumps([TOKEN, TOKEN], protocol=5)))

@@ -2,11 +2,14 @@
 #   py_client.py host:port key values   -- reads the values the C side put, echoes them,
 #                                          and checks Empty/Full/ValueError from the C server
 #   py_client.py host:port key wrongkey -- must be refused with AuthenticationError
+#   py_client.py host:port key methods  -- the 'get_methods' server call with a pickled
+#                                          Token, by hand and through AutoProxy
 import queue
 import sys
 import time
 from multiprocessing import AuthenticationError
-from multiprocessing.managers import BaseManager
+from multiprocessing.connection import Client
+from multiprocessing.managers import AutoProxy, BaseManager, RemoteError, Token, dispatch
 
 # What test_manager_python.c puts, in order (keep the two lists in step).
 EXPECTED = [None, True, False, 0, -1, 2**63 - 1, -2**63, 1.5, float('inf'), 'h\u00e9llo', '',
@@ -23,10 +26,45 @@ QueueManager.register('get_result_queue')
 QueueManager.register('small')
 
 
+def server_call(address, key, name, args):
+    conn = Client(address, authkey=key)
+    try:
+        return dispatch(conn, None, name, args)
+    finally:
+        conn.close()
+
+
+def methods(address, key):
+    ident, exposed = server_call(address, key, 'create', ('get_task_queue',))
+    token = Token('get_task_queue', address, ident)
+    names = server_call(address, key, 'get_methods', (token,))
+    assert type(names) is tuple and names == tuple(exposed), (names, exposed)
+    assert {'get', 'put', 'qsize', 'task_done', 'join'} <= set(names), names
+    try:
+        server_call(address, key, 'get_methods', (Token('get_task_queue', address, 'ffff0000'),))
+        return 'get_methods answered for an unknown token'
+    except RemoteError as e:
+        assert 'ffff0000' in str(e), str(e)
+    try:
+        server_call(address, key, 'get_methods', ('not a token',))
+        return 'get_methods answered for a string'
+    except RemoteError as e:
+        assert 'not a Token' in str(e), str(e)
+    # A proxy made from a bare token (as one unpickled in another process) asks get_methods.
+    proxy = AutoProxy(token, 'pickle', authkey=key)
+    proxy.put('through an AutoProxy')
+    assert proxy.qsize() == 1 and proxy.get() == 'through an AutoProxy'
+    server_call(address, key, 'decref', (ident,))
+    print('get_methods:', ' '.join(names))
+    return 0
+
+
 def main():
     host, port = sys.argv[1].rsplit(':', 1)
     key = sys.argv[2].encode()
     mode = sys.argv[3]
+    if mode == 'methods':
+        return methods((host, int(port)), key)
     if mode == 'wrongkey':
         m = QueueManager(address=(host, int(port)), authkey=key + b'-wrong')
         try:
