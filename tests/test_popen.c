@@ -91,23 +91,6 @@ static char *run_out(const char *const *argv, const mp_popen_opts *opts, int *co
   return out;
 }
 
-/* Counts this process's open fds (Linux) or handles (Windows). */
-static long count_handles(void) {
-#ifdef _WIN32
-  DWORD n = 0;
-  GetProcessHandleCount(GetCurrentProcess(), &n);
-  return (long)n;
-#else
-  long n = 0;
-  DIR *d = opendir("/proc/self/fd");
-  assert_non_null(d);
-  for (struct dirent *e; (e = readdir(d)) != NULL;)
-    n += e->d_name[0] != '.';
-  closedir(d);
-  return n - 1; /* the directory's own fd */
-#endif
-}
-
 /* A fresh empty directory under the system's temp directory. */
 static void make_temp_dir(char *out, size_t size, const char *tag) {
 #ifdef _WIN32
@@ -804,13 +787,13 @@ static void two_hundred_spawns_leak_nothing(void **state) {
   /* Warm up once so lazily created process-wide handles are not counted as leaks. */
   assert_mp_ok(mp_run(CHILD("cat"), &o, &r));
   mp_run_result_free(&r);
-  long before = count_handles();
+  long before = mp_test_open_handles();
   for (int i = 0; i < 200; i++) {
     assert_mp_ok(mp_run(CHILD("cat"), &o, &r));
     assert_int_equal(r.out_len, 1);
     mp_run_result_free(&r);
   }
-  long after = count_handles();
+  long after = mp_test_open_handles();
   assert_int_equal(after, before);
 }
 
