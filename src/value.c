@@ -565,18 +565,18 @@ static int scan_ext(const unsigned char *p, size_t pos, const head *h, int depth
  * with counts no larger than the bytes left and at most MP_VALUE_MAX_DEPTH levels of
  * containers, given depth0 levels around it. */
 static int scan_object(const unsigned char *p, size_t len, int depth0, int want_array) {
-  uint64_t todo[MP_VALUE_MAX_DEPTH + 1]; /* items still expected at each open level */
+  uint64_t pending[MP_VALUE_MAX_DEPTH + 1]; /* items still expected at each open level */
   int top = 0;
   size_t pos = 0;
-  todo[0] = 1;
+  pending[0] = 1;
   if (want_array && (len == 0 || !((p[0] & 0xf0) == 0x90 || p[0] == 0xdc || p[0] == 0xdd)))
     return malformed("tuple payload is not an array", 0);
   for (;;) {
-    while (top >= 0 && todo[top] == 0)
+    while (top >= 0 && pending[top] == 0)
       top--;
     if (top < 0)
       break;
-    todo[top]--;
+    pending[top]--;
     if (pos >= len)
       return malformed("truncated input", pos);
     head h;
@@ -599,7 +599,7 @@ static int scan_object(const unsigned char *p, size_t len, int depth0, int want_
     if (h.is_container) {
       if (h.count > len - pos)
         return malformed("item count larger than the input", pos);
-      todo[++top] = h.count;
+      pending[++top] = h.count;
     }
   }
   if (pos != len)

@@ -185,6 +185,16 @@ static mp_args *args_with_conn(mp_conn *c) {
   return a;
 }
 
+/* Starts fn with the pipe end b as its only argument, then drops this process's copies, so
+ * that the child (and whatever it starts) is b's only holder. */
+static mp_process *start_sole_holder(mp_target_fn fn, mp_conn *b) {
+  mp_args *args = args_with_conn(b);
+  mp_process *p = start(fn, args);
+  mp_args_free(args);
+  mp_conn_free(b);
+  return p;
+}
+
 static char *recv_text(mp_conn *c, int timeout_ms) {
   void *buf = NULL;
   size_t len = 0;
@@ -427,16 +437,13 @@ static void a_killed_peer_ends_recv_with_eof(void **state) {
   (void)state;
   mp_conn *a, *b;
   assert_mp_ok(mp_pipe(&a, &b, 1));
-  mp_args *args = args_with_conn(b);
-  mp_process *p = start(wait_on_pipe, args);
-  mp_conn_free(b); /* only the child holds the other end now */
+  mp_process *p = start_sole_holder(wait_on_pipe, b);
   assert_mp_ok(mp_process_kill(p));
   void *buf = NULL;
   size_t len = 0;
   assert_mp(MP_EEOF, mp_conn_recv(a, &buf, &len, 10000));
   assert_mp_ok(mp_process_join(p, 10000));
   mp_process_free(p);
-  mp_args_free(args);
   mp_conn_free(a);
 }
 
@@ -567,10 +574,7 @@ static void a_killed_parent_leaves_no_children(void **state) {
   (void)state;
   mp_conn *a, *b;
   assert_mp_ok(mp_pipe(&a, &b, 1));
-  mp_args *args = args_with_conn(b);
-  mp_process *child = start(start_grandchild, args);
-  mp_args_free(args);
-  mp_conn_free(b);
+  mp_process *child = start_sole_holder(start_grandchild, b);
   char *got = recv_text(a, 60000);
   assert_non_null(strstr(got, "grandchild "));
   free(got);
@@ -589,10 +593,7 @@ static void a_child_joins_its_own_children_before_exiting(void **state) {
   (void)state;
   mp_conn *a, *b;
   assert_mp_ok(mp_pipe(&a, &b, 1));
-  mp_args *args = args_with_conn(b);
-  mp_process *p = start(start_child_and_return, args);
-  mp_args_free(args);
-  mp_conn_free(b);
+  mp_process *p = start_sole_holder(start_child_and_return, b);
   /* The grandchild answers, and its parent has not exited: it is waiting for it. */
   assert_mp_ok(mp_conn_send(a, "x", 1));
   char *got = recv_text(a, 60000);
