@@ -37,5 +37,11 @@ install(FILES ${PROJECT_BINARY_DIR}/multiproc-config.cmake
 if(WIN32 AND BUILD_SHARED_LIBS)
   set(MP_PC_CFLAGS " -DMP_SHARED")
 endif()
+# Paths relative to the .pc file's own folder, so that the installed tree can move; libdir
+# may be several levels deep (Debian's lib/x86_64-linux-gnu).
+file(RELATIVE_PATH MP_PC_PREFIX_FROM_PCDIR ${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig ${CMAKE_INSTALL_PREFIX})
+string(REGEX REPLACE "/$" "" MP_PC_PREFIX_FROM_PCDIR "${MP_PC_PREFIX_FROM_PCDIR}")
+file(RELATIVE_PATH MP_PC_LIBDIR_FROM_PREFIX ${CMAKE_INSTALL_PREFIX} ${CMAKE_INSTALL_FULL_LIBDIR})
+file(RELATIVE_PATH MP_PC_INCLUDEDIR_FROM_PREFIX ${CMAKE_INSTALL_PREFIX} ${CMAKE_INSTALL_FULL_INCLUDEDIR})
 configure_file(cmake/multiproc.pc.in ${PROJECT_BINARY_DIR}/multiproc.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/multiproc.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
