@@ -45,7 +45,7 @@ expect(no_testing has "MP_BUILD_EXAMPLES:BOOL=ON" "${cache}")
 # 3. add_subdirectory from a parent that has tests of its own (BUILD_TESTING on).
 set(parent ${MP_WORK_DIR}/parent-src)
 file(MAKE_DIRECTORY ${parent})
-file(WRITE ${parent}/CMakeLists.txt "cmake_minimum_required(VERSION 3.16)
+file(WRITE ${parent}/CMakeLists.txt "cmake_minimum_required(VERSION 3.13)
 project(parent LANGUAGES C)
 include(CTest)
 add_subdirectory(\"${MP_SOURCE_DIR}\" multiproc)
