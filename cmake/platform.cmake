@@ -9,6 +9,10 @@ if(WIN32 AND NOT CYGWIN)
 elseif(CMAKE_SYSTEM_NAME STREQUAL "Linux" OR MP_UNTESTED_SYSTEM)
   set(MP_BACKEND posix)
   set(MP_BACKEND_DEFINITIONS _GNU_SOURCE)
+  if(MP_PORTABLE_POSIX)
+    # src/posix/features.h: no Linux-only calls, so that a CI leg runs every fallback.
+    list(APPEND MP_BACKEND_DEFINITIONS MP_PORTABLE_POSIX)
+  endif()
   if(NOT CMAKE_SYSTEM_NAME STREQUAL "Linux")
     message(WARNING "multiproc: building the POSIX backend for ${CMAKE_SYSTEM_NAME}, where it "
                     "has never been tested (MP_UNTESTED_SYSTEM=ON)")

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 
 #include "compat.h"
-#include "internal.h"
 #include "platform.h"
 
 #define MP_ERRMSG_MAX 512

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "compat.h"
-#include "internal.h"
+#include "popen.h"
 #include "platform.h"
 
 struct mp_popen {

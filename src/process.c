@@ -14,7 +14,11 @@
 #include <string.h>
 
 #include "compat.h"
-#include "internal.h"
+#include "xfer.h"
+#include "args.h"
+#include "connection.h"
+#include "proc.h"
+#include "popen.h"
 #include "platform.h"
 
 #define MP_DEFAULT_START_TIMEOUT_MS 30000

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "compat.h"
-#include "internal.h"
+#include "deadline.h"
 #include "platform.h"
 
 int mp__deadline_ns(int timeout_ms, int64_t *deadline_ns) {

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "compat.h"
-#include "internal.h"
+#include "deadline.h"
 #include "platform.h"
 
 struct mp_thread {
