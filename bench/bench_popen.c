@@ -16,7 +16,7 @@
 
 #include "benchutil.h"
 
-#define STARTS 40
+#define STARTS 100
 #define PROG "/bin/true"
 #define STR(x) #x
 #define XSTR(x) STR(x)

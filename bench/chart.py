@@ -2,7 +2,9 @@
 
     /usr/bin/python3 bench/chart.py [results.json] [--out docs/bench]
 
-Every feature found in the file's measurements gets <out>/<feature>.png: one panel per
+Every feature found in the file's measurements gets <out>/<feature>.png, and beside it
+<out>/<feature>.json with the figures it shows (so each chart keeps its data even when a
+later run redraws only some): one panel per
 case, one bar per peer (the median of the rounds; whiskers span the smallest and largest
 round), multiproc in blue, a log scale where the bars span more than LOG_SPAN, the target
 lines of the feature underneath, and the machine, date and commit on top. Figures of the
@@ -18,6 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+from matplotlib.ticker import EngFormatter  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOG_SPAN = 30  # largest/smallest bar above which a panel uses a log scale
@@ -129,6 +132,7 @@ def draw_panel(ax, case, unit, better, bars, rounds):
     ax.set_title(f"{case}", fontsize=10, loc="left")
     ax.set_xlabel(f"{u}, {better} is better{scale} · median of {rounds} rounds, "
                   "whiskers: min..max", fontsize=8)
+    ax.xaxis.set_major_formatter(EngFormatter(sep=" "))  # 2 M, 500 k: no "1e6" offset
     ax.tick_params(axis="x", labelsize=8)
     ax.grid(axis="x", which="both", alpha=0.25)
     ax.set_axisbelow(True)
@@ -181,6 +185,22 @@ def draw_feature(results, feature, path):
     plt.close(fig)
 
 
+def write_data(results, feature, path):
+    """The chart's own figures: the run's facts and this feature's records."""
+    def mine(r):
+        return (r.get("feature") or r.get("benchmark")) == feature
+
+    data = {k: results.get(k) for k in ("schema", "date", "command", "rounds", "machine", "git",
+                                         "wine_note")}
+    data["feature"] = feature
+    data["measurements"] = [m for m in results["measurements"] if mine(m)]
+    data["targets"] = [t for t in results.get("targets", []) if mine(t)]
+    data["failures"] = [f for f in results.get("failures", []) if f.get("benchmark") == feature]
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+        f.write("\n")
+
+
 def main(argv):
     p = argparse.ArgumentParser(prog="bench/chart.py")
     p.add_argument("results", nargs="?",
@@ -197,6 +217,7 @@ def main(argv):
             continue
         path = os.path.join(args.out, f"{feature}.png")
         draw_feature(results, feature, path)
+        write_data(results, feature, os.path.join(args.out, f"{feature}.json"))
         print(f"chart: {os.path.relpath(path, ROOT)}")
     return 0
 
