@@ -50,12 +50,8 @@ static double mp_rtt_us(void *ctx) {
   mp_conn *a = NULL, *b = NULL;
   mp_args *args = NULL;
   mp_process *p = NULL;
-  mp_process_opts o;
-  memset(&o, 0, sizeof o);
-  o.daemon = 1;
-  o.method = bench_native() ? MP_START_FORK : MP_START_SPAWN;
   if (mp_pipe(&a, &b, 1) || mp_args_create(&args) || mp_args_add_conn(args, b) ||
-      mp_process_create(&p, echo, args, &o) || mp_process_start(p)) {
+      bench_start_child(&p, echo, args)) {
     double r = bench_fail("set-up failed: %s", mp_last_error());
     mp_conn_free(a), mp_conn_free(b), mp_args_free(args), mp_process_free(p);
     return r;

@@ -72,6 +72,20 @@ static double start_stop_ms(void *ctx) {
 
 static double start_stops(void *ctx) { return bench_median_of(STARTS, start_stop_ms, ctx); }
 
+/* A map case: the warm multiproc pool, Python's Pool and ProcessPoolExecutor on the same
+ * n and chunksize ("<n> <chunksize>" for the Python peer; 0 is the default). */
+static bench_case *map_case(const char *name, struct map_job *job, const char *py_args) {
+  char pool_args[64], executor_args[64];
+  snprintf(pool_args, sizeof pool_args, "map pool %s", py_args);
+  snprintf(executor_args, sizeof executor_args, "map executor %s", py_args);
+  bench_case *c = bench_case_new("pool", name, "tasks/s", 1);
+  bench_peer(c, "multiproc mp_pool_map", map_rate, job);
+  bench_python_peer(c, "Python Pool(2).map", "bench_pool.py", pool_args);
+  bench_python_peer(c, "Python ProcessPoolExecutor(2).map", "bench_pool.py", executor_args);
+  bench_case_run(c);
+  return c;
+}
+
 int main(int argc, char **argv) {
   mp_init(&argc, &argv);
   bench_init("pool", argc, argv);
@@ -86,19 +100,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   struct map_job c1 = {n_c1, 1}, def = {n_def, 0};
-  bench_case *m1 = bench_case_new("pool", "map of " N_C1 " x*x, chunksize 1", "tasks/s", 1);
-  bench_peer(m1, "multiproc mp_pool_map", map_rate, &c1);
-  bench_python_peer(m1, "Python Pool(2).map", "bench_pool.py", "map pool " N_C1 " 1");
-  bench_python_peer(m1, "Python ProcessPoolExecutor(2).map", "bench_pool.py",
-                    "map executor " N_C1 " 1");
-  bench_case_run(m1);
+  bench_case *m1 = map_case("map of " N_C1 " x*x, chunksize 1", &c1, N_C1 " 1");
   /* ProcessPoolExecutor.map's own default chunksize is 1; its row here uses Pool's rule. */
-  bench_case *md = bench_case_new("pool", "map of " N_DEF " x*x, default chunks", "tasks/s", 1);
-  bench_peer(md, "multiproc mp_pool_map", map_rate, &def);
-  bench_python_peer(md, "Python Pool(2).map", "bench_pool.py", "map pool " N_DEF " 0");
-  bench_python_peer(md, "Python ProcessPoolExecutor(2).map", "bench_pool.py",
-                    "map executor " N_DEF " 0");
-  bench_case_run(md);
+  bench_case *md = map_case("map of " N_DEF " x*x, default chunks", &def, N_DEF " 0");
   end_pool(pool);
   for (size_t i = 0; i < n_def; i++)
     mp_value_free(inputs[i]);

@@ -30,9 +30,7 @@ static double raw_spawn(void *ctx) {
   double t0 = bench_now_us();
   if (posix_spawn(&pid, PROG, NULL, NULL, argv, environ) != 0)
     return bench_fail("posix_spawn failed");
-  int st = bench_waitpid(pid);
-  double us = bench_now_us() - t0;
-  return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? us : bench_fail("bad child status");
+  return bench_reap_us(pid, t0);
 }
 
 static double mp_spawn(void *ctx) {

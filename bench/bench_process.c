@@ -62,11 +62,7 @@ static double raw_fork_us(void *ctx) {
   pid_t pid = fork();
   if (pid == 0)
     _exit(0);
-  if (pid < 0)
-    return bench_fail("fork failed");
-  int st = bench_waitpid(pid);
-  double us = bench_now_us() - t0;
-  return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? us : bench_fail("bad child status");
+  return pid < 0 ? bench_fail("fork failed") : bench_reap_us(pid, t0);
 }
 
 static double raw_spawn_us(void *ctx) {
@@ -76,9 +72,7 @@ static double raw_spawn_us(void *ctx) {
   pid_t pid;
   if (posix_spawn(&pid, self, NULL, NULL, argv, environ) != 0)
     return bench_fail("posix_spawn failed");
-  int st = bench_waitpid(pid);
-  double us = bench_now_us() - t0;
-  return st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? us : bench_fail("bad child status");
+  return bench_reap_us(pid, t0);
 }
 
 static double raw_forks(void *ctx) { return bench_median_of(STARTS, raw_fork_us, ctx); }

@@ -110,15 +110,11 @@ static double run_queue(void *arg) {
   for (; started < c->producers; started++) {
     mp_args *a = NULL;
     mp_conn *child_end = NULL;
-    mp_process_opts o;
-    memset(&o, 0, sizeof o);
-    o.daemon = 1;
-    o.method = bench_native() ? MP_START_FORK : MP_START_SPAWN;
     int rc = mp_pipe(&ctl[started], &child_end, 1) || mp_args_create(&a) ||
              mp_args_add_queue(a, q) || mp_args_add_conn(a, child_end) ||
              mp_args_add_int(a, started) || mp_args_add_int(a, c->count) ||
              mp_args_add_int(a, (int64_t)c->size) || mp_args_add_int(a, timeout) ||
-             mp_process_create(&p[started], queue_producer, a, &o) || mp_process_start(p[started]);
+             bench_start_child(&p[started], queue_producer, a);
     mp_args_free(a);
     mp_conn_free(child_end);
     if (rc) {

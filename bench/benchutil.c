@@ -651,6 +651,16 @@ void bench_target(const char *name, const bench_case *c, const char *peer_name, 
   end_record(f);
 }
 
+int bench_start_child(mp_process **p, mp_target_fn fn, const mp_args *args) {
+  mp_process_opts o;
+  memset(&o, 0, sizeof o);
+  o.daemon = 1;
+  o.method = bench_native() ? MP_START_FORK : MP_START_SPAWN;
+  *p = NULL;
+  int rc = mp_process_create(p, fn, args, &o);
+  return rc ? rc : mp_process_start(*p);
+}
+
 /* ---- helpers for raw POSIX peers ------------------------------------------------------- */
 
 #ifndef _WIN32
@@ -683,6 +693,14 @@ int bench_waitpid(pid_t pid) {
       return -1;
   }
   return killed ? -1 : st;
+}
+
+double bench_reap_us(pid_t pid, double t0_us) {
+  int st = bench_waitpid(pid);
+  double us = bench_now_us() - t0_us;
+  if (st < 0)
+    return bench_fail("the child did not exit within the budget (killed)");
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? us : bench_fail("bad child status %#x", st);
 }
 
 int bench_poll_in(int fd) {

@@ -75,6 +75,10 @@ double bench_median_of(int n, bench_peer_fn fn, void *ctx);
 /* A per-message stamp that both ends compute: 64 bits of (producer, seq). */
 uint64_t bench_stamp(uint32_t producer, uint32_t seq);
 
+/* Starts fn(args) as a daemon child (never joined at exit if a failure leaves it behind)
+ * with the platform's usual method: fork on POSIX, spawn on Windows. */
+int bench_start_child(mp_process **p, mp_target_fn fn, const mp_args *args);
+
 #ifndef _WIN32
 #  include <sys/types.h>
 /* fork() for a raw peer's child: the child is killed if this process dies (Linux
@@ -82,6 +86,9 @@ uint64_t bench_stamp(uint32_t producer, uint32_t seq);
 pid_t bench_fork(void);
 /* Waits for pid within the sample's budget: its wait status, or -1 after killing it. */
 int bench_waitpid(pid_t pid);
+/* Reaps pid (a raw peer's child) and returns the microseconds since t0_us, or a failure
+ * if it did not exit with 0 within the budget. */
+double bench_reap_us(pid_t pid, double t0_us);
 /* Waits until fd is readable within the sample's budget: 1, or 0 on timeout. */
 int bench_poll_in(int fd);
 /* Bounds every later read on socket fd by the sample's budget (SO_RCVTIMEO): a read that

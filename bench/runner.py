@@ -92,6 +92,19 @@ def sweep(sid):
     return left
 
 
+def kill_session(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    proc.wait()
+    sweep(proc.pid)
+
+
+def interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run_program(argv, env, timeout):
     """Runs argv in a new session, echoing its output; returns (exit code or None if it was
     killed for overrunning, seconds, output, leftovers)."""
@@ -100,21 +113,27 @@ def run_program(argv, env, timeout):
                             stdin=subprocess.DEVNULL, env=env, start_new_session=True, cwd=ROOT)
     chunks, timed_out = [], False
     fd = proc.stdout.fileno()
-    while True:
-        left = timeout - (time.monotonic() - start)
-        if left <= 0:
-            timed_out = True
-            break
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            continue
-        data = os.read(fd, 65536)
-        if not data:
-            break
-        text = data.decode(errors="replace")
-        chunks.append(text)
-        sys.stdout.write(text)
-        sys.stdout.flush()
+    try:
+        while True:
+            left = timeout - (time.monotonic() - start)
+            if left <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([fd], [], [], left)
+            if not ready:
+                continue
+            data = os.read(fd, 65536)
+            if not data:
+                break
+            text = data.decode(errors="replace")
+            chunks.append(text)
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    except BaseException:
+        # Interrupted (Ctrl-C reaches only the runner: the program has a session of its
+        # own): take the program and everything in its session down with the runner.
+        kill_session(proc)
+        raise
     if timed_out:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -352,11 +371,15 @@ def main(argv):
     }
     scratch = os.path.join(args.results_dir, "jsonl")
     os.makedirs(scratch, exist_ok=True)
+    signal.signal(signal.SIGTERM, interrupted)
     if wine:
         wine_start(env_w)
     try:
         for name, plat, cmd, env in todo:
             run_one(name, plat, cmd, env, args, scratch, results)
+    except KeyboardInterrupt:
+        log("bench/run: interrupted; the results so far are written")
+        results["interrupted"] = True
     finally:
         if wine:
             wine_stop(env_w)
