@@ -86,9 +86,16 @@ def sweep(sid):
     left = {p: c for p, c in session_members(sid).items() if not is_wine_service(c)}
     for pid in left:
         try:
+            fd = os.pidfd_open(pid)  # readable once the process is gone
+        except OSError:
+            continue
+        try:
             os.kill(pid, signal.SIGKILL)
+            select.select([fd], [], [], 10)
         except OSError:
             pass
+        finally:
+            os.close(fd)
     return left
 
 
@@ -286,6 +293,63 @@ def run_one(name, plat, argv, env, args, scratch, results):
     results["failures"].extend(failures)
 
 
+def self_test(build):
+    """Checks that no peer can hang a run: bench/selftest_harness makes peers fail in each
+    way (a bounded wait running out, a wrong message, a Python peer that hangs with a child,
+    one that crashes, a wait nobody bounded) and this checks the lines, the exit codes, the
+    time taken and that nothing is left running. Returns the number of failed checks."""
+    exe = [os.path.join(build, "selftest_harness")]
+    env = dict(os.environ, MP_BENCH_PYTHON=PYTHON)
+    env.pop("MP_BENCH_JSONL", None)
+    bad = 0
+
+    def check(ok, what):
+        nonlocal bad
+        bad += not ok
+        log(f"self-test: {'PASS' if ok else 'FAIL'} {what}")
+
+    log("== the harness: failing peers give failure lines; the watchdog stops a stuck one")
+    code, secs, out, left = run_program(exe + ["--rounds", "2", "--peer-timeout", "2", "--stuck"],
+                                        env, 120)
+    case = "failure selftest: bounded failures / "
+    check(case + "bounded wait: the wait ended: timed out" in out, "a bounded wait times out")
+    check(case + "wrong message: message 7 is corrupt" in out, "a peer's own failure is reported")
+    check(case + "Python sleeper: timed out after 2 s (killed with its children)" in out,
+          "a hanging Python peer is killed")
+    check(case + "Python crash: exit code 1: the peer crashed on purpose" in out,
+          "a crashing Python peer is reported")
+    check("multiproc quick" in out and "[1..1]" in out, "the other peers are still measured")
+    check("target selftest_quick_vs_bounded ratio=nan goal=<=1 MISS" in out
+          and "(no measurement: bounded wait failed)" in out, "a target without its peer misses")
+    check("failure selftest: unbounded wait / stuck: no result within 17 s" in out and code == 3,
+          f"the watchdog stops a stuck peer (exit code {code})")
+    check(secs < 60, f"all of it took {secs:.0f} s (budget 2 s per peer, 15 s grace)")
+    check(not left, f"nothing is left running ({len(left)} left)")
+
+    log("== the runner: a program past --timeout is killed with everything it started")
+    code, secs, out, left = run_program(exe + ["--peer-timeout", "60", "--python-hang"], env, 5)
+    check(code is None and secs < 15, f"killed at the time limit after {secs:.0f} s")
+    check(len(left) == 2 and all("selftest_harness.py" in c for c in left.values()),
+          f"the Python peer and its child were found and killed ({len(left)} found)")
+    check(not session_members_named("selftest_harness"), "none of them still runs")
+    return bad
+
+
+def session_members_named(word):
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().decode(errors="replace")
+            with open(f"/proc/{entry}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if word in cmd and state != "Z" and int(entry) != os.getpid():
+            found.append(int(entry))
+    return found
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="bench/run", description="Build and run multiproc's benchmarks beside their peers.")
@@ -296,6 +360,8 @@ def parse_args(argv):
     p.add_argument("--charts", action="store_true",
                    help="only draw the charts from the latest results file")
     p.add_argument("--no-charts", action="store_true", help="do not draw charts after the run")
+    p.add_argument("--self-test", action="store_true",
+                   help="check the harness's time bounds and failure lines (about 30 s)")
     p.add_argument("--rounds", type=int, default=7, help="rounds per case (default 7; 5 or more "
                    "for a verdict)")
     p.add_argument("--timeout", type=int, default=900,
@@ -328,6 +394,13 @@ def main(argv):
 
     native, wine = not args.wine_only, args.wine or args.wine_only
     bench_src = os.path.join(ROOT, "bench")
+    if args.self_test:
+        build = os.path.join(ROOT, "build", "bench")
+        if not cmake_build(bench_src, build, [], "build.log"):
+            return 1
+        bad = self_test(build)
+        log(f"self-test: {'all checks passed' if not bad else f'{bad} check(s) failed'}")
+        return 1 if bad else 0
     todo = []  # (name, platform, argv, env)
     if native:
         build = os.path.join(ROOT, "build", "bench")
