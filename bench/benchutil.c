@@ -48,6 +48,7 @@ struct bench_case {
 
 static struct {
   const char *benchmark, *platform;
+  const char *only; /* --only <prefix>: measure just the peers whose name starts so */
   char platform_detail[128];
   int rounds, peer_timeout_ms, failures;
   FILE *jsonl;
@@ -261,6 +262,8 @@ void bench_init(const char *name, int argc, char **argv) {
       B.rounds = atoi(argv[++i]);
     else if (strcmp(argv[i], "--peer-timeout") == 0 && i + 1 < argc)
       B.peer_timeout_ms = atoi(argv[++i]) * 1000;
+    else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+      B.only = argv[++i];
   }
   if (B.rounds < 1)
     B.rounds = 1;
@@ -393,7 +396,10 @@ bench_case *bench_case_new(const char *feature, const char *name, const char *un
   return c;
 }
 
+/* NULL when --only leaves this peer out (for tuning one peer alone, e.g. in a profiler). */
 static peer *add_peer(bench_case *c, const char *name) {
+  if (B.only && strncmp(name, B.only, strlen(B.only)) != 0)
+    return NULL;
   peer *np = realloc(c->peers, sizeof *np * (c->npeers + 1));
   if (!np) {
     fprintf(stderr, "bench: out of memory\n");
@@ -408,6 +414,8 @@ static peer *add_peer(bench_case *c, const char *name) {
 
 void bench_peer(bench_case *c, const char *name, bench_peer_fn fn, void *ctx) {
   peer *p = add_peer(c, name);
+  if (!p)
+    return;
   p->fn = fn;
   p->ctx = ctx;
 }
@@ -417,6 +425,8 @@ void bench_python_peer(bench_case *c, const char *name, const char *script, cons
   (void)c, (void)name, (void)script, (void)args;
 #else
   peer *p = add_peer(c, name);
+  if (!p)
+    return;
   p->script = dup_str(script);
   p->args = dup_str(args);
 #endif
@@ -601,7 +611,7 @@ double bench_case_median(const bench_case *c, const char *name) {
 
 void bench_target(const char *name, const bench_case *c, const char *peer_name, const char *versus,
                   const char *op, double bound) {
-  if (!bench_native())
+  if (!bench_native() || B.only) /* no verdicts from a partial run */
     return;
   const peer *a = find_peer(c, peer_name), *b = find_peer(c, versus);
   char why[600] = "";

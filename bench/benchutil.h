@@ -28,7 +28,9 @@ typedef double (*bench_peer_fn)(void *ctx);
 typedef struct bench_case bench_case;
 
 /* Starts the harness for benchmark `name` (call after mp_init and after handling any
- * special arguments the program has): reads --rounds N and --peer-timeout SECONDS. */
+ * special arguments the program has): reads --rounds N, --peer-timeout SECONDS and
+ * --only PREFIX (measure only the peers whose name starts with PREFIX, print no targets:
+ * for tuning one peer, e.g. `bench_pool --only multiproc` under a profiler). */
 void bench_init(const char *name, int argc, char **argv);
 /* Ends the harness: frees the cases and returns the exit status (1 if anything failed). */
 int bench_finish(void);
@@ -54,8 +56,8 @@ double bench_case_median(const bench_case *c, const char *peer);
 
 /* Prints and records "target <name> ratio=<r> goal=<op><bound> PASS|MISS spread=<lo>..<hi>
  * rounds=<n>": the ratio of peer to versus in case c (op is "<=" or ">="). A target whose
- * peers did not both measure is a MISS with ratio=nan and says why. Windows builds print
- * no targets (their figures are information). */
+ * peers did not both measure is a MISS with ratio=nan and says why. Windows builds and
+ * --only runs print no targets (their figures are information). */
 void bench_target(const char *name, const bench_case *c, const char *peer, const char *versus,
                   const char *op, double bound);
 /* Prints and records a note (what was not measured and why, what a figure means). */
