@@ -92,6 +92,14 @@ int mp_queue_join(mp_queue *q, int timeout_ms) {
   return q->ops->join(q->impl, timeout_ms);
 }
 
+int mp_queue_flush(mp_queue *q, int timeout_ms) {
+  if (q == NULL)
+    return mp_set_error(MP_EINVAL, "mp_queue_flush: queue is NULL");
+  if (timeout_ms < MP_FOREVER)
+    return mp_set_error(MP_EINVAL, "mp_queue_flush: timeout %d ms", timeout_ms);
+  return q->ops->flush ? q->ops->flush(q->impl, timeout_ms) : 0;
+}
+
 void mp_queue_free(mp_queue *q) {
   if (q == NULL)
     return;

@@ -22,6 +22,8 @@ typedef struct mp__queue_ops {
   int (*task_done)(void *impl);
   int (*join)(void *impl, int timeout_ms);
   void (*free)(void *impl);
+  /* Confirms operations the implementation sent without waiting (NULL: none ever are). */
+  int (*flush)(void *impl, int timeout_ms);
 } mp__queue_ops;
 
 /* Makes a public queue object over an implementation (which it frees with ops->free). */

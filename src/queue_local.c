@@ -592,8 +592,8 @@ static void lq_free(void *impl) {
 }
 
 static const mp__queue_ops lq_ops = {
-    "queue",  lq_put,  lq_get,   lq_put_value, lq_get_value, lq_qsize,
-    lq_empty, lq_full, lq_close, lq_task_done, lq_join,      lq_free,
+    "queue", lq_put,   lq_get,       lq_put_value, lq_get_value, lq_qsize, lq_empty,
+    lq_full, lq_close, lq_task_done, lq_join,      lq_free,      NULL,
 };
 
 /* ---- creation ----------------------------------------------------------------------- */
