@@ -90,6 +90,8 @@ size_t mp__redis_owed(const mp__redis *r);
  * WRONGPASS/NOAUTH, EPERM for NOPERM, ENOMEM for OOM, ECLOSED for the queue's MPCLOSED,
  * EPROTO otherwise); 0 if reply is not an error. */
 int mp__redis_reply_error(const mp__redis *r, const struct redisReply *reply, const char *what);
+/* Re-sets the thread's last error as code with "<before><last error><after>". */
+int mp__redis_amend(int code, const char *before, const char *after);
 /* 1 if reply is an error whose text starts with prefix (e.g. "NOSCRIPT"). */
 int mp__redis_reply_is(const struct redisReply *reply, const char *prefix);
 

@@ -126,6 +126,12 @@ int mp__redis_reply_error(const mp__redis *r, const redisReply *reply, const cha
   return mp_set_error(code, "%s: %s: %s", r->where, what, reply->str ? reply->str : "error");
 }
 
+int mp__redis_amend(int code, const char *before, const char *after) {
+  char last[512];
+  snprintf(last, sizeof last, "%s", mp_last_error());
+  return mp_set_error(code, "%s%s%s", before, last, after);
+}
+
 int mp__redis_send(mp__redis *r, int argc, const char *const *argv, const size_t *lens) {
   if (r->c == NULL)
     return mp_set_error(MP_EBROKEN, "%s: not connected", r->where);
@@ -254,7 +260,7 @@ static int login(mp__redis *r) {
       int auth_reply = i == 0 && sent_auth;
       rc = mp__redis_reply_error(r, reply, auth_reply ? "AUTH refused" : "SELECT refused");
       if (auth_reply) /* whatever Redis calls it, a refused AUTH is an authentication error */
-        rc = mp_set_error(MP_EAUTH, "%s", mp_last_error());
+        rc = mp__redis_amend(MP_EAUTH, "", "");
     }
     mp__redis_reply_free(reply);
   }
@@ -331,10 +337,10 @@ int mp__redis_ensure(mp__redis *r, int64_t deadline_ns) {
       return rc;
     int64_t now = (int64_t)mp_plat_monotonic_ns();
     if (now >= limit) {
-      char why[400];
-      snprintf(why, sizeof why, "%s", mp_last_error());
-      return mp_set_error(MP_EBROKEN, "%s (Redis unreachable; tried for %lld ms)", why,
-                          (long long)((now - start) / 1000000));
+      char after[80];
+      snprintf(after, sizeof after, " (Redis unreachable; tried for %lld ms)",
+               (long long)((now - start) / 1000000));
+      return mp__redis_amend(MP_EBROKEN, "", after);
     }
     sleep_until(now + backoff < limit ? now + backoff : limit);
     backoff = backoff * 2 > 1000000000 ? 1000000000 : backoff * 2;

@@ -365,8 +365,11 @@ static int tx_submit(rq *q, int done, const void *data, size_t len, int64_t dead
     rc = oom();
   if (rc < 0) {
     mp_plat_mutex_unlock(&q->tx.mu);
-    if (rc == MP_EBROKEN)
-      mp_set_error(rc, "%s: %s: not queued: %s", mp__redis_where(q->tx.r), what, mp_last_error());
+    if (rc == MP_EBROKEN) {
+      char before[64];
+      snprintf(before, sizeof before, "%s not queued: ", what);
+      mp__redis_amend(rc, before, "");
+    }
     return rc;
   }
   memcpy(copy, data, len);
@@ -375,9 +378,11 @@ static int tx_submit(rq *q, int done, const void *data, size_t len, int64_t dead
   size_t keep = q->window;
   rc = with_conn(q, &q->tx, deadline, q->reconnect_ms, tx_drain, &keep);
   mp_plat_mutex_unlock(&q->tx.mu);
-  if (rc == MP_EBROKEN)
-    mp_set_error(rc, "%s; the %s is kept and completed once when Redis is back", mp_last_error(),
-                 what);
+  if (rc == MP_EBROKEN) {
+    char after[96];
+    snprintf(after, sizeof after, "; the %s is kept and completed once when Redis is back", what);
+    mp__redis_amend(rc, "", after);
+  }
   return rc;
 }
 
@@ -981,7 +986,7 @@ static void rq_free(void *impl) {
   if (q == NULL)
     return;
   hb_stop(q);
-  if (q->tx.r) {
+  if (q->tx.r && (mp__redis_connected(q->tx.r) || q->nops > 0)) {
     /* Best effort within io_timeout: confirm pipelined operations, give back what this
      * handle holds, leave the group. */
     int64_t deadline = now_ns() + (int64_t)q->io_timeout_ms * 1000000;
