@@ -5,19 +5,32 @@
 #   default (no password), alice / alice-pw (everything), outsider / outsider-pw (only keys
 #   other:*, so the queue's keys are refused with NOPERM).
 #   redis-fixture.sh start DIR [redis-server options...]  writes DIR/port, DIR/pid, DIR/url
-#   redis-fixture.sh restart DIR    kill -9, then the same server again on the same port
-#   redis-fixture.sh stop DIR
+#   redis-fixture.sh start-tls DIR  the same over TLS only (rediss://), with a CA of its own
+#                                   (DIR/ca.crt) and a certificate for 127.0.0.1
+#   redis-fixture.sh stop DIR       kill -9 (what Redis acknowledged is in its files)
+#   redis-fixture.sh resume DIR     the same server again, on the same port and data
+#   redis-fixture.sh restart DIR    stop, then resume
 # The Windows tests (under Wine) reach the server on 127.0.0.1 like the Linux ones.
 set -u
 cmd=$1
 dir=$2
 shift 2
 
+cli() { # $1 = port, then redis-cli arguments
+  p=$1
+  shift
+  if [ -f "$dir/ca.crt" ]; then
+    redis-cli --tls --cacert "$dir/ca.crt" -p "$p" "$@"
+  else
+    redis-cli -p "$p" "$@"
+  fi
+}
+
 ready() { # $1 = port, $2 = pid: 0 once the server answers PING, 1 if it died
   i=0
   while [ $i -lt 300 ]; do
     kill -0 "$2" 2>/dev/null || return 1
-    [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0
+    [ "$(cli "$1" ping 2>/dev/null)" = PONG ] && return 0
     sleep 0.05
     i=$((i + 1))
   done
@@ -25,10 +38,29 @@ ready() { # $1 = port, $2 = pid: 0 once the server answers PING, 1 if it died
 }
 
 launch() { # $1 = port; the options of the first start are kept in $dir/opts
-  # shellcheck disable=SC2046
-  redis-server "$dir/redis.conf" --port "$1" $(cat "$dir/opts") </dev/null >>"$dir/server.log" 2>&1 &
+  scheme=redis
+  ports="--port $1"
+  if [ -f "$dir/ca.crt" ]; then
+    scheme=rediss
+    ports="--port 0 --tls-port $1 --tls-cert-file $dir/server.crt --tls-key-file $dir/server.key"
+    ports="$ports --tls-ca-cert-file $dir/ca.crt --tls-auth-clients no"
+  fi
+  # shellcheck disable=SC2046,SC2086
+  redis-server "$dir/redis.conf" $ports $(cat "$dir/opts") </dev/null >>"$dir/server.log" 2>&1 &
   echo $! >"$dir/pid"
-  ready "$1" $! && echo "$1" >"$dir/port" && echo "redis://127.0.0.1:$1/0" >"$dir/url"
+  ready "$1" $! && echo "$1" >"$dir/port" && echo "$scheme://127.0.0.1:$1/0" >"$dir/url"
+}
+
+make_certs() {
+  (
+    cd "$dir" || exit 1
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 \
+      -subj /CN=multiproc-test-ca
+    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1
+    printf 'subjectAltName=IP:127.0.0.1\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt \
+      -days 2 -extfile server.ext
+  ) >"$dir/certs.log" 2>&1 || { cat "$dir/certs.log"; exit 1; }
 }
 
 free_port() {
@@ -44,11 +76,12 @@ stop() {
 }
 
 case "$cmd" in
-start)
+start | start-tls)
   command -v redis-server >/dev/null || { echo "redis-server is not installed"; exit 1; }
   stop
   rm -rf "$dir"
   mkdir -p "$dir/data"
+  [ "$cmd" = start ] || make_certs
   echo "$*" >"$dir/opts"
   cat >"$dir/redis.conf" <<CONF
 bind 127.0.0.1
@@ -68,17 +101,17 @@ CONF
   done
   echo "redis-server $(cat "$dir/pid") on $(cat "$dir/url"), data in $dir/data"
   ;;
-restart)
-  stop
-  launch "$(cat "$dir/port")" || { echo "redis-server did not restart:"; tail "$dir/server.log"; exit 1; }
-  echo "redis-server restarted: $(cat "$dir/pid")"
+resume | restart)
+  [ "$cmd" = resume ] || stop
+  launch "$(cat "$dir/port")" || { echo "redis-server did not come back:"; tail "$dir/server.log"; exit 1; }
+  echo "redis-server back: $(cat "$dir/pid")"
   ;;
 stop)
   stop
   echo "redis-server stopped"
   ;;
 *)
-  echo "usage: $0 start|restart|stop DIR [redis-server options]" >&2
+  echo "usage: $0 start|start-tls|stop|resume|restart DIR [redis-server options]" >&2
   exit 2
   ;;
 esac

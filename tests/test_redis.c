@@ -7,39 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "redisutil.h"
 #include "testutil.h"
 
-static char url_buf[256];
 static char name_buf[64];
-
-/* The fixture's URL (DIR/url). Under Wine the Unix path is reachable through drive Z:. */
-static const char *url(void) {
-  if (url_buf[0])
-    return url_buf;
-  char path[1024];
-#ifdef _WIN32
-  snprintf(path, sizeof path, "Z:%s/url", MP_REDIS_DIR);
-#else
-  snprintf(path, sizeof path, "%s/url", MP_REDIS_DIR);
-#endif
-  FILE *f = fopen(path, "r");
-  assert_non_null(f);
-  assert_non_null(fgets(url_buf, sizeof url_buf, f));
-  fclose(f);
-  url_buf[strcspn(url_buf, "\r\n")] = '\0';
-  return url_buf;
-}
 
 /* The fixture's URL with user info: "redis://USERINFO@127.0.0.1:port/0". */
 static const char *url_as(const char *userinfo, char *buf, size_t size) {
-  snprintf(buf, size, "redis://%s@%s", userinfo, url() + strlen("redis://"));
+  snprintf(buf, size, "redis://%s@%s", userinfo, mp_test_redis_url() + strlen("redis://"));
   return buf;
 }
 
 /* A queue name of this process and test, removed from Redis first. */
 static const char *fresh(const char *test) {
   snprintf(name_buf, sizeof name_buf, "%s-%lld", test, (long long)mp_getpid());
-  assert_mp_ok(mp_redis_queue_delete(url(), name_buf, 5000));
+  assert_mp_ok(mp_redis_queue_delete(mp_test_redis_url(), name_buf, 5000));
   return name_buf;
 }
 
@@ -47,13 +29,11 @@ static mp_queue *open_q(const char *name, int joinable) {
   mp_redis_opts o = {0};
   o.joinable = joinable;
   mp_queue *q = NULL;
-  assert_mp_ok(mp_redis_queue_create(&q, url(), name, &o));
+  assert_mp_ok(mp_redis_queue_create(&q, mp_test_redis_url(), name, &o));
   return q;
 }
 
-static void put_str(mp_queue *q, const char *s) {
-  assert_mp_ok(mp_queue_put(q, s, strlen(s), 0));
-}
+static void put_str(mp_queue *q, const char *s) { assert_mp_ok(mp_queue_put(q, s, strlen(s), 0)); }
 
 static void get_str(mp_queue *q, const char *want, int timeout_ms) {
   void *buf;
@@ -69,12 +49,19 @@ static void get_str(mp_queue *q, const char *want, int timeout_ms) {
 static void bad_urls_names_and_options_are_refused(void **state) {
   (void)state;
   mp_queue *q = (mp_queue *)1;
-  static const char *bad_urls[] = {
-      "http://127.0.0.1:6379/0", "redis://", "redis://:6379/0", "redis://127.0.0.1:0/0",
-      "redis://127.0.0.1:65536/0", "redis://127.0.0.1:x/0", "redis://127.0.0.1:6379/db",
-      "redis://127.0.0.1:6379/0?timeout=1", "redis://alice@127.0.0.1:6379/0",
-      "redis://:%zz@127.0.0.1/0", "redis://:%00@127.0.0.1/0", "redis://[::1/0",
-      "redis://bad host/0"};
+  static const char *bad_urls[] = {"http://127.0.0.1:6379/0",
+                                   "redis://",
+                                   "redis://:6379/0",
+                                   "redis://127.0.0.1:0/0",
+                                   "redis://127.0.0.1:65536/0",
+                                   "redis://127.0.0.1:x/0",
+                                   "redis://127.0.0.1:6379/db",
+                                   "redis://127.0.0.1:6379/0?timeout=1",
+                                   "redis://alice@127.0.0.1:6379/0",
+                                   "redis://:%zz@127.0.0.1/0",
+                                   "redis://:%00@127.0.0.1/0",
+                                   "redis://[::1/0",
+                                   "redis://bad host/0"};
   for (size_t i = 0; i < sizeof bad_urls / sizeof *bad_urls; i++) {
     assert_mp(MP_EINVAL, mp_redis_queue_create(&q, bad_urls[i], "x", NULL));
     assert_null(q);
@@ -85,28 +72,28 @@ static void bad_urls_names_and_options_are_refused(void **state) {
   long_url[sizeof long_url - 1] = '\0';
   assert_mp(MP_EINVAL, mp_redis_queue_create(&q, long_url, "x", NULL));
   assert_mp(MP_EINVAL, mp_redis_queue_create(&q, NULL, "x", NULL));
-  assert_mp(MP_EINVAL, mp_redis_queue_create(NULL, url(), "x", NULL));
+  assert_mp(MP_EINVAL, mp_redis_queue_create(NULL, mp_test_redis_url(), "x", NULL));
   static const char *bad_names[] = {"", "a{b", "a}b", "a b", "tab\there"};
   for (size_t i = 0; i < sizeof bad_names / sizeof *bad_names; i++)
-    assert_mp(MP_EINVAL, mp_redis_queue_create(&q, url(), bad_names[i], NULL));
+    assert_mp(MP_EINVAL, mp_redis_queue_create(&q, mp_test_redis_url(), bad_names[i], NULL));
   char long_name[300];
   memset(long_name, 'n', sizeof long_name - 1);
   long_name[sizeof long_name - 1] = '\0';
-  assert_mp(MP_EINVAL, mp_redis_queue_create(&q, url(), long_name, NULL));
-  assert_mp(MP_EINVAL, mp_redis_queue_create(&q, url(), NULL, NULL));
+  assert_mp(MP_EINVAL, mp_redis_queue_create(&q, mp_test_redis_url(), long_name, NULL));
+  assert_mp(MP_EINVAL, mp_redis_queue_create(&q, mp_test_redis_url(), NULL, NULL));
   mp_redis_opts o = {0};
   o.prefetch = 257;
-  assert_mp(MP_EINVAL, mp_redis_queue_create(&q, url(), "x", &o));
+  assert_mp(MP_EINVAL, mp_redis_queue_create(&q, mp_test_redis_url(), "x", &o));
   o.prefetch = 0;
   o.lease_ms = 50;
-  assert_mp(MP_EINVAL, mp_redis_queue_create(&q, url(), "x", &o));
+  assert_mp(MP_EINVAL, mp_redis_queue_create(&q, mp_test_redis_url(), "x", &o));
   o.lease_ms = 0;
   o.connect_timeout_ms = -1;
-  assert_mp(MP_EINVAL, mp_redis_queue_create(&q, url(), "x", &o));
+  assert_mp(MP_EINVAL, mp_redis_queue_create(&q, mp_test_redis_url(), "x", &o));
   o.connect_timeout_ms = 0;
   o.consumer = "has space";
-  assert_mp(MP_EINVAL, mp_redis_queue_create(&q, url(), "x", &o));
-  assert_mp(MP_EINVAL, mp_redis_queue_delete(url(), "", 1000));
+  assert_mp(MP_EINVAL, mp_redis_queue_create(&q, mp_test_redis_url(), "x", &o));
+  assert_mp(MP_EINVAL, mp_redis_queue_delete(mp_test_redis_url(), "", 1000));
   assert_mp(MP_EINVAL, mp_redis_queue_delete("nope://", "x", 1000));
 }
 
@@ -149,9 +136,9 @@ static void every_value_type_round_trips(void **state) {
   (void)state;
   const char *name = fresh("values");
   mp_queue *q = open_q(name, 0);
-  mp_value *vals[] = {mp_value_nil(), mp_value_bool(1), mp_value_int(-42), mp_value_double(0.125),
-                      mp_value_str(""), mp_value_bytes("b\0y", 3), mp_value_list(),
-                      mp_value_tuple(), every_type()};
+  mp_value *vals[] = {mp_value_nil(),         mp_value_bool(1), mp_value_int(-42),
+                      mp_value_double(0.125), mp_value_str(""), mp_value_bytes("b\0y", 3),
+                      mp_value_list(),        mp_value_tuple(), every_type()};
   size_t n = sizeof vals / sizeof *vals;
   for (size_t i = 0; i < n; i++)
     assert_mp_ok(mp_queue_put_value(q, vals[i], 0));
@@ -309,7 +296,7 @@ static void joinable_queue_counts_tasks_and_join_waits_in_redis(void **state) {
   assert_mp_ok(mp_queue_join(p, 0));
   /* One kind per queue. */
   mp_queue *q;
-  assert_mp(MP_EINVAL, mp_redis_queue_create(&q, url(), name, NULL));
+  assert_mp(MP_EINVAL, mp_redis_queue_create(&q, mp_test_redis_url(), name, NULL));
   assert_non_null(strstr(mp_last_error(), "joinable"));
   mp_queue_free(p);
   mp_queue_free(c);
@@ -324,8 +311,8 @@ static void freed_handle_gives_back_what_it_holds(void **state) {
   o.lease_ms = 600000; /* only a release at free can make this prompt */
   o.prefetch = 3;
   mp_queue *p, *c1, *c2;
-  assert_mp_ok(mp_redis_queue_create(&p, url(), name, &o));
-  assert_mp_ok(mp_redis_queue_create(&c1, url(), name, &o));
+  assert_mp_ok(mp_redis_queue_create(&p, mp_test_redis_url(), name, &o));
+  assert_mp_ok(mp_redis_queue_create(&c1, mp_test_redis_url(), name, &o));
   for (int i = 0; i < 5; i++) {
     char m[8];
     snprintf(m, sizeof m, "m%d", i);
@@ -334,7 +321,7 @@ static void freed_handle_gives_back_what_it_holds(void **state) {
   get_str(c1, "m0", 1000); /* takes m0..m2, hands out m0 */
   mp_queue_free(c1);
   o.lease_ms = 1000; /* c2 reclaims what has been idle for a second: c1's, at once */
-  assert_mp_ok(mp_redis_queue_create(&c2, url(), name, &o));
+  assert_mp_ok(mp_redis_queue_create(&c2, mp_test_redis_url(), name, &o));
   int seen[5] = {0};
   for (int i = 0; i < 5; i++) {
     void *buf;
@@ -353,8 +340,8 @@ static void freed_handle_gives_back_what_it_holds(void **state) {
   /* A plain handle's prefetched messages are put back (at the end of the queue). */
   name = fresh("giveback-plain");
   o.joinable = 0;
-  assert_mp_ok(mp_redis_queue_create(&p, url(), name, &o));
-  assert_mp_ok(mp_redis_queue_create(&c1, url(), name, &o));
+  assert_mp_ok(mp_redis_queue_create(&p, mp_test_redis_url(), name, &o));
+  assert_mp_ok(mp_redis_queue_create(&c1, mp_test_redis_url(), name, &o));
   put_str(p, "x");
   put_str(p, "y");
   put_str(p, "z");
@@ -412,8 +399,8 @@ static void pipelined_puts_and_prefetched_gets_keep_order(void **state) {
   o.pipeline = 64;
   o.prefetch = 32;
   mp_queue *p, *c;
-  assert_mp_ok(mp_redis_queue_create(&p, url(), name, &o));
-  assert_mp_ok(mp_redis_queue_create(&c, url(), name, &o));
+  assert_mp_ok(mp_redis_queue_create(&p, mp_test_redis_url(), name, &o));
+  assert_mp_ok(mp_redis_queue_create(&c, mp_test_redis_url(), name, &o));
   unsigned char buf[sizeof(struct mp_test_msg_hdr) + 200];
   enum { N = 2000 };
   for (uint32_t i = 0; i < N; i++)
@@ -437,102 +424,6 @@ static void pipelined_puts_and_prefetched_gets_keep_order(void **state) {
 
 /* ---- processes that share nothing but the URL ----------------------------------------- */
 
-/* args: url, name, producer id, count. */
-static int producer(mp_args *a) {
-  const char *u, *name;
-  int64_t id, count;
-  if (mp_args_get_str(a, 0, &u, NULL) || mp_args_get_str(a, 1, &name, NULL) ||
-      mp_args_get_int(a, 2, &id) || mp_args_get_int(a, 3, &count))
-    return 90;
-  mp_redis_opts o = {0};
-  o.joinable = 1;
-  o.pipeline = 16;
-  mp_queue *q;
-  if (mp_redis_queue_create(&q, u, name, &o) < 0)
-    return 91;
-  unsigned char buf[sizeof(struct mp_test_msg_hdr) + 500];
-  for (uint32_t s = 0; s < (uint32_t)count; s++)
-    if (mp_queue_put(q, buf, mp_test_make_msg(buf, (uint32_t)id, s, mp_test_rand_len((uint32_t)id, s, 500)),
-                     MP_FOREVER) < 0)
-      return 92;
-  int rc = mp_queue_flush(q, MP_FOREVER) < 0 ? 93 : 0;
-  mp_queue_free(q);
-  return rc;
-}
-
-/* args: url, name, results name. Gets verified messages until the queue is closed;
- * reports each (producer, seq) on the results queue, then marks it done. */
-static int consumer(mp_args *a) {
-  const char *u, *name, *results;
-  if (mp_args_get_str(a, 0, &u, NULL) || mp_args_get_str(a, 1, &name, NULL) ||
-      mp_args_get_str(a, 2, &results, NULL))
-    return 90;
-  mp_redis_opts o = {0};
-  o.joinable = 1;
-  o.prefetch = 8;
-  mp_queue *q, *r;
-  if (mp_redis_queue_create(&q, u, name, &o) < 0)
-    return 91;
-  o.joinable = 0;
-  o.prefetch = 0;
-  o.pipeline = 16;
-  if (mp_redis_queue_create(&r, u, results, &o) < 0)
-    return 92;
-  int rc = 0;
-  for (;;) {
-    void *m;
-    size_t len;
-    struct mp_test_msg_hdr h;
-    int got = mp_queue_get(q, &m, &len, MP_FOREVER);
-    if (got == MP_EEOF)
-      break;
-    if (got < 0 || mp_test_check_msg(m, len, &h) != 0) {
-      rc = 93;
-      break;
-    }
-    mp_free(m);
-    uint32_t id[2] = {h.producer, h.seq};
-    if (mp_queue_put(r, id, sizeof id, MP_FOREVER) < 0 || mp_queue_task_done(q) < 0) {
-      rc = 94;
-      break;
-    }
-  }
-  if (mp_queue_flush(r, MP_FOREVER) < 0)
-    rc = 95;
-  mp_queue_free(q);
-  mp_queue_free(r);
-  return rc;
-}
-
-static mp_process *spawn(mp_target_fn fn, const char *name, const char *s2, int64_t i2,
-                         int64_t i3) {
-  mp_args *a;
-  assert_mp_ok(mp_args_create(&a));
-  assert_mp_ok(mp_args_add_str(a, url()));
-  assert_mp_ok(mp_args_add_str(a, name));
-  if (s2)
-    assert_mp_ok(mp_args_add_str(a, s2));
-  else {
-    assert_mp_ok(mp_args_add_int(a, i2));
-    assert_mp_ok(mp_args_add_int(a, i3));
-  }
-  mp_process_opts po = {0};
-  po.method = MP_START_SPAWN; /* a fresh program: nothing shared but the arguments */
-  mp_process *p;
-  assert_mp_ok(mp_process_create(&p, fn, a, &po));
-  assert_mp_ok(mp_process_start(p));
-  mp_args_free(a);
-  return p;
-}
-
-static void join_ok(mp_process *p) {
-  int code;
-  assert_mp_ok(mp_process_join(p, 120000));
-  assert_mp_ok(mp_process_exitcode(p, &code));
-  assert_int_equal(code, 0);
-  mp_process_free(p);
-}
-
 static void processes_share_a_queue_by_url(void **state) {
   (void)state;
 #ifdef _WIN32
@@ -547,33 +438,16 @@ static void processes_share_a_queue_by_url(void **state) {
   mp_process *c[CONSUMERS], *p[PRODUCERS];
   mp_queue *q = open_q(name, 1); /* make it joinable before anyone else opens it */
   for (int i = 0; i < CONSUMERS; i++)
-    c[i] = spawn(consumer, name, results, 0, 0);
+    c[i] = mp_test_redis_consumer(mp_test_redis_url(), name, results, 0);
   for (int i = 0; i < PRODUCERS; i++)
-    p[i] = spawn(producer, name, NULL, i, COUNT);
+    p[i] = mp_test_redis_producer(mp_test_redis_url(), name, i, COUNT);
   for (int i = 0; i < PRODUCERS; i++)
-    join_ok(p[i]);
+    mp_test_join_ok(p[i]);
   assert_mp_ok(mp_queue_join(q, 120000)); /* every message was reported and done */
   assert_mp_ok(mp_queue_close(q));
   for (int i = 0; i < CONSUMERS; i++)
-    join_ok(c[i]);
-  mp_queue *r = open_q(results, 0);
-  static unsigned char seen[PRODUCERS][COUNT];
-  memset(seen, 0, sizeof seen);
-  for (int i = 0; i < PRODUCERS * COUNT; i++) {
-    void *m;
-    size_t len;
-    uint32_t id[2];
-    assert_mp_ok(mp_queue_get(r, &m, &len, 5000));
-    assert_int_equal(len, sizeof id);
-    memcpy(id, m, sizeof id);
-    mp_free(m);
-    assert_true(id[0] < PRODUCERS && id[1] < COUNT);
-    assert_int_equal(seen[id[0]][id[1]]++, 0); /* never twice */
-  }
-  void *m;
-  size_t len;
-  assert_mp(MP_EEMPTY, mp_queue_get(r, &m, &len, 0)); /* and nothing else */
-  mp_queue_free(r);
+    mp_test_join_ok(c[i]);
+  mp_test_redis_check_results(mp_test_redis_url(), results, PRODUCERS, COUNT, NULL, 0);
   mp_queue_free(q);
 }
 
