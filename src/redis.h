@@ -25,6 +25,11 @@ typedef struct mp__redis_url {
 #define MP_REDIS_URL_MAX 2048
 #define MP_REDIS_NAME_MAX 200
 
+/* Most elements in one reply array the library accepts from a server (hiredis' reader bound;
+ * its default is 2^32 - 1). The largest legitimate reply is an XAUTOCLAIM or XREADGROUP of
+ * MP_REDIS_MAX_PREFETCH entries. */
+#define MP_REDIS_MAX_ELEMENTS 65536
+
 /* Most messages one get may take from Redis at once (mp_redis_opts.prefetch). */
 #define MP_REDIS_MAX_PREFETCH 256
 

@@ -286,6 +286,7 @@ static int connect_once(mp__redis *r) {
     return rc;
   }
   redisEnableKeepAlive(c);
+  c->reader->maxelements = MP_REDIS_MAX_ELEMENTS; /* a hostile server cannot make us allocate more */
   r->c = c;
   r->owed = 0;
   r->timeout_ms = r->cfg.io_timeout_ms;
