@@ -110,7 +110,7 @@ typedef struct mp__rentry {
   int status;  /* 0; MP_EPROTO: malformed or too large (see why); MP_ENOENT: deleted */
   void *data;  /* the message (malloc'd; never NULL when status is 0) */
   size_t len;
-  char why[96]; /* what was wrong, when status is MP_EPROTO */
+  char why[160]; /* what was wrong, when status is MP_EPROTO */
 } mp__rentry;
 
 /* Appends to out[*n..cap) the entries of an XREADGROUP reply (nil: none) over the streams

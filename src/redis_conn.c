@@ -31,6 +31,28 @@ struct mp__redis {
 #endif
 };
 
+/* hiredis' own write for plain TCP uses send() without MSG_NOSIGNAL; this one goes through
+ * the platform, which never raises SIGPIPE, so plain connections need no signal mask
+ * changes per write (TLS writes, done by OpenSSL, are guarded with mp_plat_sigpipe_hold). */
+static ssize_t plain_write(redisContext *c) {
+  size_t sent = 0;
+  int rc = mp_plat_sock_send((uint64_t)c->fd, c->obuf, sdslen(c->obuf), &sent);
+  if (rc == 0)
+    return (ssize_t)sent;
+  c->err = REDIS_ERR_IO;
+  snprintf(c->errstr, sizeof c->errstr, "%s", mp_last_error());
+  return -1;
+}
+
+static redisContextFuncs plain_funcs;
+
+/* The calling thread's SIGPIPE guard, for TLS connections only. */
+static int guard(const mp__redis *r) { return r->url.tls ? mp_plat_sigpipe_hold() : -1; }
+static void unguard(int token) {
+  if (token >= 0)
+    mp_plat_sigpipe_release(token);
+}
+
 int mp__redis_create(mp__redis **out, const char *url, const mp__redis_cfg *cfg) {
   mp__redis *r = calloc(1, sizeof *r);
   if (r == NULL)
@@ -56,9 +78,9 @@ int mp__redis_create(mp__redis **out, const char *url, const mp__redis_cfg *cfg)
 
 void mp__redis_drop(mp__redis *r) {
   if (r->c != NULL) {
-    int token = mp_plat_sigpipe_hold();
+    int token = guard(r);
     redisFree(r->c);
-    mp_plat_sigpipe_release(token);
+    unguard(token);
   }
   r->c = NULL;
   r->owed = 0;
@@ -137,10 +159,10 @@ int mp__redis_send(mp__redis *r, int argc, const char *const *argv, const size_t
     return mp_set_error(MP_EBROKEN, "%s: not connected", r->where);
   if (redisAppendCommandArgv(r->c, argc, (const char **)argv, lens) != REDIS_OK)
     return lost(r, "queueing a command");
-  int token = mp_plat_sigpipe_hold(), done = 0, ok = REDIS_OK;
+  int token = guard(r), done = 0, ok = REDIS_OK;
   while (!done && ok == REDIS_OK)
     ok = redisBufferWrite(r->c, &done);
-  mp_plat_sigpipe_release(token);
+  unguard(token);
   if (ok != REDIS_OK)
     return lost(r, "sending");
   r->owed++;
@@ -158,10 +180,10 @@ int mp__redis_recv(mp__redis *r, int wait_ms, redisReply **reply) {
       return lost(r, "setting the socket timeout");
     r->timeout_ms = limit;
   }
-  int token = mp_plat_sigpipe_hold();
+  int token = guard(r);
   void *out = NULL;
   int ok = redisGetReply(r->c, &out);
-  mp_plat_sigpipe_release(token);
+  unguard(token);
   if (ok != REDIS_OK || out == NULL)
     return lost(r, "waiting for a reply");
   if (r->owed > 0)
@@ -275,9 +297,7 @@ static int connect_once(mp__redis *r) {
   REDIS_OPTIONS_SET_TCP(&o, r->url.host, r->url.port);
   o.connect_timeout = &ctv;
   o.command_timeout = &iotv;
-  int token = mp_plat_sigpipe_hold();
   redisContext *c = redisConnectWithOptions(&o);
-  mp_plat_sigpipe_release(token);
   if (c == NULL)
     return mp_set_error(MP_ENOMEM, "%s: out of memory connecting", r->where);
   if (c->err) {
@@ -286,14 +306,27 @@ static int connect_once(mp__redis *r) {
     return rc;
   }
   redisEnableKeepAlive(c);
-  c->reader->maxelements = MP_REDIS_MAX_ELEMENTS; /* a hostile server cannot make us allocate more */
+  if (!r->url.tls) { /* TLS replaces the functions with its own at the handshake */
+    mp_plat_global_lock();
+    if (plain_funcs.write == NULL) {
+      plain_funcs = *c->funcs;
+      plain_funcs.write = plain_write;
+    }
+    mp_plat_global_unlock();
+    c->funcs = &plain_funcs;
+  }
+  c->reader->maxelements =
+      MP_REDIS_MAX_ELEMENTS; /* a hostile server cannot make us allocate more */
   r->c = c;
   r->owed = 0;
   r->timeout_ms = r->cfg.io_timeout_ms;
   int rc = 0;
 #if MP_HAVE_REDIS_TLS
-  if (r->url.tls)
+  if (r->url.tls) {
+    int token = guard(r);
     rc = tls_start(r);
+    unguard(token);
+  }
 #endif
   if (rc == 0)
     rc = login(r);

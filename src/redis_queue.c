@@ -744,8 +744,8 @@ static int rq_put_value(void *impl, const mp_value *v, int timeout_ms) {
 }
 
 static int rq_get_value(void *impl, mp_value **v, int timeout_ms) {
-  void *buf;
-  size_t len;
+  void *buf = NULL;
+  size_t len = 0;
   int rc = rq_get(impl, &buf, &len, timeout_ms);
   if (rc < 0)
     return rc;
@@ -804,7 +804,7 @@ static int rq_qsize(void *impl, size_t *n) {
 }
 
 static int rq_empty(void *impl) {
-  size_t n;
+  size_t n = 0;
   int rc = rq_qsize(impl, &n);
   return rc < 0 ? rc : n == 0;
 }

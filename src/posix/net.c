@@ -1,10 +1,28 @@
-/* POSIX backend: keeps SIGPIPE from a socket library's writes away from the process. */
+/* POSIX backend: a socket library's writes (hiredis), never raising SIGPIPE. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "../platform.h"
+
+int mp_plat_sock_send(uint64_t sock, const void *buf, size_t len, size_t *sent) {
+  for (;;) {
+    ssize_t n = send((int)sock, buf, len, MSG_NOSIGNAL);
+    if (n >= 0) {
+      *sent = (size_t)n;
+      return 0;
+    }
+    if (errno == EINTR)
+      continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      return mp__os_error_code(MP_ETIMEDOUT, errno, "send");
+    if (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN)
+      return mp__os_error_code(MP_EBROKEN, errno, "send");
+    return mp__os_error("send");
+  }
+}
 
 enum { WAS_BLOCKED = 1, WAS_PENDING = 2 };
 
