@@ -372,7 +372,8 @@ static int tx_submit(rq *q, int done, const void *data, size_t len, int64_t dead
     }
     return rc;
   }
-  memcpy(copy, data, len);
+  if (len > 0)
+    memcpy(copy, data, len);
   txop op = {done, done ? 0 : q->next_seq++, 0, copy, len};
   q->ops[q->nops++] = op;
   size_t keep = q->window;
