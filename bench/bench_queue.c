@@ -20,18 +20,8 @@
 #include "benchutil.h"
 #include "multiproc.h"
 
-struct hdr {
-  uint32_t producer, seq;
-  uint64_t stamp;
-};
-
-static uint64_t stamp(uint32_t producer, uint32_t seq) {
-  return (uint64_t)seq * UINT64_C(0x9E3779B97F4A7C15) ^
-         (uint64_t)(producer + 1) * UINT64_C(0xC2B2AE3D27D4EB4F);
-}
-
 static void make(unsigned char *buf, size_t size, uint32_t producer, uint32_t seq) {
-  struct hdr h = {producer, seq, stamp(producer, seq)};
+  struct bench_hdr h = {producer, seq, bench_stamp(producer, seq)};
   memcpy(buf, &h, sizeof h);
   memcpy(buf + size - 8, &h.stamp, 8);
 }
@@ -46,7 +36,7 @@ struct verifier {
 };
 
 static void verify(struct verifier *v, const unsigned char *m, size_t len) {
-  struct hdr h;
+  struct bench_hdr h;
   uint64_t tail;
   if (len != v->size) {
     fprintf(stderr, "message of %zu bytes, expected %zu\n", len, v->size);
@@ -55,7 +45,7 @@ static void verify(struct verifier *v, const unsigned char *m, size_t len) {
   memcpy(&h, m, sizeof h);
   memcpy(&tail, m + len - 8, 8);
   if (h.producer >= (uint32_t)v->producers || h.seq != v->expected[h.producer] ||
-      h.stamp != stamp(h.producer, h.seq) || tail != h.stamp) {
+      h.stamp != bench_stamp(h.producer, h.seq) || tail != h.stamp) {
     fprintf(stderr, "corrupt or out-of-order message (producer %u seq %u)\n", h.producer, h.seq);
     exit(3);
   }

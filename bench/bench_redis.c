@@ -21,16 +21,6 @@ enum { ROUNDS = 5, SIZE = 64, N_TUNED = 40000, N_SLOW = 4000 };
 static char url[256], dir[256];
 static int port;
 
-struct hdr {
-  uint32_t producer, seq;
-  uint64_t stamp;
-};
-
-static uint64_t stamp(uint32_t producer, uint32_t seq) {
-  return (uint64_t)seq * UINT64_C(0x9E3779B97F4A7C15) ^
-         (uint64_t)(producer + 1) * UINT64_C(0xC2B2AE3D27D4EB4F);
-}
-
 /* args: url, name, count, pipeline. */
 static int producer(mp_args *a) {
   const char *u, *name;
@@ -45,7 +35,7 @@ static int producer(mp_args *a) {
     return 91;
   unsigned char m[SIZE] = {0};
   for (uint32_t seq = 0; seq < (uint32_t)count; seq++) {
-    struct hdr h = {0, seq, stamp(0, seq)};
+    struct bench_hdr h = {0, seq, bench_stamp(0, seq)};
     memcpy(m, &h, sizeof h);
     memcpy(m + SIZE - 8, &h.stamp, 8);
     if (mp_queue_put(q, m, SIZE, MP_FOREVER) < 0)
@@ -86,11 +76,11 @@ static double run_mp(int count, size_t pipeline, size_t prefetch) {
     last = mp_monotonic_ns();
     if (seq == 0)
       first = last;
-    struct hdr h;
+    struct bench_hdr h;
     uint64_t tail;
     memcpy(&h, m, sizeof h);
     memcpy(&tail, (char *)m + SIZE - 8, 8);
-    if (len != SIZE || h.producer != 0 || h.seq != seq || h.stamp != stamp(0, seq) ||
+    if (len != SIZE || h.producer != 0 || h.seq != seq || h.stamp != bench_stamp(0, seq) ||
         tail != h.stamp) {
       fprintf(stderr, "bench_redis: corrupt or out-of-order message %u\n", seq);
       exit(3);

@@ -55,3 +55,8 @@ double bench_field(const char *text, const char *key) {
   }
   return -1;
 }
+
+uint64_t bench_stamp(uint32_t producer, uint32_t seq) {
+  return (uint64_t)seq * UINT64_C(0x9E3779B97F4A7C15) ^
+         (uint64_t)(producer + 1) * UINT64_C(0xC2B2AE3D27D4EB4F);
+}

@@ -4,6 +4,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The head of a benchmark message: who sent it, its number, and a stamp derived from both
+ * (the message's last 8 bytes repeat the stamp), so a consumer checks each one. */
+struct bench_hdr {
+  uint32_t producer, seq;
+  uint64_t stamp;
+};
+/* The stamp of message seq of producer. */
+uint64_t bench_stamp(uint32_t producer, uint32_t seq);
+
 /* Median of n samples (sorts the array in place). */
 double bench_median(double *v, size_t n);
 /* Prints "target <name> ratio=<r> goal=<op><bound> PASS|MISS"; op is "<=" or ">=". */

@@ -8,7 +8,9 @@
 
 /* What a queue implementation provides: the local inter-process queue and the manager's
  * remote proxy both plug in here. Every function gets the impl pointer given to
- * mp__queue_wrap. Any entry may be NULL: the call then fails with MP_ENOTSUP. */
+ * mp__queue_wrap. Any entry may be NULL: the call then fails with MP_ENOTSUP, except
+ * put_value/get_value (the value's MessagePack encoding goes through put/get instead) and
+ * flush (nothing to confirm: 0). */
 typedef struct mp__queue_ops {
   const char *kind; /* for messages: "queue", "remote queue" */
   int (*put)(void *impl, const void *buf, size_t len, int timeout_ms);

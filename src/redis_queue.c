@@ -662,10 +662,10 @@ static int rx_get(rq *q, mp__rentry *e, int timeout_ms) {
 
 /* ---- the heartbeat (joinable queues) ------------------------------------------------- */
 
-static int hb_refresh(rq *q, role *ro, void *a) {
-  (void)a;
+/* Runs a script operation about this handle's consumer ("refresh", "forget"). */
+static int consumer_op(rq *q, role *ro, void *op) {
   redisReply *reply = NULL;
-  int rc = call_script(ro, 4, "refresh", q->consumer, REFRESH_MAX, &reply);
+  int rc = call_script(ro, 4, op, q->consumer, strcmp(op, "refresh") ? NULL : REFRESH_MAX, &reply);
   mp__redis_reply_free(reply);
   return rc;
 }
@@ -687,7 +687,7 @@ static void hb_main(void *a) {
     mp_plat_mutex_unlock(&q->held_mu);
     if (holding > 0) {
       mp_plat_mutex_lock(&q->hb.mu);
-      with_conn(q, &q->hb, now_ns() + period, q->lease_ms / 3, hb_refresh, NULL);
+      with_conn(q, &q->hb, now_ns() + period, q->lease_ms / 3, consumer_op, "refresh");
       mp_plat_mutex_unlock(&q->hb.mu);
     }
     mp_plat_mutex_lock(&q->hb_mu);
@@ -730,28 +730,6 @@ static int rq_get(void *impl, void **buf, size_t *len, int timeout_ms) {
     *buf = e.data;
     *len = e.len;
   }
-  return rc;
-}
-
-static int rq_put_value(void *impl, const mp_value *v, int timeout_ms) {
-  void *buf;
-  size_t len;
-  int rc = mp_value_encode(v, &buf, &len);
-  if (rc < 0)
-    return rc;
-  rc = rq_put(impl, buf, len, timeout_ms);
-  mp_free(buf);
-  return rc;
-}
-
-static int rq_get_value(void *impl, mp_value **v, int timeout_ms) {
-  void *buf = NULL;
-  size_t len = 0;
-  int rc = rq_get(impl, &buf, &len, timeout_ms);
-  if (rc < 0)
-    return rc;
-  rc = mp_value_decode(buf, len, v);
-  mp_free(buf);
   return rc;
 }
 
@@ -974,14 +952,6 @@ static int release_held(rq *q, role *ro, void *a) {
   return rc;
 }
 
-static int forget(rq *q, role *ro, void *a) {
-  (void)a;
-  redisReply *reply = NULL;
-  int rc = call_script(ro, 4, "forget", q->consumer, NULL, &reply);
-  mp__redis_reply_free(reply);
-  return rc;
-}
-
 static void rq_free(void *impl) {
   rq *q = impl;
   if (q == NULL)
@@ -994,7 +964,7 @@ static void rq_free(void *impl) {
     mp_plat_mutex_lock(&q->tx.mu);
     if (tx_flush_locked(q, deadline) == 0 &&
         with_conn(q, &q->tx, deadline, 0, release_held, NULL) == 0 && mp__redis_epoch(q->rx.r) > 0)
-      with_conn(q, &q->tx, deadline, 0, forget, NULL);
+      with_conn(q, &q->tx, deadline, 0, consumer_op, "forget");
     mp_plat_mutex_unlock(&q->tx.mu);
   }
   role_free(&q->tx);

@@ -221,6 +221,11 @@ static void plain_queue_is_a_fifo_with_timeouts_and_close(void **state) {
   assert_mp(MP_ENOTSUP, mp_queue_task_done(a));
   assert_mp(MP_ENOTSUP, mp_queue_join(a, 0));
   assert_mp_ok(mp_queue_flush(a, 1000));
+  /* A handle is this process's: a child opens its own from the URL and name. */
+  mp_args *args;
+  assert_mp_ok(mp_args_create(&args));
+  assert_mp(MP_ENOTSUP, mp_args_add_queue(args, a));
+  mp_args_free(args);
   /* A get blocked in Redis is woken by a put through another handle... */
   blocked_get bg = {a, 1, ""};
   mp_test_thread *t = mp_test_thread_start(get_forever, &bg);
