@@ -989,22 +989,13 @@ static void rq_free(void *impl) {
   free(q);
 }
 
-static const mp__queue_ops plain_ops = {
-    "Redis queue", rq_put,   rq_get, rq_put_value, rq_get_value, rq_qsize, rq_empty,
-    rq_full,       rq_close, NULL,   NULL,         rq_free,      rq_flush};
-static const mp__queue_ops joinable_ops = {"Redis joinable queue",
-                                           rq_put,
-                                           rq_get,
-                                           rq_put_value,
-                                           rq_get_value,
-                                           rq_qsize,
-                                           rq_empty,
-                                           rq_full,
-                                           rq_close,
-                                           rq_task_done,
-                                           rq_join,
-                                           rq_free,
-                                           rq_flush};
+/* Values travel as their MessagePack encoding through put and get (queue.c). */
+static const mp__queue_ops plain_ops = {"Redis queue", rq_put,   rq_get,  NULL,     NULL,
+                                        rq_qsize,      rq_empty, rq_full, rq_close, NULL,
+                                        NULL,          rq_free,  rq_flush};
+static const mp__queue_ops joinable_ops = {
+    "Redis joinable queue", rq_put,  rq_get,  NULL,    NULL, rq_qsize, rq_empty, rq_full, rq_close,
+    rq_task_done,           rq_join, rq_free, rq_flush};
 
 static int check_name(const char *name, const char *what, size_t max, int tag_ok) {
   if (name == NULL)
