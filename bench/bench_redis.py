@@ -1,58 +1,48 @@
-"""The plain redis-py list queue (LPUSH / BRPOP, one round trip per message each side),
-measured the way bench_redis.c measures multiproc's Redis queue.
+"""The plain redis-py list queue (one LPUSH per put, one BRPOP per get: the usual Python
+idiom), measured the way bench_redis.c measures multiproc's Redis queue.
 
-Usage: bench_redis.py <port> <size> <count>
-Prints "msgs_per_s=<n>". A producer process LPUSHes <count> messages of <size> bytes (the
-first 16 bytes are (producer, sequence, stamp), the last 8 repeat the stamp); this process
-BRPOPs them, checking the count, the order and every stamp. The clock runs from the first
-message received to the last, as in the C benchmark. Every wait is bounded (10 s).
+    bench_redis.py rate <port> <size> <count>
+A producer process LPUSHes <count> messages of <size> bytes (benchutil.message); this
+process BRPOPs and checks every one (size, order, both stamps). The clock runs from the
+producer's go to the last message checked, as in the C peers. Prints value=<msg/s>.
 """
 import multiprocessing as mp
-import struct
-import sys
 import time
 
-import redis
-
-HDR = struct.Struct("<IIQ")
+import benchutil
 
 
-def stamp(producer, seq):
-    return (seq * 0x9E3779B97F4A7C15 ^ (producer + 1) * 0xC2B2AE3D27D4EB4F) & 0xFFFFFFFFFFFFFFFF
-
-
-def produce(port, key, count, size):
+def produce(port, key, barrier, count, size):
+    import redis
     r = redis.Redis(port=port)
-    pad = bytes(size - HDR.size - 8)
+    pad = bytes(size - benchutil.HDR.size - benchutil.TAIL.size)
+    barrier.wait()
     for seq in range(count):
-        s = stamp(0, seq)
-        r.lpush(key, HDR.pack(0, seq, s) + pad + struct.pack("<Q", s))
+        r.lpush(key, benchutil.message(0, seq, pad))
 
 
-def main():
-    port, size, count = (int(a) for a in sys.argv[1:4])
+def rate(port, size, count):
+    import redis
+    port, size, count = int(port), int(size), int(count)
     key = "bench-list-%d" % time.monotonic_ns()
     r = redis.Redis(port=port)
     r.delete(key)
-    p = mp.Process(target=produce, args=(port, key, count, size))
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(2)
+    p = ctx.Process(target=produce, args=(port, key, barrier, count, size))
     p.start()
-    start = None
-    for expected in range(count):
-        got = r.brpop(key, timeout=10)
-        if got is None:
-            sys.exit("timed out waiting for message %d" % expected)
-        if start is None:
-            start = time.monotonic()
-        m = got[1]
-        producer, seq, s = HDR.unpack_from(m)
-        if len(m) != size or producer != 0 or seq != expected or s != stamp(0, seq) or \
-                struct.unpack_from("<Q", m, size - 8)[0] != s:
-            sys.exit("corrupt or out-of-order message %d" % expected)
-    elapsed = time.monotonic() - start
-    p.join(10)
+    checker = benchutil.Checker(1, size)
+    barrier.wait()
+    t0 = time.perf_counter()
+    for _ in range(count):
+        checker.check(r.brpop(key)[1])
+    elapsed = time.perf_counter() - t0
+    p.join()
     r.delete(key)
-    print("msgs_per_s=%.1f" % ((count - 1) / elapsed))
+    if p.exitcode != 0:
+        raise SystemExit(f"the producer exited with {p.exitcode}")
+    return count / elapsed
 
 
 if __name__ == "__main__":
-    main()
+    benchutil.run({"rate": rate})
