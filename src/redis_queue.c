@@ -474,6 +474,17 @@ static int take_entries(rq *q, role *ro, mp__rentry *es, size_t n) {
   return rc;
 }
 
+/* The head of an XREADGROUP for this handle's consumer: GROUP mpq CONSUMER COUNT count. */
+static void xreadgroup(cmd *c, const rq *q, const char *count) {
+  c->argc = 0;
+  arg(c, "XREADGROUP");
+  arg(c, "GROUP");
+  arg(c, GROUP);
+  arg(c, q->consumer);
+  arg(c, "COUNT");
+  arg(c, count);
+}
+
 /* After a reconnect: the messages this consumer was given but never received (the reply
  * was lost with the connection) are still its own pending ones; read them back. */
 static int recover_pending(rq *q, role *ro) {
@@ -481,13 +492,8 @@ static int recover_pending(rq *q, role *ro) {
   for (;;) {
     char count[24];
     snprintf(count, sizeof count, "%zu", q->prefetch < 100 ? (size_t)100 : q->prefetch);
-    cmd c = {0};
-    arg(&c, "XREADGROUP");
-    arg(&c, "GROUP");
-    arg(&c, GROUP);
-    arg(&c, q->consumer);
-    arg(&c, "COUNT");
-    arg(&c, count);
+    cmd c;
+    xreadgroup(&c, q, count);
     arg(&c, "STREAMS");
     arg(&c, q->k_stream);
     arg(&c, from);
@@ -551,13 +557,7 @@ static int rx_fill(rq *q, role *ro, void *a) {
       arg(&c, count);
       rc = send(ro, &c);
     }
-    c.argc = 0;
-    arg(&c, "XREADGROUP");
-    arg(&c, "GROUP");
-    arg(&c, GROUP);
-    arg(&c, q->consumer);
-    arg(&c, "COUNT");
-    arg(&c, count);
+    xreadgroup(&c, q, count);
     if (wait >= 0) {
       snprintf(block, sizeof block, "%d", wait);
       arg(&c, "BLOCK");

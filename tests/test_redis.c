@@ -35,15 +35,6 @@ static mp_queue *open_q(const char *name, int joinable) {
 
 static void put_str(mp_queue *q, const char *s) { assert_mp_ok(mp_queue_put(q, s, strlen(s), 0)); }
 
-static void get_str(mp_queue *q, const char *want, int timeout_ms) {
-  void *buf;
-  size_t len;
-  assert_mp_ok(mp_queue_get(q, &buf, &len, timeout_ms));
-  assert_int_equal(len, strlen(want));
-  assert_memory_equal(buf, want, len);
-  mp_free(buf);
-}
-
 /* ---- arguments ------------------------------------------------------------------------ */
 
 static void bad_urls_names_and_options_are_refused(void **state) {
@@ -151,7 +142,7 @@ static void every_value_type_round_trips(void **state) {
   }
   /* Bytes: empty, binary, and 1 MiB. */
   assert_mp_ok(mp_queue_put(q, NULL, 0, 0));
-  get_str(q, "", 5000);
+  mp_test_get_str(q, "", 5000);
   size_t big = 1024 * 1024;
   unsigned char *b = malloc(big);
   assert_non_null(b);
@@ -170,7 +161,7 @@ static void every_value_type_round_trips(void **state) {
   mp_value *v;
   assert_mp(MP_EPROTO, mp_queue_get_value(q, &v, 5000));
   put_str(q, "after");
-  get_str(q, "after", 5000);
+  mp_test_get_str(q, "after", 5000);
   mp_queue_free(q);
 }
 
@@ -205,9 +196,9 @@ static void plain_queue_is_a_fifo_with_timeouts_and_close(void **state) {
   size_t n;
   assert_mp_ok(mp_queue_qsize(b, &n));
   assert_int_equal(n, 3);
-  get_str(b, "one", 0);
-  get_str(a, "two", 0);
-  get_str(b, "three", 0);
+  mp_test_get_str(b, "one", 0);
+  mp_test_get_str(a, "two", 0);
+  mp_test_get_str(b, "three", 0);
   assert_mp_ok(mp_queue_qsize(a, &n));
   assert_int_equal(n, 0);
   /* An empty get waits in Redis for its timeout, then MP_EEMPTY. */
@@ -260,7 +251,7 @@ static void plain_queue_is_a_fifo_with_timeouts_and_close(void **state) {
   fresh("plain");
   a = open_q(name, 0);
   put_str(a, "again");
-  get_str(a, "again", 1000);
+  mp_test_get_str(a, "again", 1000);
   mp_queue_free(a);
 }
 
@@ -287,8 +278,8 @@ static void joinable_queue_counts_tasks_and_join_waits_in_redis(void **state) {
   assert_mp(MP_ETIMEDOUT, mp_queue_join(p, 200));
   joiner j = {p, 1};
   mp_test_thread *t = mp_test_thread_start(join_forever, &j);
-  get_str(c, "a", 1000);
-  get_str(c, "b", 1000);
+  mp_test_get_str(c, "a", 1000);
+  mp_test_get_str(c, "b", 1000);
   size_t n;
   assert_mp_ok(mp_queue_qsize(p, &n));
   assert_int_equal(n, 0);
@@ -323,7 +314,7 @@ static void freed_handle_gives_back_what_it_holds(void **state) {
     snprintf(m, sizeof m, "m%d", i);
     put_str(p, m);
   }
-  get_str(c1, "m0", 1000); /* takes m0..m2, hands out m0 */
+  mp_test_get_str(c1, "m0", 1000); /* takes m0..m2, hands out m0 */
   mp_queue_free(c1);
   o.lease_ms = 1000; /* c2 reclaims what has been idle for a second: c1's, at once */
   assert_mp_ok(mp_redis_queue_create(&c2, mp_test_redis_url(), name, &o));
@@ -350,10 +341,10 @@ static void freed_handle_gives_back_what_it_holds(void **state) {
   put_str(p, "x");
   put_str(p, "y");
   put_str(p, "z");
-  get_str(c1, "x", 1000);
+  mp_test_get_str(c1, "x", 1000);
   mp_queue_free(c1);
-  get_str(p, "y", 1000);
-  get_str(p, "z", 1000);
+  mp_test_get_str(p, "y", 1000);
+  mp_test_get_str(p, "z", 1000);
   mp_queue_free(p);
 }
 
@@ -366,7 +357,7 @@ static void auth_and_acl_errors_are_clear(void **state) {
   mp_queue *q;
   assert_mp_ok(mp_redis_queue_create(&q, url_as("alice:alice-pw", u, sizeof u), name, NULL));
   put_str(q, "hi");
-  get_str(q, "hi", 1000);
+  mp_test_get_str(q, "hi", 1000);
   mp_queue_free(q);
   /* The password never shows in a message. */
   static const char *refused[] = {"alice:wrong-Secret-77", "nobody:wrong-Secret-77",

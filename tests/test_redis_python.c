@@ -91,13 +91,8 @@ static void c_and_python_exchange_both_ways(void **state) {
   }
   for (int i = 0; i < N; i++) {
     char want[40];
-    void *m;
-    size_t len;
     snprintf(want, sizeof want, "py:c-%d", i);
-    assert_mp_ok(mp_queue_get(qo, &m, &len, 20000));
-    assert_int_equal(len, strlen(want));
-    assert_memory_equal(m, want, len);
-    mp_free(m);
+    mp_test_get_str(qo, want, 20000);
   }
   for (int i = 0; i < N; i++) {
     mp_value *got, *want = mp_value_list();
@@ -151,13 +146,8 @@ static void python_puts_by_xadd_and_by_the_script(void **state) {
   peer_done(peer("produce", out, "20", NULL));
   for (int i = 0; i < 20; i++) {
     char want[16];
-    void *m;
-    size_t len;
     snprintf(want, sizeof want, "py-%d", i);
-    assert_mp_ok(mp_queue_get(q, &m, &len, 5000));
-    assert_int_equal(len, strlen(want));
-    assert_memory_equal(m, want, len);
-    mp_free(m);
+    mp_test_get_str(q, want, 5000);
   }
   mp_queue_free(q);
 }

@@ -136,6 +136,15 @@ mp_process *mp_test_redis_consumer(const char *url, const char *name, const char
   return spawn(consumer, a);
 }
 
+void mp_test_get_str(mp_queue *q, const char *want, int timeout_ms) {
+  void *buf;
+  size_t len;
+  assert_mp_ok(mp_queue_get(q, &buf, &len, timeout_ms));
+  assert_int_equal(len, strlen(want));
+  assert_memory_equal(buf, want, len);
+  mp_free(buf);
+}
+
 void mp_test_join_ok(mp_process *p) {
   int code;
   assert_mp_ok(mp_process_join(p, 120000));

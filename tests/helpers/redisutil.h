@@ -18,6 +18,8 @@ mp_process *mp_test_redis_producer(const char *url, const char *name, int id, in
  * lease_ms 0: the default. Exit code 0 on success. */
 mp_process *mp_test_redis_consumer(const char *url, const char *name, const char *results,
                                    int lease_ms);
+/* Gets the next message from q within timeout_ms and checks it is the string want. */
+void mp_test_get_str(mp_queue *q, const char *want, int timeout_ms);
 /* Joins p (two minutes at most), checks it exited with 0, frees it. */
 void mp_test_join_ok(mp_process *p);
 /* Reads the (producer, seq) reports from `results` and checks each of producers x
