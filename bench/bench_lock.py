@@ -17,8 +17,7 @@ CONTENDED = 200_000  # per thread
 RUNS = 5
 
 
-def uncontended():
-    lock = threading.Lock()
+def uncontended(lock):
     acquire, release = lock.acquire, lock.release
     start = time.perf_counter_ns()
     for _ in range(UNCONTENDED):
@@ -45,17 +44,7 @@ def contended():
     return (time.perf_counter_ns() - start) / (2 * CONTENDED)
 
 
-P_UNCONTENDED = 1_000_000
 P_CONTENDED = 100_000  # per process
-
-
-def mp_uncontended(lock):
-    acquire, release = lock.acquire, lock.release
-    start = time.perf_counter_ns()
-    for _ in range(P_UNCONTENDED):
-        acquire()
-        release()
-    return (time.perf_counter_ns() - start) / P_UNCONTENDED
 
 
 def count_under(lock, counter):
@@ -81,10 +70,10 @@ def mp_contended():
 
 
 if __name__ == "__main__":
-    u = statistics.median(uncontended() for _ in range(RUNS))
+    u = statistics.median(uncontended(threading.Lock()) for _ in range(RUNS))
     c = statistics.median(contended() for _ in range(RUNS))
-    mu = statistics.median(mp_uncontended(multiprocessing.Lock()) for _ in range(RUNS))
+    mu = statistics.median(uncontended(multiprocessing.Lock()) for _ in range(RUNS))
     mc = statistics.median(mp_contended() for _ in range(RUNS))
-    su = statistics.median(mp_uncontended(multiprocessing.Semaphore(1)) for _ in range(RUNS))
+    su = statistics.median(uncontended(multiprocessing.Semaphore(1)) for _ in range(RUNS))
     print(f"uncontended_ns={u:.1f} contended_ns={c:.1f} mp_lock_uncontended_ns={mu:.1f} "
           f"mp_lock_contended_ns={mc:.1f} mp_sem_uncontended_ns={su:.1f}")

@@ -114,86 +114,83 @@ static int wctx_init(mp_args *a, struct wctx *w) {
 
 /* ---- workers ------------------------------------------------------------------------------ */
 
-/* Takes the lock (checking that nobody else holds it), holds it a moment, releases. */
 /* Says "waiting" and takes a ticket in the queue of waiters. */
 static void announce_wait(struct wctx *w) {
   st(&w->me->ticket, __atomic_fetch_add(&w->b->tickets, 1, __ATOMIC_SEQ_CST));
   st(&w->me->state, S_WAITING);
 }
 
-static int lock_round(struct wctx *w, mp_plock *l, int timeout_ms) {
+/* A lock or a semaphore, as a worker uses it. */
+struct holdable {
+  int (*get)(const mp_args *a, void **obj);
+  int (*acquire)(void *obj, int timeout_ms);
+  int (*release)(void *obj);
+  int lock;         /* one holder at a time (checked on the board), and MP_EOWNERDEAD means taken */
+  int last_timeout; /* the survivors' last acquire (see hold_worker) */
+};
+
+/* Takes the object, holds it a moment, gives it back; a lock checks that nobody else holds
+ * it meanwhile. Returns 0, MP_ETIMEDOUT, or a failure exit code. */
+static int hold_round(struct wctx *w, void *obj, const struct holdable *h, int timeout_ms) {
   announce_wait(w);
   uint64_t t0 = mp_monotonic_ns();
-  int rc = mp_plock_acquire(l, timeout_ms);
+  int rc = h->acquire(obj, timeout_ms);
   if (rc == MP_ETIMEDOUT)
     return timing_ok(w->me, timeout_ms, t0) ? E_TIMING : MP_ETIMEDOUT;
-  if (rc != 0 && rc != MP_EOWNERDEAD)
+  if (rc != 0 && !(h->lock && rc == MP_EOWNERDEAD))
     return wfail(w->me, E_RC, rc);
   st(&w->me->state, S_HOLDING);
   if (rc == MP_EOWNERDEAD)
     st(&w->b->owner, 0); /* the dead holder's mark */
-  if (ld(&w->b->owner) != 0)
+  if (h->lock && ld(&w->b->owner) != 0)
     return wfail(w->me, E_EXCL, ld(&w->b->owner));
-  st(&w->b->owner, w->idx + 1);
+  if (h->lock)
+    st(&w->b->owner, w->idx + 1);
   spin_us(rng_below(&w->rng, 30));
-  st(&w->b->owner, 0);
+  if (h->lock)
+    st(&w->b->owner, 0);
   st(&w->me->state, S_RELEASING);
-  if ((rc = mp_plock_release(l)) != 0)
+  if ((rc = h->release(obj)) != 0)
     return wfail(w->me, E_RC, rc);
   st(&w->me->state, S_IDLE);
   w->me->count++;
   return 0;
 }
 
-static int lock_worker(mp_args *a) {
+/* Rounds until the parent says stop, then one last round: nobody holds a lock for long any
+ * more, so it must come within FINAL_MS; a semaphore's last unit may have died with a
+ * worker, so there the parent decides when to add one (MP_FOREVER). */
+static int hold_worker(mp_args *a, const struct holdable *h) {
   struct wctx w;
-  mp_plock *l = NULL;
+  void *obj = NULL;
   int rc = wctx_init(a, &w);
-  if (rc != 0 || mp_args_get_plock(a, 1, &l) != 0)
+  if (rc != 0 || h->get(a, &obj) != 0)
     return E_ARGS;
   while (!ld(&w.b->stop))
-    if ((rc = lock_round(&w, l, w.param ? MP_FOREVER : pick_timeout(&w.rng))) > 0)
+    if ((rc = hold_round(&w, obj, h, w.param ? MP_FOREVER : pick_timeout(&w.rng))) > 0)
       return rc;
-  /* Nobody holds the lock for long any more: it must come within FINAL_MS. */
-  rc = lock_round(&w, l, FINAL_MS);
+  rc = hold_round(&w, obj, h, h->last_timeout);
   if (rc == MP_ETIMEDOUT)
     return wfail(w.me, E_FINAL, 0);
   st(&w.me->state, S_DONE);
   return rc;
 }
 
-/* Takes a unit, holds it a moment, gives it back. */
-static int sem_round(struct wctx *w, mp_psem *s, int timeout_ms) {
-  announce_wait(w);
-  uint64_t t0 = mp_monotonic_ns();
-  int rc = mp_psem_acquire(s, timeout_ms);
-  if (rc == MP_ETIMEDOUT)
-    return timing_ok(w->me, timeout_ms, t0) ? E_TIMING : MP_ETIMEDOUT;
-  if (rc != 0)
-    return wfail(w->me, E_RC, rc);
-  st(&w->me->state, S_HOLDING);
-  spin_us(rng_below(&w->rng, 30));
-  st(&w->me->state, S_RELEASING);
-  if ((rc = mp_psem_release(s)) != 0)
-    return wfail(w->me, E_RC, rc);
-  st(&w->me->state, S_IDLE);
-  w->me->count++;
-  return 0;
+static int get_plock(const mp_args *a, void **l) { return mp_args_get_plock(a, 1, (mp_plock **)l); }
+static int get_psem(const mp_args *a, void **s) { return mp_args_get_psem(a, 1, (mp_psem **)s); }
+static int plock_take(void *l, int timeout_ms) { return mp_plock_acquire(l, timeout_ms); }
+static int plock_release(void *l) { return mp_plock_release(l); }
+static int psem_acquire(void *s, int timeout_ms) { return mp_psem_acquire(s, timeout_ms); }
+static int psem_release(void *s) { return mp_psem_release(s); }
+
+static int lock_worker(mp_args *a) {
+  static const struct holdable h = {get_plock, plock_take, plock_release, 1, FINAL_MS};
+  return hold_worker(a, &h);
 }
 
 static int sem_worker(mp_args *a) {
-  struct wctx w;
-  mp_psem *s = NULL;
-  int rc = wctx_init(a, &w);
-  if (rc != 0 || mp_args_get_psem(a, 1, &s) != 0)
-    return E_ARGS;
-  while (!ld(&w.b->stop))
-    if ((rc = sem_round(&w, s, w.param ? MP_FOREVER : pick_timeout(&w.rng))) > 0)
-      return rc;
-  /* The last unit may have died with a worker: the parent decides when to add one. */
-  rc = sem_round(&w, s, MP_FOREVER);
-  st(&w.me->state, S_DONE);
-  return rc;
+  static const struct holdable h = {get_psem, psem_acquire, psem_release, 0, MP_FOREVER};
+  return hold_worker(a, &h);
 }
 
 /* Event: param 1 makes a setter (sets when the parent asks), 0 a waiter (waits once per
@@ -597,7 +594,6 @@ static void forever_or_mixed(struct trial *t) {
 
 /* ---- lock --------------------------------------------------------------------------------- */
 
-static int plock_take(void *l, int timeout_ms) { return mp_plock_acquire(l, timeout_ms); }
 static void plock_give(void *l) { mp_plock_release(l); }
 static void give_nothing(void *l) { (void)l; }
 static void add_plock(mp_args *a, void *l) { assert_mp_ok(mp_args_add_plock(a, l)); }
@@ -1035,37 +1031,31 @@ static void run_trials(const char *what, void (*trial)(struct trial *)) {
   assert_int_equal(failed, 0);
 }
 
-static void chaos_lock(void **state) {
-  (void)state;
-  run_trials("lock", lock_trial);
-}
-static void chaos_semaphore(void **state) {
-  (void)state;
-  run_trials("semaphore", sem_trial);
-}
-static void chaos_event(void **state) {
-  (void)state;
-  run_trials("event", event_trial);
-}
-static void chaos_value(void **state) {
-  (void)state;
-  run_trials("value", shared_trial);
-}
-static void chaos_queue(void **state) {
-  (void)state;
-  run_trials("queue", queue_trial_plain);
-}
-static void chaos_joinable_queue(void **state) {
-  (void)state;
-  run_trials("joinable", queue_trial_joinable);
+/* One cmocka test per object, all run by chaos(): the state names the object. */
+struct object_case {
+  const char *test, *what;
+  void (*trial)(struct trial *);
+};
+
+static void chaos(void **state) {
+  const struct object_case *c = *state;
+  run_trials(c->what, c->trial);
 }
 
 int main(int argc, char **argv) {
   mp_init(&argc, &argv);
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(chaos_lock),  cmocka_unit_test(chaos_semaphore),
-      cmocka_unit_test(chaos_event), cmocka_unit_test(chaos_value),
-      cmocka_unit_test(chaos_queue), cmocka_unit_test(chaos_joinable_queue),
+  static struct object_case cases[] = {
+      {"chaos_lock", "lock", lock_trial},
+      {"chaos_semaphore", "semaphore", sem_trial},
+      {"chaos_event", "event", event_trial},
+      {"chaos_value", "value", shared_trial},
+      {"chaos_queue", "queue", queue_trial_plain},
+      {"chaos_joinable_queue", "joinable", queue_trial_joinable},
   };
+  struct CMUnitTest tests[sizeof cases / sizeof cases[0]];
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct CMUnitTest t = {cases[i].test, chaos, NULL, NULL, &cases[i]};
+    tests[i] = t;
+  }
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -169,6 +169,25 @@ static uint32_t word_load(uint32_t *w) { return __atomic_load_n(w, __ATOMIC_SEQ_
 static int word_cas(uint32_t *w, uint32_t *expected, uint32_t desired) {
   return __atomic_compare_exchange_n(w, expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
 }
+
+/* Waits until ready(w) succeeds (it may take something, as a unit). While it does not, the
+ * word is 0 or `mark`: announce a sleeper (0 -> mark) and sleep while it stays so; whoever
+ * changes it from `mark` wakes everyone. 0, MP_ETIMEDOUT, or an error. */
+static int word_wait_for(uint32_t *w, uint32_t mark, int (*ready)(uint32_t *),
+                         int64_t deadline_ns) {
+  for (;;) {
+    if (ready(w))
+      return 0;
+    uint32_t v = 0;
+    if (!word_cas(w, &v, mark) && v != mark)
+      continue; /* it changed meanwhile: look again */
+    int rc = word_wait(w, mark, deadline_ns);
+    if (rc == MP_ETIMEDOUT)
+      return ready(w) ? 0 : MP_ETIMEDOUT;
+    if (rc != 0)
+      return rc;
+  }
+}
 #else
 /* sem_wait until a monotonic deadline (-1: none): 0, MP_ETIMEDOUT or MP_EOS. */
 static int sem_wait_until(sem_t *s, int64_t deadline_ns) {
@@ -352,19 +371,7 @@ static int psem_try(uint32_t *w) {
 }
 
 int mp_plat_psem_acquire(mp_plat_psem *s, int64_t deadline_ns) {
-  uint32_t *w = &PSEM(s)->word;
-  for (;;) {
-    if (psem_try(w))
-      return 0;
-    uint32_t v = 0; /* no unit: announce a sleeper, then sleep while nothing changes */
-    if (!word_cas(w, &v, SLEEPERS) && v != SLEEPERS)
-      continue;
-    int rc = word_wait(w, SLEEPERS, deadline_ns);
-    if (rc == MP_ETIMEDOUT)
-      return psem_try(w) ? 0 : MP_ETIMEDOUT;
-    if (rc != 0)
-      return rc;
-  }
+  return word_wait_for(&PSEM(s)->word, SLEEPERS, psem_try, deadline_ns);
 }
 
 /* With sleepers announced, the kernel's "add 1" turns units << 1 | 1 into (units + 1) << 1:
@@ -514,22 +521,12 @@ int mp_plat_pevent_clear(mp_plat_pevent *e) {
   return 0;
 }
 
-int mp_plat_pevent_is_set(mp_plat_pevent *e) { return (word_load(&PEVENT(e)->word) & EV_SET) != 0; }
+static int ev_is_set(uint32_t *w) { return (word_load(w) & EV_SET) != 0; }
+
+int mp_plat_pevent_is_set(mp_plat_pevent *e) { return ev_is_set(&PEVENT(e)->word); }
 
 int mp_plat_pevent_wait(mp_plat_pevent *e, int64_t deadline_ns) {
-  uint32_t *w = &PEVENT(e)->word;
-  for (;;) {
-    uint32_t v = word_load(w);
-    if (v & EV_SET)
-      return 0;
-    if (v == 0 && !word_cas(w, &v, EV_SLEEPERS))
-      continue;
-    int rc = word_wait(w, EV_SLEEPERS, deadline_ns);
-    if (rc == MP_ETIMEDOUT)
-      return mp_plat_pevent_is_set(e) ? 0 : MP_ETIMEDOUT;
-    if (rc != 0)
-      return rc;
-  }
+  return word_wait_for(&PEVENT(e)->word, EV_SLEEPERS, ev_is_set, deadline_ns);
 }
 #else
 /* Posts the bell unless it already rings: at most a few stale posts, never a pile. */
