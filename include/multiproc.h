@@ -502,6 +502,8 @@ MP_API int mp_psem_create(mp_psem **s, unsigned value, unsigned maxvalue);
 MP_API int mp_psem_acquire(mp_psem *s, int timeout_ms);
 /** Gives one unit back; MP_EINVAL if a bounded semaphore would exceed its maxvalue. */
 MP_API int mp_psem_release(mp_psem *s);
+/** Stores the number of free units now, a snapshot (Python's Semaphore.get_value). */
+MP_API int mp_psem_get_value(mp_psem *s, unsigned *value);
 /** Frees this process's handle to the semaphore. */
 MP_API void mp_psem_free(mp_psem *s);
 

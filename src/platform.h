@@ -176,9 +176,15 @@ void *mp_plat_shm_addr(const mp_plat_shm *m);
 mp_plat_handle mp_plat_shm_handle(const mp_plat_shm *m);
 void mp_plat_shm_free(mp_plat_shm *m);
 
+/* A dead process wakes nobody. A wait whose waker could die between changing the state and
+ * waking (the queue's events on every system; every wait of the portable POSIX backend)
+ * sleeps at most this long at a time and looks again: a lost wake-up costs this, not a hang. */
+#define MP_PLAT_RECHECK_NS ((int64_t)100 * 1000000)
+
 /* A robust lock: acquire gives 0, MP_EOWNERDEAD (the holder died; now held and
  * consistent), MP_ETIMEDOUT or MP_EDEADLK (the calling thread holds it). Release by a
- * thread that does not hold it: MP_EPERM. */
+ * thread that does not hold it: MP_EPERM. A waiter killed while it waits or just after its
+ * wake-up never leaves the others asleep on a free lock. */
 typedef struct mp_plat_plock mp_plat_plock;
 int mp_plat_plock_create(mp_plat_plock **l);
 int mp_plat_plock_import(mp_plat_plock **l, mp_plat_handle h);
@@ -187,16 +193,18 @@ int mp_plat_plock_acquire(mp_plat_plock *l, int64_t deadline_ns);
 int mp_plat_plock_release(mp_plat_plock *l);
 void mp_plat_plock_free(mp_plat_plock *l);
 
-/* A counting semaphore; release beyond maxvalue is MP_EINVAL. */
+/* A counting semaphore; release beyond maxvalue is MP_EINVAL. A waiter or releaser killed at
+ * any moment leaves neither a unit stranded among sleepers nor a sleeper unwoken. */
 typedef struct mp_plat_psem mp_plat_psem;
 int mp_plat_psem_create(mp_plat_psem **s, unsigned initial, unsigned maxvalue);
 int mp_plat_psem_import(mp_plat_psem **s, mp_plat_handle h);
 mp_plat_handle mp_plat_psem_handle(const mp_plat_psem *s);
 int mp_plat_psem_acquire(mp_plat_psem *s, int64_t deadline_ns);
 int mp_plat_psem_release(mp_plat_psem *s);
+int mp_plat_psem_value(mp_plat_psem *s, unsigned *value); /* free units now */
 void mp_plat_psem_free(mp_plat_psem *s);
 
-/* A manual-reset event. */
+/* A manual-reset event; a setter killed inside set has set and woken, or not set. */
 typedef struct mp_plat_pevent mp_plat_pevent;
 int mp_plat_pevent_create(mp_plat_pevent **e);
 int mp_plat_pevent_import(mp_plat_pevent **e, mp_plat_handle h);
