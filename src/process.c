@@ -138,6 +138,33 @@ static void registry_remove(mp_process *p) {
   mp_plat_global_unlock();
 }
 
+static void process_destroy(mp_process *p) {
+  mp_plat_child_release(&p->proc);
+  mp_args_free(p->args);
+  free(p->name);
+  free(p);
+}
+
+/* Children the user freed that have exited are reaped and freed now, as Python's start()
+ * cleans up finished children: they never stay zombies until mp_shutdown. */
+static void reap_freed(void) {
+  for (;;) {
+    mp_process *done = NULL;
+    mp_plat_global_lock();
+    for (mp_process **pp = &live; *pp; pp = &(*pp)->next) {
+      if ((*pp)->freed && mp_plat_child_wait(&(*pp)->proc, 0) == 0) {
+        done = *pp;
+        *pp = done->next;
+        break;
+      }
+    }
+    mp_plat_global_unlock();
+    if (done == NULL)
+      return;
+    process_destroy(done);
+  }
+}
+
 /* ---- the public object ------------------------------------------------------------------ */
 
 int mp_process_create(mp_process **out, mp_target_fn fn, const mp_args *args,
@@ -178,13 +205,6 @@ int mp_process_create(mp_process **out, mp_target_fn fn, const mp_args *args,
   p->proc.wait = p->proc.job = MP_PLAT_INVALID;
   *out = p;
   return 0;
-}
-
-static void process_destroy(mp_process *p) {
-  mp_plat_child_release(&p->proc);
-  mp_args_free(p->args);
-  free(p->name);
-  free(p);
 }
 
 void mp_process_free(mp_process *p) {
@@ -442,6 +462,7 @@ int mp_process_start(mp_process *p) {
                     "call mp_init(&argc, &argv) first; exiting\n");
     mp_plat_exit(MP_EXIT_NO_INIT);
   }
+  reap_freed();
   mp_start_method m = resolve_method(p->method);
   int rc = method_supported(m, "mp_process_start");
   /* What the parent printed before start comes before what the child prints. Only stdout

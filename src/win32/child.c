@@ -417,20 +417,21 @@ int mp_plat_child_wait(mp_plat_child *c, int timeout_ms) {
 
 int mp_plat_child_signal(mp_plat_child *c, int sig, int tree) {
   UINT code = MP_WIN_SIGNAL_BASE | (UINT)sig;
-  if (tree && c->job != MP_PLAT_INVALID) {
-    if (!TerminateJobObject((HANDLE)c->job, code))
-      return mp__os_error("TerminateJobObject");
-  } else if (!c->reaped && c->wait != MP_PLAT_INVALID &&
-             WaitForSingleObject((HANDLE)c->wait, 0) == WAIT_TIMEOUT) {
-    /* It may exit on its own between the check and the call: then nothing is left to stop. */
-    if (!TerminateProcess((HANDLE)c->wait, code) &&
-        WaitForSingleObject((HANDLE)c->wait, 0) != WAIT_OBJECT_0)
-      return mp__os_error("TerminateProcess");
-  } else {
+  int running = !c->reaped && c->wait != MP_PLAT_INVALID &&
+                WaitForSingleObject((HANDLE)c->wait, 0) == WAIT_TIMEOUT;
+  BOOL ok;
+  if (tree && c->job != MP_PLAT_INVALID)
+    ok = TerminateJobObject((HANDLE)c->job, code);
+  else if (running)
+    ok = TerminateProcess((HANDLE)c->wait, code);
+  else
     return 0;
-  }
-  if (c->backend == 0)
-    c->backend = sig;
+  /* It may exit on its own between the check and the call: then nothing is left to stop. */
+  if (!ok &&
+      !(c->wait != MP_PLAT_INVALID && WaitForSingleObject((HANDLE)c->wait, 0) == WAIT_OBJECT_0))
+    return mp__os_error(tree ? "TerminateJobObject" : "TerminateProcess");
+  if (ok && running && c->backend == 0)
+    c->backend = sig; /* what ended it, should the exit code not say (Wine's job kills) */
   return 0;
 }
 
