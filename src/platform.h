@@ -178,6 +178,8 @@ int mp_plat_shm_import(mp_plat_shm **m, mp_plat_handle h, size_t size);
 void *mp_plat_shm_addr(const mp_plat_shm *m);
 mp_plat_handle mp_plat_shm_handle(const mp_plat_shm *m);
 void mp_plat_shm_free(mp_plat_shm *m);
+/* Tests: on 1, shared memory is made as where memfd_create is refused (POSIX shm_open). */
+void mp_plat_shm_test_no_memfd(int on);
 
 /* A robust lock: acquire gives 0, MP_EOWNERDEAD (the holder died; now held and
  * consistent), MP_ETIMEDOUT or MP_EDEADLK (the calling thread holds it). Release by a

@@ -718,11 +718,11 @@ static void child_main(const char *marker) {
   }
   is_spawned_child_running = 1;
   parent_pid = ppid;
-  mp_plat_child_setup(ppid, flags & MP_CHILD_DIE_WITH_PARENT);
   if (mp_plat_bootstrap_handle(ppid, value, &h) != 0) {
     fprintf(stderr, "multiproc: %s\n", mp_last_error());
     mp_plat_exit(MP_EXIT_BOOTSTRAP);
   }
+  mp_plat_child_setup(ppid, flags & MP_CHILD_DIE_WITH_PARENT);
   if (mp__conn_wrap_handle(h, &c) != 0 || send_hello(c) != 0)
     mp_plat_exit(MP_EXIT_BOOTSTRAP);
   mp_target_fn fn = NULL;

@@ -634,18 +634,18 @@ int mp_plat_child_mode_allowed(void) {
  * and is the process that started this one. */
 int mp_plat_bootstrap_handle(int64_t parent_pid, int64_t value, mp_plat_handle *out) {
   int fd = (int)value;
-  if (fcntl(fd, F_GETFD) < 0)
-    return mp__os_error("bootstrap descriptor");
   if ((pid_t)parent_pid != getppid())
     return mp_set_error(MP_EPERM,
                         "bootstrap: parent %lld named by the marker is not this "
                         "process's parent (%lld)",
                         (long long)parent_pid, (long long)getppid());
+  if (fcntl(fd, F_GETFD) < 0)
+    return mp__os_error("bootstrap: descriptor");
 #if MP_LINUX
   struct ucred cred;
   socklen_t len = sizeof cred;
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
-    return mp__os_error("bootstrap descriptor (SO_PEERCRED)");
+    return mp__os_error("bootstrap: descriptor (SO_PEERCRED)");
   if ((int64_t)cred.pid != parent_pid || cred.uid != getuid())
     return mp_set_error(MP_EPERM, "bootstrap: the peer (pid %lld) is not the parent %lld",
                         (long long)cred.pid, (long long)parent_pid);
@@ -653,7 +653,7 @@ int mp_plat_bootstrap_handle(int64_t parent_pid, int64_t value, mp_plat_handle *
   int type = 0;
   socklen_t len = sizeof type;
   if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
-    return mp__os_error("bootstrap descriptor is not a socket");
+    return mp__os_error("bootstrap: descriptor is not a socket");
 #endif
   fcntl(fd, F_SETFD, FD_CLOEXEC);
   *out = fd;
