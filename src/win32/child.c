@@ -324,6 +324,10 @@ static int create_suspended(const mp_plat_child_spec *s, const launch *l, PROCES
     return rc;
   DWORD flags = creation_flags(s->flags), err = 0;
   BOOL ok = create(l, &d, flags, pi, &err);
+  /* Wine under load now and then fails a start with ERROR_INTERNAL_ERROR that the next
+   * attempt does not meet (docs/platform-notes.md); Windows does not use the code here. */
+  for (int tries = 0; !ok && err == ERROR_INTERNAL_ERROR && tries < 3; tries++)
+    ok = create(l, &d, flags, pi, &err);
   if (!ok && err == ERROR_ACCESS_DENIED && (flags & CREATE_BREAKAWAY_FROM_JOB))
     ok = create(l, &d, flags & ~(DWORD)CREATE_BREAKAWAY_FROM_JOB, pi, &err);
   close_dups(&d);
