@@ -22,6 +22,7 @@
 
 #include "features.h"
 #include "reaper.h"
+#include "util.h"
 #include "../platform.h"
 
 #if MP_LINUX
@@ -44,17 +45,6 @@ int mp_plat_child_caps(void) {
 int64_t mp_plat_bootstrap_value(mp_plat_handle h) {
   (void)h;
   return BOOT_FD;
-}
-
-static int code_for_errno(int e) {
-  switch (e) {
-  case ENOENT:
-  case ENOTDIR: return MP_ENOENT;
-  case EACCES:
-  case EPERM: return MP_EPERM;
-  case ENOMEM: return MP_ENOMEM;
-  default: return MP_EOS;
-  }
 }
 
 /* ---- the forker thread ------------------------------------------------------------------ */
@@ -112,20 +102,10 @@ static void install_atfork(void) {
 }
 
 static int forker_start_locked(void) {
-  pthread_t t;
-  pthread_attr_t attr;
-  sigset_t all, old;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  sigfillset(&all); /* the forker takes no signals: they belong to the application's threads */
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&t, &attr, forker_main, NULL);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&attr);
-  if (rc != 0)
-    return mp__os_error_code(MP_EOS, rc, "pthread_create(forker thread)");
-  fk_owner = getpid();
-  return 0;
+  int rc = mp__service_thread(forker_main, "pthread_create(forker thread)");
+  if (rc == 0)
+    fk_owner = getpid();
+  return rc;
 }
 
 /* Runs r on the forker thread, starting it on first use, and waits for the result. */
@@ -485,10 +465,10 @@ static int spawn_error(int e, const mp_plat_child_spec *s) {
   const char *prog = s->shell_cmd ? "/bin/sh" : s->program ? s->program : "this program";
   if (s->cwd && access(s->cwd, X_OK) != 0) {
     snprintf(what, sizeof what, "cannot start '%s': working directory '%s'", prog, s->cwd);
-    return mp__os_error_code(code_for_errno(errno), errno, what);
+    return mp__os_error_code(mp__errno_code(errno), errno, what);
   }
   snprintf(what, sizeof what, "cannot start '%s'", prog);
-  return mp__os_error_code(s->program || s->shell_cmd ? code_for_errno(e) : MP_ECHILD, e, what);
+  return mp__os_error_code(s->program || s->shell_cmd ? mp__errno_code(e) : MP_ECHILD, e, what);
 }
 
 int mp_plat_child_spawn(const mp_plat_child_spec *s, mp_plat_child *c) {

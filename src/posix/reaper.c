@@ -15,6 +15,7 @@
 
 #include "../platform.h"
 #include "reaper.h"
+#include "util.h"
 
 typedef struct watched {
   pid_t pid;
@@ -120,18 +121,9 @@ static int start_locked(void) {
       return mp__os_error("sigaction(SIGCHLD)");
     handler_installed = 1;
   }
-  pthread_t t;
-  pthread_attr_t attr;
-  sigset_t all, old;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  sigfillset(&all); /* the application's signals are for its own threads */
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&t, &attr, reaper_main, NULL);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&attr);
+  int rc = mp__service_thread(reaper_main, "pthread_create(reaper thread)");
   if (rc != 0)
-    return mp__os_error_code(MP_EOS, rc, "pthread_create(reaper thread)");
+    return rc;
   owner = getpid();
   return 0;
 }

@@ -13,23 +13,13 @@
 #include <unistd.h>
 
 #include "../platform.h"
+#include "util.h"
 
 extern char **environ;
 
 #define CHUNK 65536
 
 /* ---- small helpers ------------------------------------------------------------------- */
-
-static int code_for_errno(int e) {
-  switch (e) {
-  case ENOENT:
-  case ENOTDIR: return MP_ENOENT;
-  case EACCES:
-  case EPERM: return MP_EPERM;
-  case ENOMEM: return MP_ENOMEM;
-  default: return MP_EOS;
-  }
-}
 
 static int ms_left(uint64_t deadline_ns, int forever) {
   if (forever)
@@ -131,7 +121,7 @@ static int open_file(const struct mp_stdio *s, int index, int *fd) {
   *fd = open(s->path, flags, 0666);
   if (*fd < 0) {
     int e = errno;
-    return mp__os_error_code(code_for_errno(e), e, s->path);
+    return mp__os_error_code(mp__errno_code(e), e, s->path);
   }
   return 0;
 }
