@@ -342,25 +342,50 @@ static int recv_from_child(mp_process *p, mp_conn *c, uint64_t deadline, const c
                       p->proc.status, stage);
 }
 
+/* The i-th item of a decoded message as text, bytes or an integer: 0 or MP_EPROTO. */
+static int item_str(const mp_value *m, size_t i, const char **s, size_t *n) {
+  mp_value *it = NULL;
+  return mp_value_at(m, i, &it) == 0 && mp_value_get_str(it, s, n) == 0 ? 0 : MP_EPROTO;
+}
+
+static int item_bytes(const mp_value *m, size_t i, const void **s, size_t *n) {
+  mp_value *it = NULL;
+  return mp_value_at(m, i, &it) == 0 && mp_value_get_bytes(it, s, n) == 0 ? 0 : MP_EPROTO;
+}
+
+static int item_int(const mp_value *m, size_t i, int64_t *v) {
+  mp_value *it = NULL;
+  return mp_value_at(m, i, &it) == 0 && mp_value_get_int(it, v) == 0 ? 0 : MP_EPROTO;
+}
+
+/* A message from the other side: one MessagePack list, decoded by value.c, which bounds
+ * what it allocates by the input's size (hostile bytes never make a giant allocation). */
+static int decode_list(const void *msg, size_t len, mp_value **m, size_t *n) {
+  *m = NULL;
+  if (mp_value_decode(msg, len, m) != 0 || mp_value_type_of(*m) != MP_VALUE_LIST ||
+      mp_value_len(*m, n) != 0) {
+    mp_value_free(*m);
+    *m = NULL;
+    return MP_EPROTO;
+  }
+  return 0;
+}
+
 /* Reads ["ok"] or ["error", code, message]; anything else is a protocol error. */
 static int check_reply(const void *msg, size_t len) {
-  msgpack_unpacked up;
-  msgpack_unpacked_init(&up);
-  size_t off = 0;
+  mp_value *m;
+  size_t n = 0, sl = 0;
+  const char *s = NULL;
+  int64_t code = 0;
   int rc = mp_set_error(MP_EPROTO, "start: malformed bootstrap reply from the child");
-  if (msgpack_unpack_next(&up, msg, len, &off) == MSGPACK_UNPACK_SUCCESS &&
-      up.data.type == MSGPACK_OBJECT_ARRAY && up.data.via.array.size >= 1) {
-    const msgpack_object *a = up.data.via.array.ptr;
-    if (a[0].type == MSGPACK_OBJECT_STR && a[0].via.str.size == 2 &&
-        memcmp(a[0].via.str.ptr, "ok", 2) == 0) {
-      rc = 0;
-    } else if (up.data.via.array.size == 3 && a[1].type == MSGPACK_OBJECT_NEGATIVE_INTEGER &&
-               a[2].type == MSGPACK_OBJECT_STR) {
-      rc = mp_set_error((int)a[1].via.i64, "child could not start its target: %.*s",
-                        (int)a[2].via.str.size, a[2].via.str.ptr);
-    }
-  }
-  msgpack_unpacked_destroy(&up);
+  if (decode_list(msg, len, &m, &n) != 0 || item_str(m, 0, &s, &sl) != 0)
+    rc = MP_EPROTO;
+  else if (n == 1 && sl == 2 && memcmp(s, "ok", 2) == 0)
+    rc = 0;
+  else if (n == 3 && item_int(m, 1, &code) == 0 && code < 0 && code > -1000 &&
+           item_str(m, 2, &s, &sl) == 0)
+    rc = mp_set_error((int)code, "child could not start its target: %.*s", (int)sl, s);
+  mp_value_free(m);
   return rc;
 }
 
@@ -565,50 +590,48 @@ typedef struct child_call {
   size_t args_len;
 } child_call;
 
-static int parse_call(const msgpack_object *o, child_call *c) {
-  if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 7)
+static int parse_call(const mp_value *m, size_t n, child_call *c) {
+  const char *s = NULL, *module = NULL, *name = NULL;
+  const void *fp = NULL;
+  size_t sl = 0, ml = 0, nl = 0, fl = 0, nh = 0;
+  int64_t offset = -1;
+  mp_value *hs = NULL;
+  if (n != 7 || item_str(m, 0, &s, &sl) != 0 || sl != 4 || memcmp(s, "call", 4) != 0 ||
+      item_str(m, 1, &module, &ml) != 0 || ml >= sizeof c->target.module ||
+      item_int(m, 2, &offset) != 0 || offset < 0 || item_bytes(m, 3, &fp, &fl) != 0 ||
+      fl > MP_FINGERPRINT_MAX || item_str(m, 4, &name, &nl) != 0 || mp_value_at(m, 5, &hs) != 0 ||
+      mp_value_type_of(hs) != MP_VALUE_LIST || mp_value_len(hs, &nh) != 0 ||
+      nh > MP_MAX_CHILD_HANDLES || item_bytes(m, 6, (const void **)&c->args, &c->args_len) != 0)
     return mp_set_error(MP_EPROTO, "bootstrap: malformed call");
-  const msgpack_object *a = o->via.array.ptr;
-  if (a[0].type != MSGPACK_OBJECT_STR || a[0].via.str.size != 4 ||
-      memcmp(a[0].via.str.ptr, "call", 4) != 0 || a[1].type != MSGPACK_OBJECT_STR ||
-      a[1].via.str.size >= sizeof c->target.module ||
-      a[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[3].type != MSGPACK_OBJECT_BIN ||
-      a[3].via.bin.size > MP_FINGERPRINT_MAX || a[4].type != MSGPACK_OBJECT_STR ||
-      a[5].type != MSGPACK_OBJECT_ARRAY || a[5].via.array.size > MP_MAX_CHILD_HANDLES ||
-      a[6].type != MSGPACK_OBJECT_BIN)
-    return mp_set_error(MP_EPROTO, "bootstrap: malformed call fields");
-  memset(c, 0, sizeof *c);
-  c->nhandles = a[5].via.array.size;
-  for (size_t i = 0; i < c->nhandles; i++) {
-    const msgpack_object *h = &a[5].via.array.ptr[i];
-    if (h->type != MSGPACK_OBJECT_POSITIVE_INTEGER && h->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
+  for (size_t i = 0; i < nh; i++) {
+    int64_t h = 0;
+    if (item_int(hs, i, &h) != 0)
       return mp_set_error(MP_EPROTO, "bootstrap: handle %zu is not a number", i);
-    c->handles[i] = (mp_plat_handle)h->via.i64;
+    c->handles[i] = (mp_plat_handle)h;
   }
-  memcpy(c->target.module, a[1].via.str.ptr, a[1].via.str.size);
-  c->target.offset = a[2].via.u64;
-  memcpy(c->target.fingerprint, a[3].via.bin.ptr, a[3].via.bin.size);
-  c->target.fingerprint_len = a[3].via.bin.size;
-  snprintf(c->name, sizeof c->name, "%.*s", (int)a[4].via.str.size, a[4].via.str.ptr);
-  c->args = a[6].via.bin.ptr;
-  c->args_len = a[6].via.bin.size;
+  c->nhandles = nh;
+  memset(&c->target, 0, sizeof c->target);
+  memcpy(c->target.module, module, ml);
+  c->target.offset = (uint64_t)offset;
+  memcpy(c->target.fingerprint, fp, fl);
+  c->target.fingerprint_len = fl;
+  snprintf(c->name, sizeof c->name, "%.*s", (int)nl, name);
   return 0;
 }
 
-/* Unpacks and checks a call message; up must be destroyed by the caller. */
-static int decode_call(const void *msg, size_t len, msgpack_unpacked *up, child_call *call) {
-  size_t off = 0;
-  if (msgpack_unpack_next(up, msg, len, &off) != MSGPACK_UNPACK_SUCCESS || off != len)
-    return mp_set_error(MP_EPROTO, "bootstrap: the call is not one MessagePack value");
-  return parse_call(&up->data, call);
+/* Decodes and checks a call message; *m (freed by the caller) holds what call points into. */
+static int decode_call(const void *msg, size_t len, mp_value **m, child_call *call) {
+  size_t n = 0;
+  if (decode_list(msg, len, m, &n) != 0)
+    return mp_set_error(MP_EPROTO, "bootstrap: the call is not one MessagePack list");
+  return parse_call(*m, n, call);
 }
 
 int mp__boot_check_call(const void *msg, size_t len) {
-  msgpack_unpacked up;
+  mp_value *m = NULL;
   child_call call;
-  msgpack_unpacked_init(&up);
-  int rc = decode_call(msg, len, &up, &call);
-  msgpack_unpacked_destroy(&up);
+  int rc = decode_call(msg, len, &m, &call);
+  mp_value_free(m);
   return rc;
 }
 
@@ -651,10 +674,9 @@ static int receive_call(mp_conn *c, mp_target_fn *fn, mp_args **args) {
   int rc = mp_conn_recv(c, &msg, &len, MP_FOREVER);
   if (rc)
     return rc;
-  msgpack_unpacked up;
-  msgpack_unpacked_init(&up);
+  mp_value *m = NULL;
   child_call call;
-  rc = decode_call(msg, len, &up, &call);
+  rc = decode_call(msg, len, &m, &call);
   void (*code)(void) = NULL;
   if (rc == 0)
     rc = mp_plat_target_resolve(&call.target, &code);
@@ -666,7 +688,7 @@ static int receive_call(mp_conn *c, mp_target_fn *fn, mp_args **args) {
     *fn = (mp_target_fn)code;
     snprintf(current_name, sizeof current_name, "%s", call.name);
   }
-  msgpack_unpacked_destroy(&up);
+  mp_value_free(m);
   mp_free(msg);
   return rc;
 }
