@@ -437,6 +437,8 @@ static int spawn_now(const mp_plat_child_spec *s, const sigset_t *mask, pid_t *p
     return EMFILE;
 #endif
   layout l;
+  l.n = 0;
+  l.top = BOOT_FD;
   if (plan_layout(s, life, &l) != 0)
     return EINVAL;
   posix_spawn_file_actions_t fa;
