@@ -29,6 +29,7 @@
 #  include <time.h>
 #  include <unistd.h>
 #endif
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,8 +198,8 @@ static void crash(void) {
   SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX);
   SetUnhandledExceptionFilter(end_with_code);
 #endif
-  volatile int *volatile p = NULL;
-  *p = 1;
+  volatile int *bad = (volatile int *)(uintptr_t)16; /* not NULL: no sanitizer intercepts */
+  *bad = 1;
 }
 
 static int run(int argc, char **argv) {
