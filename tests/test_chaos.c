@@ -201,7 +201,7 @@ static int event_setter(struct wctx *w, mp_pevent *e) {
   while (!ld(&w->b->stop)) {
     int32_t req = ld(&w->me->round_waiting); /* a setter's field: the parent's request */
     if (req == done) {
-      mp_test_sleep_ms(1);
+      mp_sleep_ms(1);
       continue;
     }
     st(&w->me->state, S_HOLDING);
@@ -221,7 +221,7 @@ static int event_waiter(struct wctx *w, mp_pevent *e) {
     if (ld(&w->b->stop))
       return 0;
     if (ld(&w->me->round_seen) == r) {
-      mp_test_sleep_ms(1);
+      mp_sleep_ms(1);
       continue;
     }
     st(&w->me->round_waiting, r);
@@ -422,7 +422,7 @@ static void trial_start(struct trial *t, mp_target_fn fn, void (*add_object)(mp_
   uint64_t until = mp_monotonic_ns() + 60000000000u;
   for (int i = 0; i < WORKERS; i++)
     while (ld(&t->b->s[i].state) == S_START && mp_monotonic_ns() < until)
-      mp_test_sleep_ms(1);
+      mp_sleep_ms(1);
   for (int i = 0; i < WORKERS; i++)
     if (ld(&t->b->s[i].state) == S_START)
       T_FAIL(t, "worker %d did not start within 60 s", i);
@@ -734,7 +734,7 @@ static void await_round_seen(struct trial *t, mp_pevent *e, int32_t r) {
     if (!is_waiter(t, i))
       continue;
     while (!t->dead[i] && ld(&t->b->s[i].round_seen) != r && mp_monotonic_ns() < until)
-      mp_test_sleep_ms(1);
+      mp_sleep_ms(1);
     if (!t->dead[i] && ld(&t->b->s[i].round_seen) != r) {
       T_FAIL(t, "round %d: waiter %d (%s) did not wake within %d ms; the event is %s", r, i,
              state_name[ld(&t->b->s[i].state)], t->hang_ms, mp_pevent_is_set(e) ? "set" : "clear");
@@ -751,7 +751,7 @@ static void event_round(struct trial *t, mp_pevent *e, int32_t r, int *kills) {
   for (int i = 0; i < WORKERS; i++)
     while (is_waiter(t, i) && !t->dead[i] && mp_monotonic_ns() < until &&
            !(ld(&t->b->s[i].round_waiting) == r && ld(&t->b->s[i].state) == S_WAITING))
-      mp_test_sleep_ms(1);
+      mp_sleep_ms(1);
   spin_us(rng_below(&t->rng, 300));
   int how = rng_below(&t->rng, 3), kill_now = *kills < VICTIMS && rng_below(&t->rng, 4) != 0;
   int setter = pick_victim(t, -1, 0, is_setter);
@@ -775,7 +775,7 @@ static void event_round(struct trial *t, mp_pevent *e, int32_t r, int *kills) {
      * wake-up after a set that happened must show). */
     uint64_t set_until = mp_monotonic_ns() + (uint64_t)t->hang_ms * 1000000u;
     while (!mp_pevent_is_set(e) && setter >= 0 && !t->dead[setter] && mp_monotonic_ns() < set_until)
-      mp_test_sleep_ms(1);
+      mp_sleep_ms(1);
     if (!mp_pevent_is_set(e))
       assert_mp_ok(mp_pevent_set(e));
   }

@@ -183,7 +183,7 @@ static void psem_get_value_counts_free_units(void **state) {
   assert_int_equal(v, 0);
   mp_thread *t;
   assert_mp_ok(mp_thread_create(&t, take_psem, s, NULL)); /* sleeps until the release */
-  mp_test_sleep_ms(20); /* asleep by now or not yet: the value is 0 either way */
+  mp_sleep_ms(20); /* asleep by now or not yet: the value is 0 either way */
   assert_mp_ok(mp_psem_get_value(s, &v));
   assert_int_equal(v, 0);
   assert_mp_ok(mp_psem_release(child));
@@ -206,7 +206,7 @@ static void psem_units_reach_every_sleeper(void **state) {
   for (int round = 0; round < 20; round++) {
     for (int i = 0; i < SLEEPERS; i++)
       assert_mp_ok(mp_thread_create(&t[i], take_psem, s, NULL));
-    mp_test_sleep_ms(round % 2 ? 5 : 0); /* asleep or not yet: both must work */
+    mp_sleep_ms(round % 2 ? 5 : 0); /* asleep or not yet: both must work */
     for (int i = 0; i < SLEEPERS; i++)
       assert_mp_ok(mp_psem_release(s));
     for (int i = 0; i < SLEEPERS; i++) {
@@ -268,7 +268,7 @@ static void pevent_set_wakes_every_waiter(void **state) {
     w[i].rc = 1;
     assert_mp_ok(mp_thread_create(&t[i], wait_pevent, &w[i], NULL));
   }
-  mp_test_sleep_ms(20); /* most are asleep by now; the result is the same if not */
+  mp_sleep_ms(20); /* most are asleep by now; the result is the same if not */
   assert_mp_ok(mp_pevent_set(e));
   for (int i = 0; i < WAITERS; i++) {
     assert_mp_ok(mp_thread_join(t[i], MP_FOREVER));

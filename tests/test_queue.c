@@ -367,7 +367,7 @@ static void close_drains_then_eof(void **state) {
   assert_mp_ok(mp_queue_create(&q2, 0));
   struct blocked_call getter = {q2, 1};
   assert_mp_ok(mp_thread_create(&t, get_forever, &getter, NULL));
-  mp_test_sleep_ms(50); /* let it block; the result is the same if it has not yet */
+  mp_sleep_ms(50); /* let it block; the result is the same if it has not yet */
   assert_mp_ok(mp_queue_close(q2));
   assert_mp_ok(mp_thread_join(t, MP_FOREVER));
   mp_thread_free(t);
@@ -486,7 +486,7 @@ static int wait_for(int (*pred)(mp_queue *), mp_queue *q) {
   for (int i = 0; i < 2000; i++) {
     if (pred(q))
       return 1;
-    mp_test_sleep_ms(5);
+    mp_sleep_ms(5);
   }
   return 0;
 }
