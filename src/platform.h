@@ -218,6 +218,9 @@ int mp_plat_pevent_set(mp_plat_pevent *e);
 int mp_plat_pevent_clear(mp_plat_pevent *e);
 int mp_plat_pevent_is_set(mp_plat_pevent *e);
 int mp_plat_pevent_wait(mp_plat_pevent *e, int64_t deadline_ns);
+/* Tests: 1 once a waiter has announced that it sleeps (it then sees any later set, even one
+ * cleared before it runs), 0 before; MP_ENOTSUP where the backend cannot tell. */
+int mp_plat_pevent_sleepers(mp_plat_pevent *e);
 void mp_plat_pevent_free(mp_plat_pevent *e);
 
 /* ---- the child engine: start, wait, signal, release (posix/child.c, win32/child.c) ------ */
