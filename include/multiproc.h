@@ -144,6 +144,8 @@ MP_API mp_value *mp_value_list(void);
 MP_API mp_value *mp_value_tuple(void);
 /** Returns a new empty dict, or NULL if out of memory. */
 MP_API mp_value *mp_value_dict(void);
+/** Returns a deep copy of v (yours), or NULL (v is NULL: MP_EINVAL; out of memory). */
+MP_API mp_value *mp_value_copy(const mp_value *v);
 /** Frees a value and everything it contains; NULL is ignored. */
 MP_API void mp_value_free(mp_value *v);
 
@@ -245,6 +247,10 @@ MP_API mp_waitable mp_waitable_process(mp_process *process);
 MP_API int mp_wait(mp_waitable *objs, size_t n, int timeout_ms);
 
 /* ---- arguments (args.c) ------------------------------------------------------------- */
+/* The arguments of a process's target or of a pool task (mp_pool_apply_args): a tuple of
+ * values plus objects (connections, queues, locks, shared memory). Values are copied in;
+ * objects are referenced, and the receiving process gets its own handle on each. A value
+ * may be any mp_value, a list or dict too (mp_args_add_value). */
 
 typedef enum mp_arg_type {
   MP_ARG_NIL = 0,
@@ -255,7 +261,13 @@ typedef enum mp_arg_type {
   MP_ARG_BYTES,
   MP_ARG_CONN,
   MP_ARG_OBJECT, /* another passable object (queue, lock, shared memory) */
+  MP_ARG_LIST,   /* a value argument holding a list (mp_args_get_value) */
+  MP_ARG_TUPLE,  /* ... a tuple */
+  MP_ARG_DICT,   /* ... a dict */
 } mp_arg_type;
+
+/* The most arguments one list holds (more is MP_EINVAL, and MP_EPROTO when decoded). */
+#define MP_ARGS_MAX 4096
 
 /** Creates an empty argument list. */
 MP_API int mp_args_create(mp_args **args);
@@ -273,6 +285,8 @@ MP_API int mp_args_add_double(mp_args *args, double value);
 MP_API int mp_args_add_str(mp_args *args, const char *value);
 /** Appends len bytes (copied; may contain NULs; data may be NULL when len is 0). */
 MP_API int mp_args_add_bytes(mp_args *args, const void *data, size_t len);
+/** Appends a copy of v, which may be any value (a list, tuple or dict too). */
+MP_API int mp_args_add_value(mp_args *args, const mp_value *v);
 /** Appends a connection: the child gets its own handle to the same pipe end. */
 MP_API int mp_args_add_conn(mp_args *args, mp_conn *conn);
 /** Returns the number of arguments. */
@@ -289,6 +303,9 @@ MP_API int mp_args_get_double(const mp_args *args, size_t i, double *value);
 MP_API int mp_args_get_str(const mp_args *args, size_t i, const char **value, size_t *len);
 /** Reads argument i as bytes (borrowed). */
 MP_API int mp_args_get_bytes(const mp_args *args, size_t i, const void **data, size_t *len);
+/** Reads value argument i of any value type (borrowed: valid while args lives); MP_EINVAL
+ * for a connection or another object. */
+MP_API int mp_args_get_value(const mp_args *args, size_t i, const mp_value **v);
 /** Reads argument i as a connection (borrowed: valid while the target runs). */
 MP_API int mp_args_get_conn(const mp_args *args, size_t i, mp_conn **conn);
 

@@ -939,20 +939,6 @@ static int check_opts(const mp_pool_opts *o) {
   return 0;
 }
 
-/* mp_values have no copy function: a round trip through MessagePack is one. */
-static int copy_value(const mp_value *v, mp_value **out) {
-  void *buf = NULL;
-  size_t len = 0;
-  *out = NULL;
-  if (v == NULL)
-    return 0;
-  int rc = mp_value_encode(v, &buf, &len);
-  if (rc == 0)
-    rc = mp_value_decode(buf, len, out);
-  mp_free(buf);
-  return rc;
-}
-
 static void pool_destroy(mp_pool *p) {
   if (p->thread) {
     if (!p->thread_joined)
@@ -983,7 +969,8 @@ static int pool_setup(mp_pool *p, int nworkers, const mp_pool_opts *o) {
   p->who = calloc(1 + 2 * (size_t)nworkers, sizeof *p->who);
   if (p->w == NULL || p->pids == NULL || p->ws == NULL || p->who == NULL)
     return mp_set_error(MP_ENOMEM, "mp_pool_create: out of memory for %d workers", nworkers);
-  int rc = copy_value(o->initargs, &p->initargs);
+  p->initargs = o->initargs ? mp_value_copy(o->initargs) : NULL;
+  int rc = o->initargs && p->initargs == NULL ? mp_last_error_code() : 0;
   if (rc == 0 && o->initializer) {
     p->has_init = 1;
     rc = mp_plat_target_ref((void (*)(void))o->initializer, &p->init_t);

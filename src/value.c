@@ -1,16 +1,17 @@
-/* Typed values and their MessagePack encoding (msgpack-c). A tuple travels as extension
- * type MP_VALUE_EXT_TUPLE whose payload is a MessagePack array, so list and tuple stay
- * distinct. Decoding scans the input first (scan_object) so that msgpack-c never sees a
- * nesting deeper than MP_VALUE_MAX_DEPTH nor an item count larger than the bytes left,
- * which bounds its allocations by the input's size. */
+/* Typed values and their MessagePack encoding (msgpack-c's packer). A tuple travels as
+ * extension type MP_VALUE_EXT_TUPLE whose payload is a MessagePack array, so list and tuple
+ * stay distinct. Decoding scans the input first (scan) and only then builds values: the
+ * scan refuses a nesting deeper than MP_VALUE_MAX_DEPTH and any count or length larger than
+ * the bytes left, which bounds every allocation by the input's size. */
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "multiproc.h"
+#include "value.h"
 
-#define MP_VALUE_EXT_TUPLE 16
+#define MP_VALUE_EXT_TUPLE MP__VALUE_EXT_TUPLE
 
 struct mp_value {
   mp_value_type type;
@@ -248,6 +249,42 @@ int mp_value_dict_set(mp_value *dict, mp_value *key, mp_value *val) {
   return rc;
 }
 
+static mp_value *copy_items(const mp_value *v, mp_value *c) {
+  if (c == NULL || reserve(c, v->u.seq.len) < 0) {
+    mp_value_free(c);
+    return NULL;
+  }
+  for (size_t i = 0; i < v->u.seq.len; i++) {
+    mp_value *item = mp_value_copy(v->u.seq.items[i]);
+    if (item == NULL) {
+      mp_value_free(c);
+      return NULL;
+    }
+    c->u.seq.items[c->u.seq.len++] = item;
+  }
+  return c;
+}
+
+mp_value *mp_value_copy(const mp_value *v) {
+  if (v == NULL) {
+    mp_set_error(MP_EINVAL, "mp_value_copy: value is NULL");
+    return NULL;
+  }
+  switch (v->type) {
+  case MP_VALUE_STR:
+  case MP_VALUE_BYTES: return new_blob(v->type, v->u.s.ptr, v->u.s.len);
+  case MP_VALUE_LIST:
+  case MP_VALUE_TUPLE:
+  case MP_VALUE_DICT: return copy_items(v, new_value(v->type));
+  default: {
+    mp_value *c = new_value(v->type);
+    if (c)
+      c->u = v->u;
+    return c;
+  }
+  }
+}
+
 /* ---- access ------------------------------------------------------------------------- */
 
 int mp_value_type_of(const mp_value *v) {
@@ -391,6 +428,13 @@ int mp_value_equal(const mp_value *a, const mp_value *b) {
 
 /* ---- encoding ------------------------------------------------------------------------ */
 
+/* msgpack-c's packers write through this into an mp__buf. */
+static int buf_write(void *data, const char *p, size_t n) {
+  return mp__buf_put(data, p, n) < 0 ? -1 : 0;
+}
+
+static void packer_init(msgpack_packer *pk, mp__buf *b) { msgpack_packer_init(pk, b, buf_write); }
+
 static int pack(msgpack_packer *pk, const mp_value *v, int depth);
 
 static int pack_items(msgpack_packer *pk, const mp_value *v, int depth) {
@@ -404,19 +448,18 @@ static int pack_items(msgpack_packer *pk, const mp_value *v, int depth) {
 
 /* A tuple is an ext value wrapping the MessagePack array of its items. */
 static int pack_tuple(msgpack_packer *pk, const mp_value *v, int depth) {
-  msgpack_sbuffer sb;
-  msgpack_packer inner;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer_init(&inner, &sb, msgpack_sbuffer_write);
-  int rc = msgpack_pack_array(&inner, v->u.seq.len) < 0 ? MP_ENOMEM : 0;
+  mp__buf inner = {0};
+  msgpack_packer ipk;
+  packer_init(&ipk, &inner);
+  int rc = msgpack_pack_array(&ipk, v->u.seq.len) < 0 ? MP_ENOMEM : 0;
   if (rc == 0)
-    rc = pack_items(&inner, v, depth);
-  if (rc == 0 && sb.size > UINT32_MAX)
+    rc = pack_items(&ipk, v, depth);
+  if (rc == 0 && inner.len > UINT32_MAX)
     rc = mp_set_error(MP_EINVAL, "a tuple's encoding exceeds 4 GiB");
-  if (rc == 0 && (msgpack_pack_ext(pk, sb.size, MP_VALUE_EXT_TUPLE) < 0 ||
-                  msgpack_pack_ext_body(pk, sb.data, sb.size) < 0))
+  if (rc == 0 && (msgpack_pack_ext(pk, inner.len, MP_VALUE_EXT_TUPLE) < 0 ||
+                  msgpack_pack_ext_body(pk, inner.data, inner.len) < 0))
     rc = MP_ENOMEM;
-  msgpack_sbuffer_destroy(&sb);
+  mp__buf_free(&inner);
   return rc;
 }
 
@@ -456,22 +499,50 @@ static int pack(msgpack_packer *pk, const mp_value *v, int depth) {
   return pack_items(pk, v, depth);
 }
 
+int mp__value_encode_append(const mp_value *v, mp__buf *b) {
+  static const unsigned char nil = 0xc0;
+  if (v == NULL)
+    return mp__buf_put(b, &nil, 1);
+  msgpack_packer pk;
+  packer_init(&pk, b);
+  size_t start = b->len;
+  int rc = pack(&pk, v, 0);
+  if (rc < 0)
+    b->len = start; /* nothing half-written stays behind */
+  return rc;
+}
+
+int mp__value_put_ext_head(mp__buf *b, int type, size_t payload_len) {
+  if (payload_len > UINT32_MAX)
+    return mp_set_error(MP_EINVAL, "an extension value of %llu bytes exceeds 4 GiB",
+                        (unsigned long long)payload_len);
+  msgpack_packer pk;
+  packer_init(&pk, b);
+  return msgpack_pack_ext(&pk, payload_len, (int8_t)type) < 0
+             ? mp_set_error(MP_ENOMEM, "out of memory encoding")
+             : 0;
+}
+
+int mp__value_put_array_head(mp__buf *b, size_t n) {
+  if (n > UINT32_MAX)
+    return mp_set_error(MP_EINVAL, "an array of %llu items exceeds MessagePack's limit",
+                        (unsigned long long)n);
+  msgpack_packer pk;
+  packer_init(&pk, b);
+  return msgpack_pack_array(&pk, n) < 0 ? mp_set_error(MP_ENOMEM, "out of memory encoding") : 0;
+}
+
 int mp_value_encode(const mp_value *v, void **buf, size_t *len) {
   if (v == NULL || buf == NULL || len == NULL)
     return mp_set_error(MP_EINVAL, "mp_value_encode: value, buf or len is NULL");
-  msgpack_sbuffer sb;
-  msgpack_packer pk;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  int rc = pack(&pk, v, 0);
+  mp__buf b = {0};
+  int rc = mp__value_encode_append(v, &b);
   if (rc < 0) {
-    msgpack_sbuffer_destroy(&sb);
+    mp__buf_free(&b);
     return rc;
   }
-  if (sb.data == NULL) /* cannot happen for a packed value, but never return NULL */
-    return mp_set_error(MP_ENOMEM, "out of memory encoding");
-  *len = sb.size;
-  *buf = msgpack_sbuffer_release(&sb);
+  *len = b.len;
+  *buf = b.data; /* malloc'd: mp_free releases it */
   return 0;
 }
 
@@ -551,20 +622,24 @@ static int parse_head(const unsigned char *p, size_t left, head *h) {
   return 0;
 }
 
-static int scan_object(const unsigned char *p, size_t len, int depth0, int want_array);
+static int scan(const unsigned char *p, size_t len, int depth0, int want_array, size_t *used);
 
 /* Checks an extension item: only tuples are known; their payload is scanned in turn. */
 static int scan_ext(const unsigned char *p, size_t pos, const head *h, int depth) {
   if (h->ext_type != MP_VALUE_EXT_TUPLE)
     return malformed("unknown extension type", pos);
   const unsigned char *payload = p + pos + h->skip - h->ext_len;
-  return scan_object(payload, (size_t)h->ext_len, depth, 1);
+  size_t used = 0;
+  int rc = scan(payload, (size_t)h->ext_len, depth, 1, &used);
+  if (rc == 0 && used != h->ext_len)
+    rc = malformed("trailing bytes in a tuple", pos);
+  return rc;
 }
 
-/* Validates that p[0..len) holds exactly one MessagePack item (an array if want_array),
- * with counts no larger than the bytes left and at most MP_VALUE_MAX_DEPTH levels of
- * containers, given depth0 levels around it. */
-static int scan_object(const unsigned char *p, size_t len, int depth0, int want_array) {
+/* Validates the one MessagePack item that starts p[0..len) (an array if want_array), with
+ * counts no larger than the bytes left and at most MP_VALUE_MAX_DEPTH levels of containers,
+ * given depth0 levels around it; *used receives its length. */
+static int scan(const unsigned char *p, size_t len, int depth0, int want_array, size_t *used) {
   uint64_t pending[MP_VALUE_MAX_DEPTH + 1]; /* items still expected at each open level */
   int top = 0;
   size_t pos = 0;
@@ -602,121 +677,200 @@ static int scan_object(const unsigned char *p, size_t len, int depth0, int want_
       pending[++top] = h.count;
     }
   }
-  if (pos != len)
-    return malformed("trailing bytes after the value", pos);
+  *used = pos;
   return 0;
 }
 
-/* ---- decoding: msgpack-c objects to values ------------------------------------------- */
+int mp__value_skip(const void *p, size_t len, size_t *used) {
+  if (len == 0)
+    return malformed("empty input", 0);
+  return scan(p, len, 0, 0, used);
+}
 
-static int from_object(const msgpack_object *o, mp_value **out);
+int mp__value_array_head(const void *buf, size_t len, size_t *count, size_t *used) {
+  const unsigned char *p = buf;
+  head h;
+  if (len == 0 || parse_head(p, len, &h) < 0 || !h.is_container || (p[0] & 0xf0) == 0x80 ||
+      p[0] == 0xde || p[0] == 0xdf)
+    return malformed("not an array", 0);
+  if (h.skip > len || h.count > len - h.skip)
+    return malformed("item count larger than the input", 0);
+  *count = (size_t)h.count;
+  *used = (size_t)h.skip;
+  return 0;
+}
 
-/* Unpacks exactly one already scanned item. */
-static int unpack_one(const char *buf, size_t len, msgpack_unpacked *u) {
-  size_t off = 0;
-  msgpack_unpacked_init(u);
-  msgpack_unpack_return r = msgpack_unpack_next(u, buf, len, &off);
-  if (r == MSGPACK_UNPACK_SUCCESS && off == len)
+int mp__value_ext_head(const void *buf, size_t len, int *type, const unsigned char **payload,
+                       size_t *payload_len, size_t *used) {
+  const unsigned char *p = buf;
+  head h;
+  if (len == 0)
+    return malformed("empty input", 0);
+  if (parse_head(p, len, &h) < 0)
+    return malformed("bad or truncated type byte", 0);
+  if (!h.is_ext)
     return 0;
-  msgpack_unpacked_destroy(u);
-  if (r == MSGPACK_UNPACK_NOMEM_ERROR)
-    return mp_set_error(MP_ENOMEM, "out of memory decoding MessagePack");
-  return mp_set_error(MP_EPROTO, "malformed MessagePack (msgpack-c error %d)", (int)r);
+  if (h.skip > len)
+    return malformed("extension runs past the end", 0);
+  *type = h.ext_type;
+  *payload = p + h.skip - h.ext_len;
+  *payload_len = (size_t)h.ext_len;
+  *used = (size_t)h.skip;
+  return 1;
 }
 
-static int from_container(const msgpack_object *o, mp_value *c) {
-  size_t n = o->type == MSGPACK_OBJECT_MAP ? o->via.map.size : o->via.array.size;
-  for (size_t i = 0; i < n; i++) {
-    mp_value *a = NULL, *b = NULL;
-    int rc;
-    if (o->type == MSGPACK_OBJECT_MAP) {
-      rc = from_object(&o->via.map.ptr[i].key, &a);
-      if (rc == 0)
-        rc = from_object(&o->via.map.ptr[i].val, &b);
-      if (rc == 0)
-        rc = dict_push(c, a, b);
-    } else {
-      rc = from_object(&o->via.array.ptr[i], &a);
-      if (rc == 0)
-        rc = reserve(c, 1);
-      if (rc == 0)
-        c->u.seq.items[c->u.seq.len++] = a;
-    }
-    if (rc < 0) {
-      mp_value_free(a);
-      mp_value_free(b);
-      return rc;
-    }
-  }
-  return 0;
-}
+/* ---- decoding: scanned bytes to values ---------------------------------------------- */
 
-static int from_tuple(const msgpack_object_ext *ext, mp_value **out) {
-  msgpack_unpacked u;
-  int rc = unpack_one(ext->ptr, ext->size, &u);
-  if (rc < 0)
-    return rc;
-  mp_value *t = mp_value_tuple();
-  rc = t ? from_container(&u.data, t) : MP_ENOMEM;
-  msgpack_unpacked_destroy(&u);
-  if (rc < 0) {
-    mp_value_free(t);
-    return rc;
-  }
-  *out = t;
-  return 0;
-}
-
-static mp_value *from_scalar(const msgpack_object *o) {
-  switch (o->type) {
-  case MSGPACK_OBJECT_NIL: return mp_value_nil();
-  case MSGPACK_OBJECT_BOOLEAN: return mp_value_bool(o->via.boolean);
-  case MSGPACK_OBJECT_POSITIVE_INTEGER: return mp_value_int((int64_t)o->via.u64);
-  case MSGPACK_OBJECT_NEGATIVE_INTEGER: return mp_value_int(o->via.i64);
-  case MSGPACK_OBJECT_FLOAT32:
-  case MSGPACK_OBJECT_FLOAT64: return mp_value_double(o->via.f64);
-  case MSGPACK_OBJECT_BIN: return mp_value_bytes(o->via.bin.ptr, o->via.bin.size);
-  default: return mp_value_strn(o->via.str.ptr, o->via.str.size);
-  }
-}
-
-static int from_object(const msgpack_object *o, mp_value **out) {
-  if (o->type == MSGPACK_OBJECT_EXT)
-    return from_tuple(&o->via.ext, out); /* the scan admitted only tuples */
-  if (o->type == MSGPACK_OBJECT_ARRAY || o->type == MSGPACK_OBJECT_MAP) {
-    mp_value *c = o->type == MSGPACK_OBJECT_MAP ? mp_value_dict() : mp_value_list();
-    int rc = c ? from_container(o, c) : MP_ENOMEM;
-    if (rc < 0) {
-      mp_value_free(c);
-      return rc;
-    }
-    *out = c;
+/* Builds a string or bytes value; bad UTF-8 in a string is a protocol error here. */
+static int build_blob(mp_value_type type, const unsigned char *p, size_t n, mp_value **out) {
+  *out = type == MP_VALUE_STR ? mp_value_strn((const char *)p, n) : mp_value_bytes(p, n);
+  if (*out)
     return 0;
-  }
-  if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 > INT64_MAX)
+  return mp_last_error_code() == MP_ENOMEM
+             ? MP_ENOMEM
+             : mp_set_error(MP_EPROTO, "MessagePack string is not valid UTF-8");
+}
+
+static int build_int(const unsigned char *p, int n, int is_signed, mp_value **out) {
+  uint64_t u = be(p, n);
+  int64_t i;
+  if (is_signed) /* sign-extend the n-byte two's complement value */
+    i = n == 8 ? (int64_t)u : (int64_t)(u ^ (1ull << (8 * n - 1))) - (int64_t)(1ull << (8 * n - 1));
+  else if (u > INT64_MAX)
     return mp_set_error(MP_EPROTO, "integer %llu does not fit in 64 signed bits",
-                        (unsigned long long)o->via.u64);
-  *out = from_scalar(o);
-  if (*out == NULL) /* strings: bad UTF-8 is a protocol error, not a bad argument */
-    return mp_last_error_code() == MP_ENOMEM
-               ? MP_ENOMEM
-               : mp_set_error(MP_EPROTO, "MessagePack string is not valid UTF-8");
+                        (unsigned long long)u);
+  else
+    i = (int64_t)u;
+  *out = mp_value_int(i);
+  return *out ? 0 : MP_ENOMEM;
+}
+
+static int build_double(const unsigned char *p, int n, mp_value **out) {
+  uint64_t u = be(p, n);
+  double d;
+  if (n == 4) {
+    uint32_t w = (uint32_t)u;
+    float f;
+    memcpy(&f, &w, sizeof f);
+    d = f;
+  } else {
+    memcpy(&d, &u, sizeof d);
+  }
+  *out = mp_value_double(d);
+  return *out ? 0 : MP_ENOMEM;
+}
+
+/* Decodes a scalar at p (already scanned): 1 if it was one, 0 if p holds a container or an
+ * extension, or an error. */
+static int build_scalar(const unsigned char *p, mp_value **out) {
+  unsigned c = p[0];
+  if (c <= 0x7f || c >= 0xe0) {
+    *out = mp_value_int((int64_t)(int8_t)c);
+    return *out ? 1 : MP_ENOMEM;
+  }
+  if ((c & 0xe0) == 0xa0)
+    return build_blob(MP_VALUE_STR, p + 1, c & 0x1f, out) < 0 ? mp_last_error_code() : 1;
+  int rc;
+  switch (c) {
+  case 0xc0: *out = mp_value_nil(); return *out ? 1 : MP_ENOMEM;
+  case 0xc2:
+  case 0xc3: *out = mp_value_bool(c == 0xc3); return *out ? 1 : MP_ENOMEM;
+  case 0xcc: rc = build_int(p + 1, 1, 0, out); break;
+  case 0xcd: rc = build_int(p + 1, 2, 0, out); break;
+  case 0xce: rc = build_int(p + 1, 4, 0, out); break;
+  case 0xcf: rc = build_int(p + 1, 8, 0, out); break;
+  case 0xd0: rc = build_int(p + 1, 1, 1, out); break;
+  case 0xd1: rc = build_int(p + 1, 2, 1, out); break;
+  case 0xd2: rc = build_int(p + 1, 4, 1, out); break;
+  case 0xd3: rc = build_int(p + 1, 8, 1, out); break;
+  case 0xca: rc = build_double(p + 1, 4, out); break;
+  case 0xcb: rc = build_double(p + 1, 8, out); break;
+  case 0xd9: rc = build_blob(MP_VALUE_STR, p + 2, (size_t)be(p + 1, 1), out); break;
+  case 0xda: rc = build_blob(MP_VALUE_STR, p + 3, (size_t)be(p + 1, 2), out); break;
+  case 0xdb: rc = build_blob(MP_VALUE_STR, p + 5, (size_t)be(p + 1, 4), out); break;
+  case 0xc4: rc = build_blob(MP_VALUE_BYTES, p + 2, (size_t)be(p + 1, 1), out); break;
+  case 0xc5: rc = build_blob(MP_VALUE_BYTES, p + 3, (size_t)be(p + 1, 2), out); break;
+  case 0xc6: rc = build_blob(MP_VALUE_BYTES, p + 5, (size_t)be(p + 1, 4), out); break;
+  default: return 0;
+  }
+  return rc < 0 ? rc : 1;
+}
+
+static int build(const unsigned char *p, size_t len, mp_value **out, size_t *used);
+
+/* Builds count items (pairs for a dict) that start at p into c. */
+static int build_items(const unsigned char *p, size_t len, uint64_t count, mp_value *c,
+                       size_t *used) {
+  size_t pos = 0;
+  int rc = reserve(c, (size_t)count); /* count <= bytes left, checked by the scan */
+  for (uint64_t i = 0; rc == 0 && i < count; i++) {
+    mp_value *item = NULL;
+    size_t n = 0;
+    rc = build(p + pos, len - pos, &item, &n);
+    if (rc == 0) {
+      c->u.seq.items[c->u.seq.len++] = item;
+      pos += n;
+    }
+  }
+  *used = pos;
+  return rc;
+}
+
+/* Builds the value at p, which scan() has validated: its counts fit the bytes, its nesting
+ * is bounded (so is this recursion) and its only extension type is the tuple. */
+static int build(const unsigned char *p, size_t len, mp_value **out, size_t *used) {
+  head h;
+  *out = NULL;
+  if (len == 0 || parse_head(p, len, &h) < 0 || h.skip > len)
+    return malformed("truncated input", 0); /* unreachable after a scan; kept as a guard */
+  if (!h.is_container && !h.is_ext) {
+    int rc = build_scalar(p, out);
+    *used = (size_t)h.skip;
+    return rc < 0 ? rc : 0;
+  }
+  const unsigned char *items = p + h.skip;
+  size_t left = len - (size_t)h.skip;
+  uint64_t count = h.count;
+  mp_value_type type = (p[0] & 0xf0) == 0x80 || p[0] >= 0xde ? MP_VALUE_DICT : MP_VALUE_LIST;
+  if (h.is_ext) { /* a tuple: its payload is an array */
+    size_t ahead = 0, n = 0;
+    items = p + h.skip - h.ext_len;
+    int rc = mp__value_array_head(items, (size_t)h.ext_len, &n, &ahead);
+    if (rc < 0)
+      return rc;
+    items += ahead;
+    left = (size_t)h.ext_len - ahead;
+    count = n;
+    type = MP_VALUE_TUPLE;
+  }
+  mp_value *c = new_value(type);
+  if (c == NULL)
+    return MP_ENOMEM;
+  size_t n = 0;
+  int rc = build_items(items, left, count, c, &n);
+  if (rc < 0) {
+    mp_value_free(c);
+    return rc;
+  }
+  *out = c;
+  *used = h.is_ext ? (size_t)h.skip : (size_t)h.skip + n;
   return 0;
+}
+
+int mp__value_decode_prefix(const void *buf, size_t len, mp_value **v, size_t *used) {
+  size_t n = 0;
+  int rc = mp__value_skip(buf, len, &n);
+  if (rc == 0)
+    rc = build(buf, n, v, used);
+  return rc;
 }
 
 int mp_value_decode(const void *buf, size_t len, mp_value **v) {
   if (v == NULL || (buf == NULL && len > 0))
     return mp_set_error(MP_EINVAL, "mp_value_decode: buf or v is NULL");
-  if (len == 0)
-    return mp_set_error(MP_EPROTO, "malformed MessagePack: empty input");
-  int rc = scan_object(buf, len, 0, 0);
-  if (rc < 0)
-    return rc;
-  msgpack_unpacked u;
-  rc = unpack_one(buf, len, &u);
-  if (rc < 0)
-    return rc;
-  rc = from_object(&u.data, v);
-  msgpack_unpacked_destroy(&u);
-  return rc;
+  size_t used = 0;
+  int rc = mp__value_skip(buf, len, &used);
+  if (rc == 0 && used != len)
+    rc = malformed("trailing bytes after the value", used);
+  return rc < 0 ? rc : build(buf, len, v, &used);
 }
