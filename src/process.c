@@ -4,7 +4,7 @@
  *   parent                                   child (mp_init sees the marker)
  *   spawn self --multiproc-child=ppid:h:f -> takes bootstrap handle h
  *          <- ["hello", pid]                  (proves mp_init ran; bounded by start_timeout)
- *   ["call", target, name, handles, args] ->  resolves the target, imports the handles
+ *   ["call", fnref, name, handles, args] ->   resolves the target, imports the handles
  *          <- ["ok"] | ["error", code, msg]   (so start() reports bootstrap failures)
  *                                             runs the target, exits with its result
  */
@@ -19,6 +19,8 @@
 #include "proc.h"
 #include "popen.h"
 #include "platform.h"
+#include "target.h"
+#include "value.h"
 
 #define MP_DEFAULT_START_TIMEOUT_MS 30000
 #define MP_MAX_CHILD_HANDLES 256
@@ -238,18 +240,16 @@ typedef struct call_msg {
   size_t len;
 } call_msg;
 
-static int encode_call(mp_process *p, const mp_plat_target *t, const char *args_buf,
+static int encode_call(mp_process *p, const mp__buf *fnref, const char *args_buf,
                        size_t args_len, const mp_plat_handle *child_handles, size_t nh,
                        call_msg *out) {
   msgpack_sbuffer sb;
   msgpack_packer pk;
   msgpack_sbuffer_init(&sb);
   msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  size_t mlen = strlen(t->module), nlen = strlen(p->name);
-  int bad = msgpack_pack_array(&pk, 7) || msgpack_pack_str_with_body(&pk, "call", 4) ||
-            msgpack_pack_str_with_body(&pk, t->module, mlen) ||
-            msgpack_pack_uint64(&pk, t->offset) ||
-            msgpack_pack_bin_with_body(&pk, t->fingerprint, t->fingerprint_len) ||
+  size_t nlen = strlen(p->name);
+  int bad = msgpack_pack_array(&pk, 5) || msgpack_pack_str_with_body(&pk, "call", 4) ||
+            msgpack_pack_bin_with_body(&pk, fnref->data, fnref->len) ||
             msgpack_pack_str_with_body(&pk, p->name, nlen) || msgpack_pack_array(&pk, nh);
   for (size_t i = 0; i < nh && !bad; i++)
     bad = msgpack_pack_int64(&pk, (int64_t)child_handles[i]);
@@ -305,7 +305,8 @@ static int check_reply(const void *msg, size_t len) {
   msgpack_unpacked_init(&up);
   size_t off = 0;
   int rc = mp_set_error(MP_EPROTO, "start: malformed bootstrap reply from the child");
-  if (msgpack_unpack_next(&up, msg, len, &off) == MSGPACK_UNPACK_SUCCESS &&
+  if (mp__value_check(msg, len) == 0 &&
+      msgpack_unpack_next(&up, msg, len, &off) == MSGPACK_UNPACK_SUCCESS &&
       up.data.type == MSGPACK_OBJECT_ARRAY && up.data.via.array.size >= 1) {
     const msgpack_object *a = up.data.via.array.ptr;
     if (a[0].type == MSGPACK_OBJECT_STR && a[0].via.str.size == 2 &&
@@ -341,7 +342,7 @@ static int handshake(mp_process *p, mp_conn *mine, const call_msg *call) {
 /* Prepares the call, spawns, and runs the handshake; the child's bootstrap end is
  * closed in the parent once the child holds it (or has failed). */
 static int start_spawn(mp_process *p) {
-  mp_plat_target t;
+  mp__buf fnref = {0};
   mp_conn *mine = NULL, *theirs = NULL;
   mp_plat_handle handles[MP_MAX_CHILD_HANDLES], child_handles[MP_MAX_CHILD_HANDLES];
   size_t nh = 0;
@@ -349,7 +350,7 @@ static int start_spawn(mp_process *p) {
   size_t args_len = 0;
   call_msg call = {NULL, 0};
   mp__xfer boot;
-  int rc = mp_plat_target_ref((void (*)(void))p->fn, &t);
+  int rc = mp__fnref_encode((void (*)(void))p->fn, &fnref);
   if (rc == 0)
     rc = mp__args_encode(p->args, &args_buf, &args_len, handles, &nh, MP_MAX_CHILD_HANDLES);
   if (rc == 0)
@@ -365,7 +366,7 @@ static int start_spawn(mp_process *p) {
     rc = mp_plat_spawn_self(&p->proc, &req);
   }
   if (rc == 0)
-    rc = encode_call(p, &t, args_buf, args_len, child_handles, nh, &call);
+    rc = encode_call(p, &fnref, args_buf, args_len, child_handles, nh, &call);
   if (rc == 0) {
 #ifndef _WIN32
     mp_conn_free(theirs); /* the child has its copy; EOF now means the child is gone */
@@ -385,6 +386,7 @@ static int start_spawn(mp_process *p) {
   mp_conn_free(mine);
   free(call.buf);
   free(args_buf);
+  mp__buf_free(&fnref);
   return rc;
 }
 
@@ -497,7 +499,7 @@ void mp_shutdown(void) {
 /* ---- the child's side of the bootstrap ---------------------------------------------------- */
 
 typedef struct child_call {
-  mp_plat_target target;
+  mp__reader fnref;
   char name[128];
   mp_plat_handle handles[MP_MAX_CHILD_HANDLES];
   size_t nhandles;
@@ -506,26 +508,21 @@ typedef struct child_call {
 } child_call;
 
 static int parse_call(const msgpack_object *o, child_call *c) {
-  if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 7)
+  if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 5)
     return mp_set_error(MP_EPROTO, "bootstrap: malformed call");
   const msgpack_object *a = o->via.array.ptr;
-  if (a[1].type != MSGPACK_OBJECT_STR || a[1].via.str.size >= sizeof c->target.module ||
-      a[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[3].type != MSGPACK_OBJECT_BIN ||
-      a[3].via.bin.size > MP_FINGERPRINT_MAX || a[4].type != MSGPACK_OBJECT_STR ||
-      a[5].type != MSGPACK_OBJECT_ARRAY || a[5].via.array.size > MP_MAX_CHILD_HANDLES ||
-      a[6].type != MSGPACK_OBJECT_BIN)
+  if (a[1].type != MSGPACK_OBJECT_BIN || a[1].via.bin.size > MP__FNREF_MAX ||
+      a[2].type != MSGPACK_OBJECT_STR || a[3].type != MSGPACK_OBJECT_ARRAY ||
+      a[3].via.array.size > MP_MAX_CHILD_HANDLES || a[4].type != MSGPACK_OBJECT_BIN)
     return mp_set_error(MP_EPROTO, "bootstrap: malformed call fields");
   memset(c, 0, sizeof *c);
-  memcpy(c->target.module, a[1].via.str.ptr, a[1].via.str.size);
-  c->target.offset = a[2].via.u64;
-  memcpy(c->target.fingerprint, a[3].via.bin.ptr, a[3].via.bin.size);
-  c->target.fingerprint_len = a[3].via.bin.size;
-  snprintf(c->name, sizeof c->name, "%.*s", (int)a[4].via.str.size, a[4].via.str.ptr);
-  c->nhandles = a[5].via.array.size;
+  c->fnref = (mp__reader){(const unsigned char *)a[1].via.bin.ptr, a[1].via.bin.size, 0};
+  snprintf(c->name, sizeof c->name, "%.*s", (int)a[2].via.str.size, a[2].via.str.ptr);
+  c->nhandles = a[3].via.array.size;
   for (size_t i = 0; i < c->nhandles; i++)
-    c->handles[i] = (mp_plat_handle)a[5].via.array.ptr[i].via.i64;
-  c->args = a[6].via.bin.ptr;
-  c->args_len = a[6].via.bin.size;
+    c->handles[i] = (mp_plat_handle)a[3].via.array.ptr[i].via.i64;
+  c->args = a[4].via.bin.ptr;
+  c->args_len = a[4].via.bin.size;
   return 0;
 }
 
@@ -572,13 +569,14 @@ static int receive_call(mp_conn *c, mp_target_fn *fn, mp_args **args) {
   msgpack_unpacked_init(&up);
   size_t off = 0;
   child_call call;
-  if (msgpack_unpack_next(&up, msg, len, &off) != MSGPACK_UNPACK_SUCCESS)
+  if (mp__value_check(msg, len) < 0 ||
+      msgpack_unpack_next(&up, msg, len, &off) != MSGPACK_UNPACK_SUCCESS)
     rc = mp_set_error(MP_EPROTO, "bootstrap: the call is not MessagePack");
   if (rc == 0)
     rc = parse_call(&up.data, &call);
   void (*code)(void) = NULL;
   if (rc == 0)
-    rc = mp_plat_target_resolve(&call.target, &code);
+    rc = mp__fnref_decode(&call.fnref, &code);
   if (rc == 0)
     rc = mp__args_decode(call.args, call.args_len, call.handles, call.nhandles, args);
   if (rc == 0) {

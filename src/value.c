@@ -687,6 +687,12 @@ int mp__value_skip(const void *p, size_t len, size_t *used) {
   return scan(p, len, 0, 0, used);
 }
 
+int mp__value_check(const void *p, size_t len) {
+  size_t used = 0;
+  int rc = mp__value_skip(p, len, &used);
+  return rc < 0 || used == len ? rc : malformed("trailing bytes after the value", used);
+}
+
 int mp__value_array_head(const void *buf, size_t len, size_t *count, size_t *used) {
   const unsigned char *p = buf;
   head h;
@@ -869,8 +875,6 @@ int mp_value_decode(const void *buf, size_t len, mp_value **v) {
   if (v == NULL || (buf == NULL && len > 0))
     return mp_set_error(MP_EINVAL, "mp_value_decode: buf or v is NULL");
   size_t used = 0;
-  int rc = mp__value_skip(buf, len, &used);
-  if (rc == 0 && used != len)
-    rc = malformed("trailing bytes after the value", used);
+  int rc = mp__value_check(buf, len);
   return rc < 0 ? rc : build(buf, len, v, &used);
 }

@@ -23,6 +23,10 @@ int mp__value_decode_prefix(const void *p, size_t len, mp_value **v, size_t *use
  * gives its length: 0 or MP_EPROTO. */
 int mp__value_skip(const void *p, size_t len, size_t *used);
 
+/* Checks that p[0..len) holds exactly one value (0 or MP_EPROTO): call it before handing
+ * another process's bytes to msgpack-c, which allocates for whatever counts they claim. */
+int mp__value_check(const void *p, size_t len);
+
 /* Reads the header of a MessagePack array at p: *count items follow after *used bytes.
  * MP_EPROTO if p holds no array header or the count exceeds the bytes after it. */
 int mp__value_array_head(const void *p, size_t len, size_t *count, size_t *used);
