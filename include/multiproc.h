@@ -42,6 +42,11 @@ extern "C" {
 /* ---- errors ------------------------------------------------------------------------ */
 
 #define MP_FOREVER (-1)
+/* In an option field that limits a time: no limit (the same value as MP_FOREVER). */
+#define MP_NO_LIMIT MP_FOREVER
+/* Use the default: in an option field, the field's default (as 0 does); in a call that has
+ * one, the object's default timeout (mp_popen_wait, mp_popen_communicate, ...). */
+#define MP_DEFAULT_TIMEOUT (-2)
 
 typedef enum mp_error {
   MP_OK = 0,
@@ -615,6 +620,10 @@ typedef struct mp_imap mp_imap;     /* the results of mp_pool_imap_unordered */
 typedef int (*mp_task_fn)(const mp_value *input, mp_value **output);
 /* A starmap task: the items of one input tuple or list, as separate arguments. */
 typedef int (*mp_star_fn)(mp_value *const *args, size_t nargs, mp_value **output);
+/* A task that takes an argument list: values and objects (queues, connections, locks,
+ * shared memory), as a process target does (mp_pool_apply_args). args is valid while it
+ * runs; its objects are the worker's own handles on the caller's. */
+typedef int (*mp_args_task_fn)(mp_args *args, mp_value **output);
 /* Runs once in each worker before its first task; non-zero fails the pool's start-up. */
 typedef int (*mp_pool_init_fn)(const mp_value *initargs);
 /* Runs in the creating process (on the pool's thread) when a result becomes ready; it must
@@ -627,8 +636,14 @@ typedef struct mp_pool_opts {
   const mp_value *initargs;    /* copied; NULL: nil */
   int maxtasksperchild;        /* a worker is replaced after this many tasks (0: never) */
   int task_timeout_ms;         /* a task running longer is killed with its worker and fails
-                                  with MP_ETIMEDOUT (0: no limit) */
+                                  with MP_ETIMEDOUT; 0 or MP_NO_LIMIT: no limit */
 } mp_pool_opts;
+
+/* Options of mp_pool_map_ex; a zeroed struct is the defaults. */
+typedef struct mp_map_opts {
+  size_t chunksize; /* inputs per task; 0: n / (4 * workers), rounded up, as Python */
+  int timeout_ms;   /* for the whole map; 0 or MP_NO_LIMIT: none */
+} mp_map_opts;
 
 /** Starts nworkers workers (0: mp_cpu_count()) and waits until each ran its initializer;
  * opts may be NULL. */
@@ -639,13 +654,28 @@ MP_API int mp_pool_apply_async(mp_pool *pool, mp_task_fn fn, const mp_value *inp
 /** Like mp_pool_apply_async; cb(result, arg) runs in this process once it is ready. */
 MP_API int mp_pool_apply_async_cb(mp_pool *pool, mp_task_fn fn, const mp_value *input,
                                   mp_result_cb cb, void *arg, mp_result **result);
-/** Runs fn(input) in a worker and waits: *output (may be NULL) is the caller's to free. */
+/** Runs fn(input) in a worker and waits: *output (may be NULL) is yours to free. */
 MP_API int mp_pool_apply(mp_pool *pool, mp_task_fn fn, const mp_value *input, mp_value **output);
+/** Queues fn(args) and returns its pending result. args is copied and its objects' handles
+ * duplicated at once, so the caller may free both right after. */
+MP_API int mp_pool_apply_args_async(mp_pool *pool, mp_args_task_fn fn, const mp_args *args,
+                                    mp_result **result);
+/** Runs fn(args) in a worker and waits: *output (may be NULL) is yours to free. */
+MP_API int mp_pool_apply_args(mp_pool *pool, mp_args_task_fn fn, const mp_args *args,
+                              mp_value **output);
 /** outputs[i] = fn(inputs[i]) for i < n, in order, sent in chunks of chunksize inputs (0:
  * n / (4 * workers), rounded up). On failure every output is NULL and the error of the
  * lowest failed index is returned. The outputs are the caller's to free. */
 MP_API int mp_pool_map(mp_pool *pool, mp_task_fn fn, const mp_value *const *inputs, size_t n,
                        size_t chunksize, mp_value **outputs);
+/** outputs[i] = fn(inputs[i]) with per-item results and an optional timeout (opts may be
+ * NULL): codes[i] (codes may be NULL) receives 0 or item i's error, and every item that
+ * succeeded keeps its output even when others failed; failed items' outputs are NULL. On
+ * timeout what finished in time is kept and the rest is MP_ETIMEDOUT: tasks not yet sent
+ * are cancelled, running ones finish in the workers and are dropped. Returns 0, MP_ETIMEDOUT,
+ * or the error of the lowest failed index. The outputs are yours to free in every case. */
+MP_API int mp_pool_map_ex(mp_pool *pool, mp_task_fn fn, const mp_value *const *inputs, size_t n,
+                          const mp_map_opts *opts, mp_value **outputs, int *codes);
 /** Like mp_pool_map with each input a tuple or list whose items become fn's arguments. */
 MP_API int mp_pool_starmap(mp_pool *pool, mp_star_fn fn, const mp_value *const *inputs, size_t n,
                            size_t chunksize, mp_value **outputs);
@@ -668,9 +698,13 @@ MP_API void mp_pool_free(mp_pool *pool);
 
 /** Waits for the result: 0 or MP_ETIMEDOUT. */
 MP_API int mp_result_wait(mp_result *r, int timeout_ms);
-/** Waits and gives the output (borrowed: owned by r; may be NULL): 0, MP_ETIMEDOUT, or the
- * task's failure (MP_ETASK, MP_EWORKER, MP_ETIMEDOUT, MP_ECANCELED) with its message. */
+/** Waits and gives the output, BORROWED: r owns it and mp_result_free frees it (may be NULL;
+ * use mp_result_take to own it): 0, MP_ETIMEDOUT, or the task's failure (MP_ETASK,
+ * MP_EWORKER, MP_ETIMEDOUT, MP_ECANCELED) with its message. */
 MP_API int mp_result_get(mp_result *r, mp_value **value, int timeout_ms);
+/** Waits and takes the output: *value (may be NULL) is yours to free, as from mp_pool_apply;
+ * r keeps nothing, and a later get or take is MP_ESTATE. Errors as mp_result_get. */
+MP_API int mp_result_take(mp_result *r, mp_value **value, int timeout_ms);
 /** Returns 1 if the result is ready, 0 if not. */
 MP_API int mp_result_ready(mp_result *r);
 /** Returns 1 if the task succeeded, 0 if it failed, MP_ESTATE if it is not ready. */
@@ -709,9 +743,6 @@ typedef struct mp_stdio {
   int append;       /* MP_STDIO_FILE for stdout/stderr: append instead of truncating */
   intptr_t handle;  /* MP_STDIO_HANDLE */
 } mp_stdio;
-
-/* Use the popen's default timeout (mp_popen_opts.timeout_ms) in wait/communicate. */
-#define MP_DEFAULT_TIMEOUT (-2)
 
 typedef struct mp_popen_opts {
   mp_stdio std_in, std_out, std_err; /* zero: inherit all three */

@@ -20,4 +20,8 @@ int mp__fnref_encode(void (*fn)(void), mp__buf *b);
  * reason — never a jump into the wrong code. */
 int mp__fnref_decode(mp__reader *r, void (**fn)(void));
 
+struct mp_plat_target;
+/* The reading half of mp__fnref_decode, without finding the function: 0 or MP_EPROTO. */
+int mp__fnref_parse(mp__reader *r, struct mp_plat_target *t);
+
 #endif /* MP_TARGET_H */
