@@ -1,10 +1,67 @@
 /* multiproc — processes, pipes, queues, pools, subprocesses, threads and network managers
  * for C programs on Linux and Windows, in the manner of Python's multiprocessing.
  *
- * The whole public API. Conventions: every call returns 0 or a negative MP_E* code;
- * mp_strerror() names a code and mp_last_error() gives the calling thread's detailed
- * message. Objects are opaque; mp_X_create(&obj, ...) makes one, mp_X_free(obj) releases
- * it. Timeouts are int milliseconds: MP_FOREVER blocks, 0 polls. Strings are UTF-8. */
+ * The whole public API. The rules below hold for every function; a function's own comment
+ * says only where it differs or adds.
+ *
+ * WHAT A FUNCTION RETURNS
+ * - Calls return int: 0, or a negative MP_E* code (never a positive one, except as said
+ *   next). mp_strerror() names a code; mp_last_error() gives the calling thread's detailed
+ *   message (which call, which object or path, which OS error).
+ * - Questions (mp_X_is_alive, mp_result_ready, mp_conn_poll, mp_queue_empty, ...) return 1
+ *   or 0, or a negative code when they cannot answer.
+ * - Value constructors (mp_value_int, mp_value_copy, ...) return the new value, or NULL
+ *   with mp_last_error_code() set: the one exception, so values can be built inline.
+ * - Plain readers of a property (mp_args_count, mp_process_pid, mp_pool_size,
+ *   mp_thread_name, mp_version, ...) return the property itself and never fail; given NULL
+ *   they return 0 or NULL. Functions that return void (mp_X_free, ...) accept NULL.
+ *
+ * TIMEOUTS: int milliseconds, and three named values
+ * - In a call (timeout_ms argument): n > 0 waits up to n ms; 0 polls (never blocks);
+ *   MP_FOREVER (-1) blocks until done (a peer that dies still ends the wait: MP_EEOF,
+ *   MP_EBROKEN); MP_DEFAULT_TIMEOUT (-2) uses the object's own default, where it has one
+ *   (mp_popen_*). Anything else below 0 is MP_EINVAL.
+ * - In an option struct, 0 is never "poll": a zeroed field (a zeroed struct, or opts ==
+ *   NULL) takes that field's default, and MP_DEFAULT_TIMEOUT says the same by name. The
+ *   defaults differ by field — today 0 means four different things in four structs:
+ *     mp_process_opts.start_timeout_ms      0: 30 s (a start is always bounded)
+ *     mp_pool_opts.task_timeout_ms          0: no limit
+ *     mp_popen_opts.timeout_ms              0: no limit
+ *     mp_manager_opts.handshake_timeout_ms  0: 5 s (a handshake is always bounded)
+ *   (and mp_map_opts.timeout_ms 0: no limit). MP_NO_LIMIT (-1, the value of MP_FOREVER)
+ *   turns a limit off where a field allows it (task_timeout_ms, popen and map timeout_ms);
+ *   in the two always-bounded fields every negative value means the default.
+ * - Size and count fields follow the same rule: 0 is the default, named in each field's
+ *   comment (maxsize 0: no message-count bound; max_message 0: MP_CONN_DEFAULT_MAX_MESSAGE;
+ *   maxtasksperchild 0: never replaced; max_connections 0: 64; ...).
+ *
+ * OWNERSHIP
+ * - Objects are opaque: mp_X_create(&obj, ...) makes one and mp_X_free(obj) releases it;
+ *   freeing a process, pool or popen whose work still runs lets the work finish (see each).
+ * - What a call hands back through a pointer argument is YOURS to free — buffers with
+ *   mp_free, values with mp_value_free, objects with their mp_X_free — unless its comment
+ *   says BORROWED: then the object it came from owns it, and it stays valid until that
+ *   object is freed or changed (mp_value_at, mp_args_get_str, mp_result_get, ...).
+ * - What you pass in stays yours: values, strings and bytes are copied when kept (pool
+ *   inputs, initargs, arguments); objects added to an mp_args are referenced, not owned.
+ *   The exceptions take ownership even when they fail: mp_value_append, mp_value_dict_set.
+ *
+ * THREADS
+ * - Any thread may call any function; what one thread may do to an object while another
+ *   uses it depends on the object:
+ *   shared freely:  mp_pool, mp_result, mp_imap, mp_queue (a local queue or a manager's
+ *                   proxy), mp_lock, mp_rlock, mp_cond, mp_sem, mp_event, mp_barrier,
+ *                   mp_plock, mp_psem, mp_pevent, mp_shared (through its lock), mp_tls,
+ *                   mp_manager (mp_manager_shutdown from any thread ends a serve),
+ *                   mp_manager_client;
+ *   one sender and one receiver at a time: mp_conn;
+ *   one thread at a time:  mp_process, mp_popen, mp_args, mp_thread, and mp_value while
+ *                   anyone changes it (values that nobody changes may be read by many);
+ *   mp_shm's memory is yours to synchronise. Freeing an object while another thread uses
+ *   it is never allowed.
+ * - Errors are per thread: mp_last_error() is the calling thread's.
+ *
+ * Strings are UTF-8 everywhere (converted to UTF-16 at the Windows boundary). */
 #ifndef MULTIPROC_H
 #define MULTIPROC_H
 
@@ -39,8 +96,9 @@ extern "C" {
 #define MP_VERSION_MINOR 1
 #define MP_VERSION_PATCH 0
 
-/* ---- errors ------------------------------------------------------------------------ */
+/* ---- errors and timeouts (see the rules at the top) --------------------------------- */
 
+/* Block until done (in a call's timeout_ms). */
 #define MP_FOREVER (-1)
 /* In an option field that limits a time: no limit (the same value as MP_FOREVER). */
 #define MP_NO_LIMIT MP_FOREVER
@@ -330,7 +388,8 @@ typedef struct mp_process_opts {
   int daemon;             /* terminated at mp_shutdown instead of joined */
   int detached;           /* may outlive this process (no parent-death kill) */
   mp_start_method method; /* MP_START_DEFAULT: see mp_set_start_method */
-  int start_timeout_ms;   /* spawn: how long the child may take to reach mp_init (0: 30 s) */
+  int start_timeout_ms;   /* spawn: how long the child may take to reach mp_init; 0 or
+                             MP_DEFAULT_TIMEOUT: 30 s (always bounded: see the top) */
 } mp_process_opts;
 
 /** Must be the first line of main: in a spawned child it runs the target and exits. */
@@ -634,7 +693,7 @@ typedef struct mp_pool_opts {
   mp_start_method method;      /* MP_START_DEFAULT: see mp_set_start_method */
   mp_pool_init_fn initializer; /* NULL: none */
   const mp_value *initargs;    /* copied; NULL: nil */
-  int maxtasksperchild;        /* a worker is replaced after this many tasks (0: never) */
+  int maxtasksperchild;        /* a worker is replaced after this many tasks; 0: never */
   int task_timeout_ms;         /* a task running longer is killed with its worker and fails
                                   with MP_ETIMEDOUT; 0 or MP_NO_LIMIT: no limit */
 } mp_pool_opts;
@@ -758,7 +817,8 @@ typedef struct mp_popen_opts {
                             Windows: CREATE_NEW_PROCESS_GROUP */
   int detached;          /* POSIX: new session (setsid); Windows: DETACHED_PROCESS, outside
                             the job; free() never waits for it */
-  int timeout_ms;        /* default timeout for mp_run and MP_DEFAULT_TIMEOUT; 0 = none */
+  int timeout_ms;        /* default timeout for mp_run and for calls given
+                            MP_DEFAULT_TIMEOUT; 0 or MP_NO_LIMIT: none */
   const void *input;     /* mp_run/mp_check_output only: bytes written to stdin (which
                             becomes a pipe), then stdin is closed */
   size_t input_len;
@@ -898,7 +958,8 @@ typedef struct mp_manager_client mp_manager_client; /* a connection to a server 
 
 typedef struct mp_manager_opts {
   int max_connections;       /* connections served at once; 0: 64. More wait to be accepted */
-  int handshake_timeout_ms;  /* for authentication and the first request; 0: 5000 */
+  int handshake_timeout_ms;  /* for authentication and the first request; 0 or
+                                MP_DEFAULT_TIMEOUT: 5000 ms (always bounded: see the top) */
   size_t max_message;        /* largest request after authentication; 0: 64 MiB */
   int allow_empty_authkey;   /* an empty authkey is refused (MP_EINVAL) unless this is set */
   int allow_remote_shutdown; /* let clients call 'shutdown' (Python's manager.shutdown()) */
