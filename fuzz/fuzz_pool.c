@@ -38,7 +38,7 @@ static void results(mp__reader *r) {
   char msg[512];
   for (uint32_t i = 0; i < n; i++) {
     mp_value *v = NULL;
-    mp__pw_read_item(r, &v, msg, sizeof msg);
+    mp__pw_read_item(r, NULL, &v, msg, sizeof msg);
     mp_value_free(v);
   }
   if (r->bad || r->left != 0)

@@ -27,7 +27,7 @@ struct mp_conn {
   int desync;    /* a malformed prefix was read: message boundaries are lost for good */
   /* Read-ahead (mp__conn_set_readahead): each read takes what has arrived, and messages
    * are served out of ra[ra_start..ra_len) instead of the frame state above. */
-  int readahead;
+  int readahead, accepts_handles;
   unsigned char *ra;
   size_t ra_start, ra_len, ra_cap;
   /* Handles that came along the data (POSIX), oldest first, until a message takes them. */
@@ -125,8 +125,8 @@ int mp_conn_send(mp_conn *c, const void *buf, size_t len) {
 
 /* Milliseconds left until deadline_ns, or MP_FOREVER. */
 static int remaining(uint64_t deadline_ns, int timeout_ms) {
-  if (timeout_ms < 0)
-    return MP_FOREVER;
+  if (timeout_ms <= 0)
+    return timeout_ms < 0 ? MP_FOREVER : 0; /* no clock reading: polls and blocks are many */
   uint64_t now = mp_plat_monotonic_ns();
   return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999) / 1000000);
 }
@@ -201,8 +201,7 @@ static int read_header(mp_conn *c, uint64_t deadline, int timeout_ms) {
 }
 
 static int recv_frame(mp_conn *c, int timeout_ms) {
-  uint64_t deadline =
-      mp_plat_monotonic_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
+  uint64_t deadline = timeout_ms > 0 ? mp_plat_monotonic_ns() + (uint64_t)timeout_ms * 1000000u : 0;
   int rc = skip_oversized(c, deadline, timeout_ms);
   if (rc == 0 && !c->in_body)
     rc = read_header(c, deadline, timeout_ms);
@@ -287,8 +286,12 @@ static int ra_room(mp_conn *c, size_t need) {
 static int ra_fill(mp_conn *c, uint64_t deadline, int timeout_ms) {
   mp_plat_handle h[MP_PLAT_MAX_PASS];
   size_t got = 0, nh = 0;
-  int rc = mp_plat_chan_read_along(c->chan, c->ra + c->ra_len, c->ra_cap - c->ra_len,
-                                   remaining(deadline, timeout_ms), &got, h, MP_PLAT_MAX_PASS, &nh);
+  void *into = c->ra + c->ra_len;
+  size_t room = c->ra_cap - c->ra_len;
+  int ms = remaining(deadline, timeout_ms);
+  int rc = c->accepts_handles
+               ? mp_plat_chan_read_along(c->chan, into, room, ms, &got, h, MP_PLAT_MAX_PASS, &nh)
+               : mp_plat_chan_read(c->chan, into, room, ms, &got);
   if (rc == MP_EEOF && c->ra_len > c->ra_start) {
     char cause[256];
     snprintf(cause, sizeof cause, "%s", mp_last_error());
@@ -323,6 +326,12 @@ int mp__conn_set_readahead(mp_conn *c) {
   return 0;
 }
 
+int mp__conn_accept_handles(mp_conn *c) {
+  int rc = c->readahead ? 0 : mp__conn_set_readahead(c);
+  c->accepts_handles = rc == 0;
+  return rc;
+}
+
 int mp__conn_buffered(const mp_conn *c) {
   size_t hdr = 0, need = 0;
   uint64_t body = 0;
@@ -338,8 +347,7 @@ int mp__conn_recv_borrow(mp_conn *c, const unsigned char **msg, size_t *len, int
   if (c->desync)
     return mp_set_error(MP_EPROTO, "mp_conn_recv: the connection lost its message boundaries "
                                    "after a malformed length prefix; close it");
-  uint64_t deadline =
-      mp_plat_monotonic_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
+  uint64_t deadline = timeout_ms > 0 ? mp_plat_monotonic_ns() + (uint64_t)timeout_ms * 1000000u : 0;
   rc = skip_oversized(c, deadline, timeout_ms);
   while (rc == 0) {
     size_t hdr = 0, need = 0;

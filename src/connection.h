@@ -23,6 +23,10 @@ int mp__conn_from_chan(mp_plat_chan *chan, mp_conn **out);
  * mp_wait serve buffered messages first. A connection with unread buffered bytes cannot be
  * passed to a child (MP_ESTATE). */
 int mp__conn_set_readahead(mp_conn *c);
+/* Read-ahead that also takes the handles another process sends along (POSIX; see
+ * mp__conn_give_handles): only on a connection whose peer sends them, since taking them costs
+ * every read a little. */
+int mp__conn_accept_handles(mp_conn *c);
 /* 1 if a whole message (or a malformed prefix, to report) waits in c's read-ahead buffer. */
 int mp__conn_buffered(const mp_conn *c);
 /* Receives the next message of a read-ahead connection without copying: *msg is borrowed

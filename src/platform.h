@@ -106,8 +106,8 @@ int mp_plat_chan_write_along(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nb
 /* Reads like mp_plat_chan_read and stores in h[0..*nh) the handles (new, close-on-exec)
  * that came with the bytes read; none ever come on Windows. Handles beyond max are
  * closed and reported as MP_EPROTO. */
-int mp_plat_chan_read_along(mp_plat_chan *c, void *buf, size_t len, int timeout_ms,
-                            size_t *nread, mp_plat_handle *h, size_t max, size_t *nh);
+int mp_plat_chan_read_along(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, size_t *nread,
+                            mp_plat_handle *h, size_t max, size_t *nh);
 /* MP_PLAT_PASS_INTO: duplicates h into the process proc (a process handle, see
  * mp_plat_proc.wait_handle) and gives its value there; the caller keeps h. MP_ENOTSUP
  * elsewhere. */

@@ -28,7 +28,8 @@ void mp__task_free(mp__task *t) {
   for (size_t i = 0; i < t->nhandles; i++)
     mp_plat_handle_close(t->handles[i]);
   free(t->handles);
-  free(t->body);
+  if (t->body != t->small)
+    free(t->body);
   free(t);
 }
 
@@ -52,20 +53,21 @@ static void free_list(mp__task *t) {
   }
 }
 
-int mp__task_encode(mp__task *t) {
-  mp__buf b = {0};
-  int rc = mp__buf_put_u8(&b, MP__PW_TASK);
-  rc = rc ? rc : mp__buf_put_u32(&b, t->fnid);
-  rc = rc ? rc : mp__buf_put_u8(&b, t->flags);
-  rc = rc ? rc : mp__buf_put_u32(&b, (uint32_t)t->count);
+int mp__task_encode(mp__task *t, mp__buf *b) {
+  b->len = 0;
+  int rc = mp__buf_put_u8(b, MP__PW_TASK);
+  rc = rc ? rc : mp__buf_put_u32(b, t->fnid);
+  rc = rc ? rc : mp__buf_put_u8(b, t->flags);
+  rc = rc ? rc : mp__buf_put_u32(b, (uint32_t)t->count);
   for (size_t i = 0; rc == 0 && i < t->count; i++)
-    rc = mp__value_encode_append(t->inputs[t->first + i], &b);
-  if (rc < 0) {
-    mp__buf_free(&b);
+    rc = mp__value_encode_append(t->inputs[t->first + i], b);
+  if (rc < 0)
     return rc;
-  }
-  t->body = b.data;
-  t->len = b.len;
+  t->body = b->len <= sizeof t->small ? t->small : malloc(b->len);
+  if (t->body == NULL)
+    return mp_set_error(MP_ENOMEM, "pool: out of memory for a task of %zu bytes", b->len);
+  memcpy(t->body, b->data, b->len);
+  t->len = b->len;
   t->inputs = NULL;
   return 0;
 }
@@ -78,8 +80,21 @@ static int task_new(mp__job *j, size_t first, size_t count, uint32_t fnid, unsig
   mp__task *t = malloc(sizeof *t);
   if (t == NULL)
     return mp_set_error(MP_ENOMEM, "pool: out of memory for a task");
-  *t = (mp__task){NULL, 0, j, first, count, fnid, flags, inputs, NULL, 0, NULL, 0};
-  int rc = lazy ? 0 : mp__task_encode(t);
+  t->next = NULL;
+  t->id = 0;
+  t->j = j;
+  t->first = first;
+  t->count = count;
+  t->fnid = fnid;
+  t->flags = flags;
+  t->inputs = inputs;
+  t->body = NULL;
+  t->len = 0;
+  t->handles = NULL;
+  t->nhandles = 0;
+  mp__buf scratch = {0};
+  int rc = lazy ? 0 : mp__task_encode(t, &scratch);
+  mp__buf_free(&scratch);
   if (rc < 0) {
     free(t);
     return rc;
@@ -139,6 +154,9 @@ static void pool_destroy(mp_pool *p) {
   mp_conn_free(p->wake_w);
   mp_value_free(p->initargs);
   mp__buf_free(&p->init_ref);
+  mp__buf_free(&p->scratch);
+  mp__buf_free(&p->answer_bufs[0]);
+  mp__buf_free(&p->answer_bufs[1]);
   for (size_t i = 0; i < p->nfns; i++)
     mp__buf_free(&p->fns[i].ref);
   free(p->fns);
@@ -451,6 +469,13 @@ static int map_submit(mp_pool *p, void (*fn)(void), unsigned flags, const mp_val
   for (size_t i = 0; outputs && i < n; i++)
     outputs[i] = NULL;
   j->out = outputs;
+  if (kind == MP__JOB_MAP) { /* before any task can answer */
+    mp__pool_lock(p);
+    j->raw = p->answer_bufs[0];
+    j->spare = p->answer_bufs[1];
+    memset(p->answer_bufs, 0, sizeof p->answer_bufs);
+    mp__pool_unlock(p);
+  }
   /* Batches go out as they are made, so the workers start while the rest is made. */
   mp__task *head = NULL, *tail = NULL;
   size_t batch = 0, i = 0;
@@ -482,14 +507,38 @@ static int map_submit(mp_pool *p, void (*fn)(void), unsigned flags, const mp_val
       mp__job_item_done(j, k, rc, msg, NULL);
     if (kind == MP__JOB_MAP) /* queued tasks may still read the caller's inputs */
       mp__map_collect(j, outputs, NULL, 0, -1, MP_FOREVER, NULL, NULL);
-    else
-      mp__job_unref(j);
+    mp__job_unref(j);
     return mp_set_error(rc, "%s", msg);
   }
   if (n == 0)
     j->refs = 1; /* nothing for the pool to finish */
   *out = j;
   return 0;
+}
+
+/* Ends the caller's part in a map: the answer buffers of a finished one go back to the pool
+ * for the next map; then the caller's reference goes. */
+static int map_done(mp_pool *p, mp__job *j, int rc) {
+  mp__buf bufs[2] = {{0}, {0}};
+  mp_plat_mutex_lock(&j->mu);
+  if (j->remaining == 0) { /* nothing will be appended any more */
+    bufs[0] = j->raw;
+    bufs[1] = j->spare;
+    memset(&j->raw, 0, sizeof j->raw);
+    memset(&j->spare, 0, sizeof j->spare);
+  }
+  mp_plat_mutex_unlock(&j->mu);
+  mp__job_unref(j);
+  mp__pool_lock(p);
+  for (int i = 0; i < 2; i++) {
+    bufs[i].len = 0;
+    if (p->answer_bufs[i].data == NULL)
+      p->answer_bufs[i] = bufs[i];
+    else
+      mp__buf_free(&bufs[i]);
+  }
+  mp__pool_unlock(p);
+  return rc;
 }
 
 /* A map that timed out: its tasks still queued are cancelled (they would read inputs that
@@ -537,8 +586,10 @@ int mp_pool_map_ex(mp_pool *p, mp_task_fn fn, const mp_value *const *inputs, siz
   rc = rc ? rc
           : map_submit(p, (void (*)(void))fn, 0, inputs, n, o->chunksize, MP__JOB_MAP, outputs,
                        "mp_pool_map_ex", &j);
-  return rc < 0 ? rc
-                : mp__map_collect(j, outputs, codes, 1, deadline, timeout_ms, cancel_queued, p);
+  if (rc < 0)
+    return rc;
+  rc = mp__map_collect(j, outputs, codes, 1, deadline, timeout_ms, cancel_queued, p);
+  return map_done(p, j, rc);
 }
 
 static int map_plain(mp_pool *p, void (*fn)(void), unsigned flags, const mp_value *const *inputs,
@@ -547,7 +598,10 @@ static int map_plain(mp_pool *p, void (*fn)(void), unsigned flags, const mp_valu
     return mp_set_error(MP_EINVAL, "%s: outputs is NULL", who);
   mp__job *j = NULL;
   int rc = map_submit(p, fn, flags, inputs, n, chunksize, MP__JOB_MAP, outputs, who, &j);
-  return rc < 0 ? rc : mp__map_collect(j, outputs, NULL, 0, -1, MP_FOREVER, NULL, NULL);
+  if (rc < 0)
+    return rc;
+  rc = mp__map_collect(j, outputs, NULL, 0, -1, MP_FOREVER, NULL, NULL);
+  return map_done(p, j, rc);
 }
 
 int mp_pool_map(mp_pool *p, mp_task_fn fn, const mp_value *const *inputs, size_t n,

@@ -18,6 +18,7 @@
 #define MP__POOL_DEPTH 64
 #define MP__POOL_DEPTH_BYTES 16384
 #define MP__POOL_MSG_MAX 512
+#define MP__POOL_SMALL_BODY 40 /* a task of one small input fits, with its head */
 
 /* ---- jobs (pool_result.c) ------------------------------------------------------------ */
 
@@ -30,14 +31,6 @@ typedef struct mp__imap_ent {
   char *msg;
   mp_value *v;
 } mp__imap_ent;
-
-/* A map task's answer as received: the waiting caller decodes it, in its own thread (in
- * parallel with the master, and where the outputs will be freed). */
-typedef struct mp__answer {
-  struct mp__answer *next;
-  size_t first, count, len;
-  unsigned char data[]; /* the answer's items */
-} mp__answer;
 
 struct mp_result {
   mp_plat_mutex mu;
@@ -52,8 +45,12 @@ struct mp_result {
   int err;    /* the failure of the lowest failed index */
   size_t err_index;
   char *err_msg;
-  mp__imap_ent *qhead, *qtail;     /* MP__JOB_IMAP: finished, not yet given */
-  mp__answer *raw_head, *raw_tail; /* MP__JOB_MAP: answers the caller decodes */
+  mp__imap_ent *qhead, *qtail; /* MP__JOB_IMAP: finished, not yet given */
+  /* MP__JOB_MAP: answers as received, for the waiting caller to decode in its own thread
+   * (beside the master, and where the outputs will be freed): one record after another,
+   * first item u64, item count u32, length u32, the items. The caller swaps in its spare
+   * buffer when it takes them, so a long map allocates nothing per answer. */
+  mp__buf raw, spare;
   size_t raw_items;
   int caller_waiting;
   size_t given, lost; /* lost: finished items that found no memory to queue */
@@ -79,8 +76,9 @@ void mp__job_answer(mp__job *j, size_t first, size_t count, mp__reader *r);
 /* The caller of a map waits (until deadline_ns, or forever when negative), decoding the
  * answers into outputs as they come; then fills codes (may be NULL) and returns as
  * mp_pool_map_ex documents (per_item), or as mp_pool_map (every output NULL on failure).
- * Drops the caller's reference. On timeout, on_timeout cancels what the pool still holds
- * of the job before its inputs go away and says how many items it cancelled. */
+ * The caller's reference stays (drop it with mp__job_unref). On timeout, on_timeout cancels
+ * what the pool still holds of the job before its inputs go away and says how many items
+ * it cancelled. */
 int mp__map_collect(mp__job *j, mp_value **outputs, int *codes, int per_item, int64_t deadline_ns,
                     int timeout_ms, size_t (*on_timeout)(void *ctx, mp__job *j), void *ctx);
 
@@ -96,6 +94,7 @@ typedef struct mp__task {
   const mp_value *const *inputs; /* until encoded: the caller's, valid while it waits */
   unsigned char *body;           /* kept until answered: a dead worker's queue is sent again */
   size_t len;
+  unsigned char small[MP__POOL_SMALL_BODY]; /* body, when it fits: no allocation for it */
   mp_plat_handle *handles; /* MP__PW_ARGS: this pool's own copies of the objects' handles */
   size_t nhandles;
 } mp__task;
@@ -103,8 +102,8 @@ typedef struct mp__task {
 /* Fails every task of a list with code and msg, and frees them. */
 void mp__fail_tasks(mp__task *t, int code, const char *msg);
 void mp__task_free(mp__task *t);
-/* Builds the task's message body from its inputs (the master, under the pool's lock). */
-int mp__task_encode(mp__task *t);
+/* Builds the task's message body from its inputs, using scratch (emptied first) as room. */
+int mp__task_encode(mp__task *t, mp__buf *scratch);
 
 typedef struct mp__fnref {
   void (*fn)(void);
@@ -143,7 +142,10 @@ struct mp_pool {
   size_t nfns;
   mp__task *pend_head, *pend_tail;
   size_t npending;
-  mp__task *unsendable; /* tasks that could not be encoded or given: failed outside the lock */
+  mp__buf scratch;        /* room to encode tasks in, under the lock */
+  mp__buf answer_bufs[2]; /* a finished map's answer buffers, for the next map: pages that
+                             are already touched (a fresh one costs a fault per 4 KiB) */
+  mp__task *unsendable;   /* tasks that could not be encoded or given: failed outside the lock */
   char unsendable_msg[MP__POOL_MSG_MAX];
   uint64_t next_id;
   int state, started, start_rc, done, broken;

@@ -185,7 +185,7 @@ static void pop_head_locked(mp_pool *p) {
 static int head_ready_locked(mp_pool *p) {
   while (p->pend_head && p->pend_head->body == NULL) {
     mp__task *t = p->pend_head;
-    if (mp__task_encode(t) == 0)
+    if (mp__task_encode(t, &p->scratch) == 0)
       break;
     pop_head_locked(p);
     set_aside_locked(p, t, "the input of ", "could not be encoded");

@@ -9,6 +9,7 @@
 #include "deadline.h"
 #include "pool.h"
 #include "pool_wire.h"
+#include "value.h"
 
 mp__job *mp__job_new(int kind, size_t n) {
   mp__job *j = calloc(1, sizeof *j);
@@ -36,11 +37,8 @@ static void job_free(mp__job *j) {
   }
   free(j->codes);
   free(j->err_msg);
-  while (j->raw_head) {
-    mp__answer *a = j->raw_head;
-    j->raw_head = a->next;
-    free(a);
-  }
+  mp__buf_free(&j->raw);
+  mp__buf_free(&j->spare);
   while (j->qhead) {
     mp__imap_ent *e = j->qhead;
     j->qhead = e->next;
@@ -125,21 +123,21 @@ void mp__job_item_done(mp__job *j, size_t idx, int code, const char *msg, mp_val
 
 /* Queues a map task's answer for its caller to decode. */
 static void hand_over(mp__job *j, size_t first, size_t count, mp__reader *r) {
-  mp__answer *a = malloc(sizeof *a + r->left);
-  if (a == NULL) {
+  mp_plat_mutex_lock(&j->mu);
+  size_t at = j->raw.len;
+  int rc = mp__buf_reserve(&j->raw, 16 + r->left);
+  rc = rc ? rc : mp__buf_put_u64(&j->raw, first);
+  rc = rc ? rc : mp__buf_put_u32(&j->raw, (uint32_t)count);
+  rc = rc ? rc : mp__buf_put_u32(&j->raw, (uint32_t)r->left);
+  rc = rc ? rc : mp__buf_put(&j->raw, r->p, r->left);
+  if (rc < 0) {
+    j->raw.len = at;
+    mp_plat_mutex_unlock(&j->mu);
     for (size_t i = 0; i < count; i++)
       mp__job_item_done(j, first + i, MP_ENOMEM, "pool: out of memory for an answer", NULL);
     return;
   }
-  *a = (mp__answer){NULL, first, count, r->left};
-  memcpy(a->data, r->p, r->left);
-  mp_plat_mutex_lock(&j->mu);
   j->raw_items += count;
-  if (j->raw_tail)
-    j->raw_tail->next = a;
-  else
-    j->raw_head = a;
-  j->raw_tail = a;
   j->remaining -= count;
   int finished = j->remaining == 0;
   /* Wake-ups cost more than tiny answers: the waiting caller is woken for a batch. */
@@ -155,13 +153,16 @@ void mp__job_answer(mp__job *j, size_t first, size_t count, mp__reader *r) {
     return;
   }
   char msg[MP__POOL_MSG_MAX];
+  mp__value_arena a;
+  mp__value_arena_init(&a, count);
   mp_plat_mutex_lock(&j->mu);
   for (size_t i = 0; i < count; i++) {
     mp_value *v;
     msg[0] = '\0';
-    int code = mp__pw_read_item(r, &v, msg, sizeof msg);
+    int code = mp__pw_read_item(r, &a, &v, msg, sizeof msg);
     record_locked(j, first + i, code, msg, v);
   }
+  mp__value_arena_done(&a);
   j->remaining -= count;
   int finished = j->remaining == 0;
   if (finished || j->kind == MP__JOB_IMAP)
@@ -185,26 +186,32 @@ static int imap_has_next(mp__job *j) { return j->qhead != NULL || j->lost > 0 ||
 
 /* ---- maps: the caller decodes its answers --------------------------------------------- */
 
-/* Decodes answers (outside the lock) into the caller's outputs. */
-static void decode_answers(mp__job *j, mp__answer *a) {
+/* Decodes one answer (outside the lock) into the caller's outputs. */
+static void decode_answer(mp__job *j, size_t first, size_t count, mp__reader *r) {
   char msg[MP__POOL_MSG_MAX];
-  while (a) {
-    mp__answer *next = a->next;
-    mp__reader r = {a->data, a->len, 0};
-    for (size_t i = 0; i < a->count; i++) {
-      mp_value *v;
-      msg[0] = '\0';
-      int code = mp__pw_read_item(&r, &v, msg, sizeof msg);
-      if (code == 0) {
-        j->out[a->first + i] = v; /* only this thread writes a map's outputs */
-        continue;
-      }
-      mp_plat_mutex_lock(&j->mu);
-      record_failure_locked(j, a->first + i, code, msg);
-      mp_plat_mutex_unlock(&j->mu);
+  mp__value_arena arena; /* the outputs of one answer share one allocation */
+  mp__value_arena_init(&arena, count);
+  for (size_t i = 0; i < count; i++) {
+    mp_value *v;
+    msg[0] = '\0';
+    int code = mp__pw_read_item(r, &arena, &v, msg, sizeof msg);
+    if (code == 0) {
+      j->out[first + i] = v; /* only this thread writes a map's outputs */
+      continue;
     }
-    free(a);
-    a = next;
+    mp_plat_mutex_lock(&j->mu);
+    record_failure_locked(j, first + i, code, msg);
+    mp_plat_mutex_unlock(&j->mu);
+  }
+  mp__value_arena_done(&arena);
+}
+
+static void decode_answers(mp__job *j, const mp__buf *raw) {
+  mp__reader r = {raw->data, raw->len, 0};
+  while (r.left > 0) {
+    size_t first = (size_t)mp__get_u64(&r), count = mp__get_u32(&r), len = mp__get_u32(&r);
+    mp__reader items = {mp__get_bytes(&r, len), len, 0};
+    decode_answer(j, first, count, &items); /* the master wrote these records whole */
   }
 }
 
@@ -213,13 +220,15 @@ static int collect(mp__job *j, int64_t deadline_ns) {
   int rc = 0;
   mp_plat_mutex_lock(&j->mu);
   for (;;) {
-    mp__answer *a = j->raw_head;
-    j->raw_head = j->raw_tail = NULL;
-    j->raw_items = 0;
-    if (a) {
+    if (j->raw.len > 0) { /* the two buffers take turns: the master fills one */
+      mp__buf full = j->raw;
+      j->raw = j->spare;
+      j->raw_items = 0;
       mp_plat_mutex_unlock(&j->mu);
-      decode_answers(j, a);
+      decode_answers(j, &full);
       mp_plat_mutex_lock(&j->mu);
+      j->spare = full;
+      j->spare.len = 0;
       continue;
     }
     if (j->remaining == 0 || rc < 0)
@@ -272,7 +281,6 @@ int mp__map_collect(mp__job *j, mp_value **outputs, int *codes, int per_item, in
                       (unsigned long long)pending, (unsigned long long)j->n, timeout_ms);
   else if (err < 0)
     rc = mp_set_error(err, "input %llu: %s", (unsigned long long)err_index, msg);
-  mp__job_unref(j);
   return rc;
 }
 

@@ -35,6 +35,9 @@ int mp__pw_put_failure(mp__buf *b, int code, const char *msg) {
 
 /* If r starts a failure: 1 with its code and message (borrowed), and r moved past it. */
 static int failure(mp__reader *r, int *code, const char **msg, size_t *len) {
+  unsigned c = r->left > 0 ? r->p[0] : 0;
+  if (!((c >= 0xc7 && c <= 0xc9) || (c >= 0xd4 && c <= 0xd8)))
+    return 0; /* not an extension: a value (most items; no need to parse its head) */
   int type = 0;
   const unsigned char *payload = NULL;
   size_t plen = 0, used = 0;
@@ -65,9 +68,9 @@ int mp__pw_check_results(mp__reader r, size_t n) {
   return r.left == 0 ? 0 : mp_set_error(MP_EPROTO, "pool: bytes after the last result item");
 }
 
-int mp__pw_read_item(mp__reader *r, mp_value **v, char *msg, size_t size) {
+int mp__pw_read_item(mp__reader *r, mp__value_arena *a, mp_value **v, char *msg, size_t size) {
   int code = 0;
-  const char *text = NULL;
+  const char *text = "";
   size_t len = 0, used = 0;
   *v = NULL;
   int rc = failure(r, &code, &text, &len);
@@ -76,7 +79,7 @@ int mp__pw_read_item(mp__reader *r, mp_value **v, char *msg, size_t size) {
     return code < 0 ? code : MP_ETASK;
   }
   if (rc == 0)
-    rc = mp__value_decode_prefix(r->p, r->left, v, &used);
+    rc = mp__value_decode_in(a, r->p, r->left, v, &used);
   if (rc < 0) {
     snprintf(msg, size, "pool: undecodable result: %s", mp_last_error());
     if (mp__value_skip(r->p, r->left, &used) < 0)

@@ -21,6 +21,7 @@
 
 #include "multiproc.h"
 #include "buf.h"
+#include "value.h"
 
 enum {
   MP__PW_INIT = 'I',
@@ -48,9 +49,10 @@ int mp__pw_put_failure(mp__buf *b, int code, const char *msg);
 /* Checks that r holds exactly n result items (their structure: a value's contents are
  * checked when it is decoded), so that nothing is recorded from a malformed answer. */
 int mp__pw_check_results(mp__reader r, size_t n);
-/* Reads one result item: 0 with *v (yours), or the item's failure code with its message
- * in msg; MP_EPROTO (and msg) for an output that does not decode. */
-int mp__pw_read_item(mp__reader *r, mp_value **v, char *msg, size_t size);
+/* Reads one result item: 0 with *v (yours; its storage from arena a, which may be NULL),
+ * or the item's failure code with its message in msg; MP_EPROTO (and msg) for an output
+ * that does not decode. */
+int mp__pw_read_item(mp__reader *r, mp__value_arena *a, mp_value **v, char *msg, size_t size);
 
 /* The worker process's target (pool_worker.c); args[0] is its connection. */
 int mp__pool_worker_main(mp_args *args);

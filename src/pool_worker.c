@@ -75,21 +75,21 @@ static int put_outcome(wstate *s, int rc, mp_value *out) {
 }
 
 /* Runs the input that starts r and appends its result item. */
-static int run_item(wstate *s, const wfn *f, unsigned flags, mp__reader *r) {
+static int run_item(wstate *s, const wfn *f, unsigned flags, mp__reader *r, mp__value_arena *a) {
   mp_value *in = NULL, *out = NULL;
   size_t used = 0;
-  int rc = mp__value_decode_prefix(r->p, r->left, &in, &used);
+  int rc = mp__value_decode_in(a, r->p, r->left, &in, &used);
   if (rc < 0)
     return rc; /* the master sent something it could not have encoded: give up */
   mp__get_bytes(r, used);
   if (f->fn == NULL) {
-    mp_value_free(in);
+    mp__value_free_in(a, in);
     return mp__pw_put_failure(&s->out, MP_ECHILD, f->error);
   }
   if (mp_last_error_code() != 0)
     clear_error(); /* only when dirty: formatting a message per task costs */
   rc = call_fn(f->fn, flags, in, &out);
-  mp_value_free(in);
+  mp__value_free_in(a, in);
   return put_outcome(s, rc, out);
 }
 
@@ -118,9 +118,12 @@ static int on_task(wstate *s, mp__reader *r) {
   if (rc < 0 || f == NULL)
     return rc < 0 ? rc : mp_set_error(MP_EPROTO, "pool worker: no function %u", (unsigned)fnid);
   size_t at;
+  mp__value_arena a; /* the inputs of a chunk share one allocation */
+  mp__value_arena_init(&a, n);
   rc = begin_answer(s, n, &at);
   for (uint32_t i = 0; rc == 0 && i < n; i++)
-    rc = run_item(s, f, flags, r);
+    rc = run_item(s, f, flags, r, &a);
+  mp__value_arena_done(&a);
   return rc < 0 ? rc : send_answer(s, at);
 }
 
@@ -246,7 +249,7 @@ static int serve(wstate *s) {
 
 int mp__pool_worker_main(mp_args *args) {
   mp_conn *conn = NULL;
-  if (mp_args_get_conn(args, 0, &conn) < 0 || mp__conn_set_readahead(conn) < 0)
+  if (mp_args_get_conn(args, 0, &conn) < 0 || mp__conn_accept_handles(conn) < 0)
     return 2;
   /* Static: a task that calls exit() leaves the buffers reachable for leak checkers. */
   static wstate s;

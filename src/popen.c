@@ -191,8 +191,7 @@ static int popen_start(mp_popen **pp, const char *const *argv, const char *shell
     if ((rc = check_stdio(stdio[i], i)) != 0)
       return rc;
   if (o->timeout_ms < 0 && o->timeout_ms != MP_NO_LIMIT && o->timeout_ms != MP_DEFAULT_TIMEOUT)
-    return mp_set_error(MP_EINVAL,
-                        "timeout_ms must be positive, 0 or MP_NO_LIMIT (none), not %d",
+    return mp_set_error(MP_EINVAL, "timeout_ms must be positive, 0 or MP_NO_LIMIT (none), not %d",
                         o->timeout_ms);
   mp_plat_popen_reap_abandoned(); /* like Python's _cleanup(): reap what free() left */
 

@@ -240,9 +240,8 @@ typedef struct call_msg {
   size_t len;
 } call_msg;
 
-static int encode_call(mp_process *p, const mp__buf *fnref, const char *args_buf,
-                       size_t args_len, const mp_plat_handle *child_handles, size_t nh,
-                       call_msg *out) {
+static int encode_call(mp_process *p, const mp__buf *fnref, const char *args_buf, size_t args_len,
+                       const mp_plat_handle *child_handles, size_t nh, call_msg *out) {
   msgpack_sbuffer sb;
   msgpack_packer pk;
   msgpack_sbuffer_init(&sb);

@@ -4,6 +4,7 @@
  * scan refuses a nesting deeper than MP_VALUE_MAX_DEPTH and any count or length larger than
  * the bytes left, which bounds every allocation by the input's size. */
 #include <msgpack.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +30,22 @@ struct mp_value {
       size_t cap;
     } seq;
   } u;
+  struct mp__vblock *block; /* the allocation it shares with a batch (arena), or NULL */
 };
+
+/* One allocation for the values of a decoded batch (see value.h). refs counts every slot
+ * from the start plus the arena's own reference; mp__value_arena_done gives back the unused
+ * slots and the arena's, and each value freed gives back its one: the last one out frees. */
+struct mp__vblock {
+  atomic_size_t refs;
+  size_t cap, used;
+  mp_value v[];
+};
+
+static void block_release(struct mp__vblock *b, size_t n) {
+  if (atomic_fetch_sub_explicit(&b->refs, n, memory_order_acq_rel) == n)
+    free(b);
+}
 
 /* ---- construction -------------------------------------------------------------------- */
 
@@ -44,6 +60,61 @@ static mp_value *new_value(mp_value_type type) {
   memset(v, 0, sizeof *v);
   v->type = type;
   return v;
+}
+
+/* Values per block: small enough (40 KiB) to come from the heap's reused memory rather than
+ * a fresh mapping, whose first touch costs a page fault per 4 KiB. */
+#define BLOCK_VALUES 1024
+
+/* Closes the arena's current block: the slots it will not hand out, the arena's own
+ * reference and the values its owner already gave back are returned at once. */
+static void close_block(mp__value_arena *a) {
+  if (a->b)
+    block_release(a->b, a->b->cap - a->b->used + 1 + a->returned);
+  a->b = NULL;
+  a->returned = 0;
+}
+
+/* A value from the arena's current block, a new block while the arena expects more values,
+ * or else from the heap. */
+static mp_value *arena_value(mp__value_arena *a, mp_value_type type) {
+  if (a && (a->b == NULL || a->b->used == a->b->cap) && a->expected > 0) {
+    close_block(a);
+    size_t cap = a->expected < BLOCK_VALUES ? a->expected : BLOCK_VALUES;
+    a->b = malloc(sizeof *a->b + cap * sizeof(mp_value));
+    a->expected -= cap;
+    if (a->b) {
+      atomic_init(&a->b->refs, cap + 1);
+      a->b->cap = cap;
+      a->b->used = 0;
+    }
+  }
+  if (a == NULL || a->b == NULL || a->b->used == a->b->cap)
+    return new_value(type);
+  mp_value *v = &a->b->v[a->b->used++];
+  memset(v, 0, sizeof *v);
+  v->type = type;
+  v->block = a->b;
+  return v;
+}
+
+void mp__value_arena_init(mp__value_arena *a, size_t expected) {
+  a->b = NULL;
+  a->expected = expected;
+  a->returned = 0;
+}
+
+void mp__value_arena_done(mp__value_arena *a) {
+  close_block(a);
+  a->expected = 0;
+}
+
+/* Frees a value's own storage (not its contents). */
+static void release_value(mp_value *v) {
+  if (v->block)
+    block_release(v->block, 1);
+  else
+    free(v);
 }
 
 mp_value *mp_value_nil(void) { return new_value(MP_VALUE_NIL); }
@@ -103,13 +174,14 @@ static int utf8_valid(const unsigned char *s, size_t len) {
   return 1;
 }
 
-static mp_value *new_blob(mp_value_type type, const void *data, size_t len) {
-  mp_value *v = new_value(type);
+/* A str or bytes value holding a copy of data, its storage from the arena (may be NULL). */
+static mp_value *arena_blob(mp__value_arena *a, mp_value_type type, const void *data, size_t len) {
+  mp_value *v = arena_value(a, type);
   if (v == NULL)
     return NULL;
   v->u.s.ptr = malloc(len + 1);
   if (v->u.s.ptr == NULL) {
-    free(v);
+    release_value(v);
     mp_set_error(MP_ENOMEM, "out of memory copying %llu bytes into a value",
                  (unsigned long long)len);
     return NULL;
@@ -119,6 +191,10 @@ static mp_value *new_blob(mp_value_type type, const void *data, size_t len) {
   v->u.s.ptr[len] = '\0';
   v->u.s.len = len;
   return v;
+}
+
+static mp_value *new_blob(mp_value_type type, const void *data, size_t len) {
+  return arena_blob(NULL, type, data, len);
 }
 
 mp_value *mp_value_strn(const char *s, size_t len) {
@@ -153,9 +229,8 @@ mp_value *mp_value_list(void) { return new_value(MP_VALUE_LIST); }
 mp_value *mp_value_tuple(void) { return new_value(MP_VALUE_TUPLE); }
 mp_value *mp_value_dict(void) { return new_value(MP_VALUE_DICT); }
 
-void mp_value_free(mp_value *v) {
-  if (v == NULL)
-    return;
+/* Frees what a value contains (not the value's own storage). */
+static void free_contents(mp_value *v) {
   if (v->type == MP_VALUE_STR || v->type == MP_VALUE_BYTES)
     free(v->u.s.ptr);
   if (v->type >= MP_VALUE_LIST) {
@@ -163,7 +238,23 @@ void mp_value_free(mp_value *v) {
       mp_value_free(v->u.seq.items[i]);
     free(v->u.seq.items);
   }
-  free(v);
+}
+
+void mp_value_free(mp_value *v) {
+  if (v == NULL)
+    return;
+  free_contents(v);
+  release_value(v);
+}
+
+void mp__value_free_in(mp__value_arena *a, mp_value *v) {
+  if (v == NULL)
+    return;
+  free_contents(v);
+  if (v->block != NULL && v->block == a->b)
+    a->returned++; /* given back with the block, in one atomic step */
+  else
+    release_value(v);
 }
 
 /* Makes room for `more` items; growth is geometric so appending is amortised O(1). */
@@ -499,10 +590,46 @@ static int pack(msgpack_packer *pk, const mp_value *v, int depth) {
   return pack_items(pk, v, depth);
 }
 
+/* An integer in the shortest form, exactly as msgpack_pack_int64 writes it: most of what
+ * pool items carry, written here without the packer's call per piece. */
+static int put_int(mp__buf *b, int64_t i) {
+  int rc = b->cap - b->len >= 9 ? 0 : mp__buf_reserve(b, 9);
+  if (rc < 0)
+    return rc;
+  unsigned char *p = b->data + b->len;
+  int n;
+  if (i >= -32 && i < 128)
+    p[0] = (unsigned char)(int8_t)i, n = 0;
+  else if (i < 0)
+    n = i >= INT8_MIN    ? 1
+        : i >= INT16_MIN ? 2
+        : i >= INT32_MIN ? 4
+                         : 8,
+    p[0] = n == 1   ? 0xd0
+           : n == 2 ? 0xd1
+           : n == 4 ? 0xd2
+                    : 0xd3;
+  else
+    n = i <= UINT8_MAX    ? 1
+        : i <= UINT16_MAX ? 2
+        : i <= UINT32_MAX ? 4
+                          : 8,
+    p[0] = n == 1   ? 0xcc
+           : n == 2 ? 0xcd
+           : n == 4 ? 0xce
+                    : 0xcf;
+  for (int k = 0; k < n; k++)
+    p[1 + k] = (unsigned char)((uint64_t)i >> (8 * (n - 1 - k)));
+  b->len += 1 + (size_t)n;
+  return 0;
+}
+
 int mp__value_encode_append(const mp_value *v, mp__buf *b) {
   static const unsigned char nil = 0xc0;
   if (v == NULL)
     return mp__buf_put(b, &nil, 1);
+  if (v->type == MP_VALUE_INT)
+    return put_int(b, v->u.i);
   msgpack_packer pk;
   packer_init(&pk, b);
   size_t start = b->len;
@@ -681,9 +808,20 @@ static int scan(const unsigned char *p, size_t len, int depth0, int want_array, 
   return 0;
 }
 
+/* A scalar's length (header and payload) if p starts one that fits in len bytes, else 0:
+ * the common case of pool items, checked without the scan's machinery. */
+static size_t scalar_len(const unsigned char *p, size_t len) {
+  head h;
+  if (len == 0 || p[0] == 0xc1 || parse_head(p, len, &h) < 0 || h.is_container || h.is_ext)
+    return 0;
+  return h.skip <= len ? (size_t)h.skip : 0;
+}
+
 int mp__value_skip(const void *p, size_t len, size_t *used) {
   if (len == 0)
     return malformed("empty input", 0);
+  if ((*used = scalar_len(p, len)) > 0)
+    return 0;
   return scan(p, len, 0, 0, used);
 }
 
@@ -728,16 +866,16 @@ int mp__value_ext_head(const void *buf, size_t len, int *type, const unsigned ch
 /* ---- decoding: scanned bytes to values ---------------------------------------------- */
 
 /* Builds a string or bytes value; bad UTF-8 in a string is a protocol error here. */
-static int build_blob(mp_value_type type, const unsigned char *p, size_t n, mp_value **out) {
-  *out = type == MP_VALUE_STR ? mp_value_strn((const char *)p, n) : mp_value_bytes(p, n);
-  if (*out)
-    return 0;
-  return mp_last_error_code() == MP_ENOMEM
-             ? MP_ENOMEM
-             : mp_set_error(MP_EPROTO, "MessagePack string is not valid UTF-8");
+static int build_blob(mp__value_arena *a, mp_value_type type, const unsigned char *p, size_t n,
+                      mp_value **out) {
+  if (type == MP_VALUE_STR && n > 0 && !utf8_valid(p, n))
+    return mp_set_error(MP_EPROTO, "MessagePack string is not valid UTF-8");
+  *out = arena_blob(a, type, p, n);
+  return *out ? 0 : MP_ENOMEM;
 }
 
-static int build_int(const unsigned char *p, int n, int is_signed, mp_value **out) {
+static int build_int(mp__value_arena *a, const unsigned char *p, int n, int is_signed,
+                     mp_value **out) {
   uint64_t u = be(p, n);
   int64_t i;
   if (is_signed) /* sign-extend the n-byte two's complement value */
@@ -747,11 +885,13 @@ static int build_int(const unsigned char *p, int n, int is_signed, mp_value **ou
                         (unsigned long long)u);
   else
     i = (int64_t)u;
-  *out = mp_value_int(i);
-  return *out ? 0 : MP_ENOMEM;
+  if ((*out = arena_value(a, MP_VALUE_INT)) == NULL)
+    return MP_ENOMEM;
+  (*out)->u.i = i;
+  return 0;
 }
 
-static int build_double(const unsigned char *p, int n, mp_value **out) {
+static int build_double(mp__value_arena *a, const unsigned char *p, int n, mp_value **out) {
   uint64_t u = be(p, n);
   double d;
   if (n == 4) {
@@ -762,57 +902,70 @@ static int build_double(const unsigned char *p, int n, mp_value **out) {
   } else {
     memcpy(&d, &u, sizeof d);
   }
-  *out = mp_value_double(d);
-  return *out ? 0 : MP_ENOMEM;
+  if ((*out = arena_value(a, MP_VALUE_DOUBLE)) == NULL)
+    return MP_ENOMEM;
+  (*out)->u.d = d;
+  return 0;
+}
+
+/* nil, false or true. */
+static int build_word(mp__value_arena *a, mp_value_type type, int b, mp_value **out) {
+  if ((*out = arena_value(a, type)) == NULL)
+    return MP_ENOMEM;
+  (*out)->u.b = b;
+  return 1;
 }
 
 /* Decodes a scalar at p (already scanned): 1 if it was one, 0 if p holds a container or an
  * extension, or an error. */
-static int build_scalar(const unsigned char *p, mp_value **out) {
+static int build_scalar(mp__value_arena *a, const unsigned char *p, mp_value **out) {
   unsigned c = p[0];
   if (c <= 0x7f || c >= 0xe0) {
-    *out = mp_value_int((int64_t)(int8_t)c);
-    return *out ? 1 : MP_ENOMEM;
+    if ((*out = arena_value(a, MP_VALUE_INT)) == NULL)
+      return MP_ENOMEM;
+    (*out)->u.i = (int8_t)c;
+    return 1;
   }
   if ((c & 0xe0) == 0xa0)
-    return build_blob(MP_VALUE_STR, p + 1, c & 0x1f, out) < 0 ? mp_last_error_code() : 1;
+    return build_blob(a, MP_VALUE_STR, p + 1, c & 0x1f, out) < 0 ? mp_last_error_code() : 1;
   int rc;
   switch (c) {
-  case 0xc0: *out = mp_value_nil(); return *out ? 1 : MP_ENOMEM;
+  case 0xc0: return build_word(a, MP_VALUE_NIL, 0, out);
   case 0xc2:
-  case 0xc3: *out = mp_value_bool(c == 0xc3); return *out ? 1 : MP_ENOMEM;
-  case 0xcc: rc = build_int(p + 1, 1, 0, out); break;
-  case 0xcd: rc = build_int(p + 1, 2, 0, out); break;
-  case 0xce: rc = build_int(p + 1, 4, 0, out); break;
-  case 0xcf: rc = build_int(p + 1, 8, 0, out); break;
-  case 0xd0: rc = build_int(p + 1, 1, 1, out); break;
-  case 0xd1: rc = build_int(p + 1, 2, 1, out); break;
-  case 0xd2: rc = build_int(p + 1, 4, 1, out); break;
-  case 0xd3: rc = build_int(p + 1, 8, 1, out); break;
-  case 0xca: rc = build_double(p + 1, 4, out); break;
-  case 0xcb: rc = build_double(p + 1, 8, out); break;
-  case 0xd9: rc = build_blob(MP_VALUE_STR, p + 2, (size_t)be(p + 1, 1), out); break;
-  case 0xda: rc = build_blob(MP_VALUE_STR, p + 3, (size_t)be(p + 1, 2), out); break;
-  case 0xdb: rc = build_blob(MP_VALUE_STR, p + 5, (size_t)be(p + 1, 4), out); break;
-  case 0xc4: rc = build_blob(MP_VALUE_BYTES, p + 2, (size_t)be(p + 1, 1), out); break;
-  case 0xc5: rc = build_blob(MP_VALUE_BYTES, p + 3, (size_t)be(p + 1, 2), out); break;
-  case 0xc6: rc = build_blob(MP_VALUE_BYTES, p + 5, (size_t)be(p + 1, 4), out); break;
+  case 0xc3: return build_word(a, MP_VALUE_BOOL, c == 0xc3, out);
+  case 0xcc: rc = build_int(a, p + 1, 1, 0, out); break;
+  case 0xcd: rc = build_int(a, p + 1, 2, 0, out); break;
+  case 0xce: rc = build_int(a, p + 1, 4, 0, out); break;
+  case 0xcf: rc = build_int(a, p + 1, 8, 0, out); break;
+  case 0xd0: rc = build_int(a, p + 1, 1, 1, out); break;
+  case 0xd1: rc = build_int(a, p + 1, 2, 1, out); break;
+  case 0xd2: rc = build_int(a, p + 1, 4, 1, out); break;
+  case 0xd3: rc = build_int(a, p + 1, 8, 1, out); break;
+  case 0xca: rc = build_double(a, p + 1, 4, out); break;
+  case 0xcb: rc = build_double(a, p + 1, 8, out); break;
+  case 0xd9: rc = build_blob(a, MP_VALUE_STR, p + 2, (size_t)be(p + 1, 1), out); break;
+  case 0xda: rc = build_blob(a, MP_VALUE_STR, p + 3, (size_t)be(p + 1, 2), out); break;
+  case 0xdb: rc = build_blob(a, MP_VALUE_STR, p + 5, (size_t)be(p + 1, 4), out); break;
+  case 0xc4: rc = build_blob(a, MP_VALUE_BYTES, p + 2, (size_t)be(p + 1, 1), out); break;
+  case 0xc5: rc = build_blob(a, MP_VALUE_BYTES, p + 3, (size_t)be(p + 1, 2), out); break;
+  case 0xc6: rc = build_blob(a, MP_VALUE_BYTES, p + 5, (size_t)be(p + 1, 4), out); break;
   default: return 0;
   }
   return rc < 0 ? rc : 1;
 }
 
-static int build(const unsigned char *p, size_t len, mp_value **out, size_t *used);
+static int build(mp__value_arena *a, const unsigned char *p, size_t len, mp_value **out,
+                 size_t *used);
 
 /* Builds count items (pairs for a dict) that start at p into c. */
-static int build_items(const unsigned char *p, size_t len, uint64_t count, mp_value *c,
-                       size_t *used) {
+static int build_items(mp__value_arena *a, const unsigned char *p, size_t len, uint64_t count,
+                       mp_value *c, size_t *used) {
   size_t pos = 0;
   int rc = reserve(c, (size_t)count); /* count <= bytes left, checked by the scan */
   for (uint64_t i = 0; rc == 0 && i < count; i++) {
     mp_value *item = NULL;
     size_t n = 0;
-    rc = build(p + pos, len - pos, &item, &n);
+    rc = build(a, p + pos, len - pos, &item, &n);
     if (rc == 0) {
       c->u.seq.items[c->u.seq.len++] = item;
       pos += n;
@@ -824,13 +977,14 @@ static int build_items(const unsigned char *p, size_t len, uint64_t count, mp_va
 
 /* Builds the value at p, which scan() has validated: its counts fit the bytes, its nesting
  * is bounded (so is this recursion) and its only extension type is the tuple. */
-static int build(const unsigned char *p, size_t len, mp_value **out, size_t *used) {
+static int build(mp__value_arena *a, const unsigned char *p, size_t len, mp_value **out,
+                 size_t *used) {
   head h;
   *out = NULL;
   if (len == 0 || parse_head(p, len, &h) < 0 || h.skip > len)
     return malformed("truncated input", 0); /* unreachable after a scan; kept as a guard */
   if (!h.is_container && !h.is_ext) {
-    int rc = build_scalar(p, out);
+    int rc = build_scalar(a, p, out);
     *used = (size_t)h.skip;
     return rc < 0 ? rc : 0;
   }
@@ -849,11 +1003,11 @@ static int build(const unsigned char *p, size_t len, mp_value **out, size_t *use
     count = n;
     type = MP_VALUE_TUPLE;
   }
-  mp_value *c = new_value(type);
+  mp_value *c = arena_value(a, type);
   if (c == NULL)
     return MP_ENOMEM;
   size_t n = 0;
-  int rc = build_items(items, left, count, c, &n);
+  int rc = build_items(a, items, left, count, c, &n);
   if (rc < 0) {
     mp_value_free(c);
     return rc;
@@ -863,12 +1017,20 @@ static int build(const unsigned char *p, size_t len, mp_value **out, size_t *use
   return 0;
 }
 
-int mp__value_decode_prefix(const void *buf, size_t len, mp_value **v, size_t *used) {
-  size_t n = 0;
+int mp__value_decode_in(mp__value_arena *a, const void *buf, size_t len, mp_value **v,
+                        size_t *used) {
+  size_t n = scalar_len(buf, len);
+  if (n > 0) { /* no scan needed: nothing of it can claim more than the bytes present */
+    int rc = build_scalar(a, buf, v);
+    *used = n;
+    return rc < 0 ? rc : 0;
+  }
   int rc = mp__value_skip(buf, len, &n);
-  if (rc == 0)
-    rc = build(buf, n, v, used);
-  return rc;
+  return rc < 0 ? rc : build(a, buf, n, v, used);
+}
+
+int mp__value_decode_prefix(const void *buf, size_t len, mp_value **v, size_t *used) {
+  return mp__value_decode_in(NULL, buf, len, v, used);
 }
 
 int mp_value_decode(const void *buf, size_t len, mp_value **v) {
@@ -876,5 +1038,5 @@ int mp_value_decode(const void *buf, size_t len, mp_value **v) {
     return mp_set_error(MP_EINVAL, "mp_value_decode: buf or v is NULL");
   size_t used = 0;
   int rc = mp__value_check(buf, len);
-  return rc < 0 ? rc : build(buf, len, v, &used);
+  return rc < 0 ? rc : build(NULL, buf, len, v, &used);
 }

@@ -19,6 +19,24 @@ int mp__value_encode_append(const mp_value *v, mp__buf *b);
 /* Decodes the one value that starts p[0..len); *used receives its length in bytes. */
 int mp__value_decode_prefix(const void *p, size_t len, mp_value **v, size_t *used);
 
+/* Many small values decoded together (a pool answer of thousands) share one allocation:
+ * the arena's block, made on first use for `expected` values and freed when the last value
+ * taken from it is freed, by whichever thread. Values beyond `expected` come from the heap.
+ * Nothing changes for their owner: each is freed with mp_value_free as usual. */
+typedef struct mp__value_arena {
+  struct mp__vblock *b; /* the block values come from now */
+  size_t expected;      /* values still expected beyond it */
+  size_t returned;      /* of b's values, those its owner already gave back */
+} mp__value_arena;
+void mp__value_arena_init(mp__value_arena *a, size_t expected);
+/* mp__value_decode_prefix with the value (and what it contains) from a (may be NULL). */
+int mp__value_decode_in(mp__value_arena *a, const void *p, size_t len, mp_value **v, size_t *used);
+/* mp_value_free for the thread that owns a, while a is in use: a value of a's current
+ * block is given back without an atomic operation of its own. */
+void mp__value_free_in(mp__value_arena *a, mp_value *v);
+/* Ends the batch: the blocks are freed once the values taken from them are. */
+void mp__value_arena_done(mp__value_arena *a);
+
 /* Checks the one value that starts p[0..len) as decoding would, without building it, and
  * gives its length: 0 or MP_EPROTO. */
 int mp__value_skip(const void *p, size_t len, size_t *used);

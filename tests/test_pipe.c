@@ -934,7 +934,7 @@ static void handles_go_with_a_batch(void **state) {
   mp_conn *a, *b, *c, *d;
   assert_mp_ok(mp_pipe(&a, &b, 1));
   assert_mp_ok(mp_pipe(&c, &d, 1));
-  assert_mp_ok(mp__conn_set_readahead(a));
+  assert_mp_ok(mp__conn_accept_handles(a));
 #ifdef _WIN32
   mp_plat_handle self = (mp_plat_handle)GetCurrentProcess();
 #else

@@ -386,6 +386,51 @@ static void every_scalar_format_decodes(void **state) {
   mp_value_free(v);
 }
 
+/* A lone integer is written by value.c itself, one inside a container by msgpack-c: both
+ * give the same bytes, at every width's edges. */
+static void integers_encode_as_msgpack_c_does(void **state) {
+  (void)state;
+  const int64_t edges[] = {0,
+                           1,
+                           -1,
+                           31,
+                           -32,
+                           -33,
+                           127,
+                           128,
+                           -128,
+                           -129,
+                           255,
+                           256,
+                           32767,
+                           32768,
+                           -32768,
+                           -32769,
+                           65535,
+                           65536,
+                           INT32_MAX,
+                           -2147483648LL,
+                           -2147483649LL,
+                           4294967295LL,
+                           4294967296LL,
+                           INT64_MAX,
+                           INT64_MIN};
+  for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+    mp_value *alone = mp_value_int(edges[i]), *list = mp_value_list();
+    assert_mp_ok(mp_value_append(list, mp_value_int(edges[i])));
+    void *a, *l;
+    size_t alen, llen;
+    assert_mp_ok(mp_value_encode(alone, &a, &alen));
+    assert_mp_ok(mp_value_encode(list, &l, &llen));
+    assert_int_equal(llen, alen + 1);
+    assert_memory_equal((unsigned char *)l + 1, a, alen);
+    mp_free(a);
+    mp_free(l);
+    mp_value_free(alone);
+    mp_value_free(list);
+  }
+}
+
 /* A copy is equal, deep (changing the original leaves it alone) and owned by the caller. */
 static void copy_is_deep_and_equal(void **state) {
   (void)state;
@@ -421,6 +466,7 @@ static void copy_is_deep_and_equal(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(every_scalar_format_decodes),
+      cmocka_unit_test(integers_encode_as_msgpack_c_does),
       cmocka_unit_test(copy_is_deep_and_equal),
       cmocka_unit_test(scalars_round_trip),
       cmocka_unit_test(strings_and_bytes_round_trip),
