@@ -32,8 +32,8 @@ void mp_test_thread_join(mp_test_thread *t);
 /* Open file descriptors (Linux) or handles (Windows) of this process, to detect leaks. */
 int mp_test_open_handles(void);
 
-/* Sleeps; for tests that must let time pass (never to paper over a race). */
-void mp_test_sleep_ms(int ms);
+/* The path of tests/helpers/mp_testchild (under Wine: its Z:\ path). */
+const char *mp_test_child_program(void);
 
 /* Verified messages for queue tests: a header (producer, sequence number, payload length,
  * checksum), then payload bytes derived from (producer, seq), so a consumer can check each
