@@ -4,12 +4,15 @@
 #  include <windows.h>
 #else
 #  include <dirent.h>
+#  include <limits.h>
 #  include <pthread.h>
 #  include <time.h>
+#  include <unistd.h>
 #endif
 #include <stdlib.h>
 
 #include <stdio.h>
+#include <string.h>
 
 void mp_test_fail_code(const char *expr, int want, int got, const char *file, int line) {
   print_error("%s returned %d (%s), expected %d (%s); last error: %s\n", expr, got,
@@ -88,5 +91,60 @@ void mp_test_sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
   while (nanosleep(&ts, &ts) != 0) {
   }
+#endif
+}
+
+void mp_test_native_path(char *out, size_t size, const char *build_path) {
+#ifdef _WIN32
+  size_t n = 0;
+  if (build_path[0] == '/' && size > 2) {
+    out[n++] = 'Z';
+    out[n++] = ':';
+  }
+  for (; *build_path && n + 1 < size; build_path++)
+    out[n++] = *build_path == '/' ? '\\' : *build_path;
+  out[n] = '\0';
+#else
+  snprintf(out, size, "%s", build_path);
+#endif
+}
+
+void mp_test_temp_dir(char *out, size_t size, const char *tag) {
+#ifdef _WIN32
+  char base[MAX_PATH];
+  static LONG counter;
+  GetTempPathA(sizeof base, base);
+  snprintf(out, size, "%smp-%s-%lu-%ld", base, tag, (unsigned long)GetCurrentProcessId(),
+           InterlockedIncrement(&counter));
+  assert_true(CreateDirectoryA(out, NULL));
+#else
+  char tmpl[256], real[PATH_MAX];
+  snprintf(tmpl, sizeof tmpl, "/tmp/mp-%s-XXXXXX", tag);
+  assert_non_null(mkdtemp(tmpl));
+  assert_non_null(realpath(tmpl, real));
+  snprintf(out, size, "%s", real);
+#endif
+}
+
+int mp_test_process_alive(int64_t pid) {
+#ifdef _WIN32
+  HANDLE h = OpenProcess(SYNCHRONIZE, FALSE, (DWORD)pid);
+  if (h == NULL)
+    return 0;
+  DWORD r = WaitForSingleObject(h, 0);
+  CloseHandle(h);
+  return r == WAIT_TIMEOUT;
+#else
+  char path[64], line[512];
+  snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return 0;
+  size_t n = fread(line, 1, sizeof line - 1, f);
+  fclose(f);
+  line[n] = '\0';
+  /* "pid (name) S ...": the state follows the last ')'; Z and X are dead. */
+  const char *p = strrchr(line, ')');
+  return p != NULL && p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
 #endif
 }

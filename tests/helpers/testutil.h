@@ -35,4 +35,14 @@ int mp_test_open_handles(void);
 /* Sleeps; for tests that must let time pass (never to paper over a race). */
 void mp_test_sleep_ms(int ms);
 
+/* Copies a path the build gave (a Unix path under Wine) into out in the form the test's own
+ * system uses: Z:\... with backslashes under Wine, unchanged elsewhere. */
+void mp_test_native_path(char *out, size_t size, const char *build_path);
+
+/* Makes a fresh directory for one test and stores its full path in out. */
+void mp_test_temp_dir(char *out, size_t size, const char *tag);
+
+/* Returns 1 while process pid runs (a zombie no longer does), 0 once it is gone. */
+int mp_test_process_alive(int64_t pid);
+
 #endif
