@@ -10,6 +10,7 @@
 #  include <windows.h>
 #else
 #  include <signal.h>
+#  include <sys/stat.h>
 #  include <sys/types.h>
 #endif
 #include <stdarg.h>
@@ -21,6 +22,7 @@
 #include "testutil.h"
 
 static char mprun_path[4096], child_path[4096];
+static char workdir[1024]; /* every test's files, removed at the end */
 
 /* ---- running mprun ------------------------------------------------------------------- */
 
@@ -104,10 +106,29 @@ static void path_in(char *out, size_t size, const char *dir, const char *name) {
   snprintf(out, size, "%s%c%s", dir, PATH_SEP, name);
 }
 
+/* A fresh directory for one test, inside workdir. */
+static void test_dir(char *out, size_t size, const char *tag) {
+  path_in(out, size, workdir, tag);
+#ifdef _WIN32
+  assert_true(CreateDirectoryA(out, NULL));
+#else
+  assert_int_equal(mkdir(out, 0700), 0);
+#endif
+}
+
 static void write_text(const char *path, const char *text, size_t len) {
   FILE *f = fopen(path, "wb");
   assert_non_null(f);
   assert_int_equal(fwrite(text, 1, len, f), len);
+  fclose(f);
+}
+
+/* Writes one value per line. */
+static void write_lines(const char *path, const char *const *values, size_t n) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  for (size_t i = 0; i < n; i++)
+    fprintf(f, "%s\n", values[i]);
   fclose(f);
 }
 
@@ -199,7 +220,7 @@ static void bad_options_exit_255(void **state) {
 static void unreadable_input_exits_255(void **state) {
   (void)state;
   char dir[1024], missing[1200], big[1200], log[1200];
-  mp_test_temp_dir(dir, sizeof dir, "mprun-input");
+  test_dir(dir, sizeof dir, "mprun-input");
   path_in(missing, sizeof missing, dir, "missing.txt");
   res r = MPRUN("-a", missing, child_path, "print", "{}");
   expect_code(&r, MPRUN_EXIT_ERROR);
@@ -299,7 +320,7 @@ static void sources_combine(void **state) {
                             ":::", "1", "2"));
   /* An empty source gives no jobs at all. */
   char dir[1024], empty[1200];
-  mp_test_temp_dir(dir, sizeof dir, "mprun-empty");
+  test_dir(dir, sizeof dir, "mprun-empty");
   path_in(empty, sizeof empty, dir, "empty.txt");
   write_text(empty, "", 0);
   res r = MPRUN(child_path, "exit", "3", ":::", "a", "::::", empty);
@@ -316,7 +337,7 @@ static void stdin_files_and_nul_separated_input(void **state) {
   EXPECT_ARGS(lines, MPRUN_IN("one\n\nthree", "-k", child_path, "args", "<{}>"));
   /* -0: NUL-separated values may hold newlines. */
   char dir[1024], file[1200];
-  mp_test_temp_dir(dir, sizeof dir, "mprun-files");
+  test_dir(dir, sizeof dir, "mprun-files");
   path_in(file, sizeof file, dir, "values.bin");
   write_text(file, "a\nb\0c d\0", 8);
   const char *nul[] = {"a\nb", "c d"};
@@ -410,7 +431,7 @@ static void ungroup_writes_straight_through(void **state) {
 static void dry_run_prints_and_runs_nothing(void **state) {
   (void)state;
   char dir[1024], marker[1200];
-  mp_test_temp_dir(dir, sizeof dir, "mprun-dry");
+  test_dir(dir, sizeof dir, "mprun-dry");
   path_in(marker, sizeof marker, dir, "ran.txt");
   res r = MPRUN("-k", "--dry-run", child_path, "append", marker, "{}", ":::", "a b", "it's");
   expect_code(&r, 0);
@@ -478,14 +499,10 @@ static void hostile_values_round_trip(void **state) {
   const char *shell[] = {"--shell", line};
   round_trip(shell, 2);
   /* From a file too (the bytes of each line, whatever they are). */
-  char dir[1024], file[1200], text[4096] = "";
-  mp_test_temp_dir(dir, sizeof dir, "mprun-hostile");
+  char dir[1024], file[1200];
+  test_dir(dir, sizeof dir, "mprun-hostile");
   path_in(file, sizeof file, dir, "values.txt");
-  for (size_t i = 0; i < NHOSTILE; i++) {
-    strcat(text, hostile[i]);
-    strcat(text, "\n");
-  }
-  write_text(file, text, strlen(text));
+  write_lines(file, hostile, NHOSTILE);
   res r = MPRUN("-k", "-a", file, child_path, "args", "{}");
   expect_code(&r, 0);
   expect_args(&r, hostile, NHOSTILE);
@@ -498,24 +515,24 @@ static void hostile_values_round_trip(void **state) {
  * %*, values with '%' are checked only for not expanding (see test_popen.c). */
 static void hostile_values_reach_a_batch_file(void **state) {
   (void)state;
-  char dir[1024], bat[1200], text[4500];
-  mp_test_temp_dir(dir, sizeof dir, "mprun-bat");
+  char dir[1024], bat[1200], values[1200], text[4500];
+  test_dir(dir, sizeof dir, "mprun-bat");
   path_in(bat, sizeof bat, dir, "echo args.bat");
   snprintf(text, sizeof text, "@set MP_BAT_SECRET=\r\n@\"%s\" args %%*\r\n", child_path);
   write_text(bat, text, strlen(text));
   SetEnvironmentVariableA("MP_BAT_SECRET", "leaked");
-  const char *values[NHOSTILE];
+  const char *want[NHOSTILE];
   size_t n = 0;
   for (size_t i = 0; i < NHOSTILE; i++)
     if (!(is_wine() && strchr(hostile[i], '%') != NULL))
-      values[n++] = hostile[i];
-  for (size_t i = 0; i < n; i++) {
-    res r = MPRUN(bat, "{}", ":::", values[i]);
-    expect_code(&r, 0);
-    expect_args(&r, &values[i], 1);
-    res_free(&r);
-  }
-  res r = MPRUN(bat, "{}", ":::", "%MP_BAT_SECRET%");
+      want[n++] = hostile[i];
+  path_in(values, sizeof values, dir, "values.txt");
+  write_lines(values, want, n);
+  res r = MPRUN("-k", "-a", values, bat, "{}");
+  expect_code(&r, 0);
+  expect_args(&r, want, n);
+  res_free(&r);
+  r = MPRUN(bat, "{}", ":::", "%MP_BAT_SECRET%");
   expect_code(&r, 0);
   assert_null(strstr(r.out, "leaked"));
   res_free(&r);
@@ -534,7 +551,7 @@ static void hostile_values_reach_a_batch_file(void **state) {
 static void shell_mode_and_input_commands(void **state) {
   (void)state;
   char dir[1024], out[1200], line[5400];
-  mp_test_temp_dir(dir, sizeof dir, "mprun-shell");
+  test_dir(dir, sizeof dir, "mprun-shell");
   /* The template is the user's shell syntax: a redirection works. */
   path_in(out, sizeof out, dir, "out-{#}.txt");
   snprintf(line, sizeof line, "\"%s\" print {} > \"%s\"", child_path, out);
@@ -573,7 +590,7 @@ static void exit_status_counts_failures(void **state) {
   /* A program that does not exist fails each job with 127 and says why; more than 100
    * failed jobs give 101 (the values come on stdin). */
   char dir[1024], log[1200], values[2048] = "";
-  mp_test_temp_dir(dir, sizeof dir, "mprun-exit");
+  test_dir(dir, sizeof dir, "mprun-exit");
   path_in(log, sizeof log, dir, "log.txt");
   for (int i = 0; i < 102; i++)
     snprintf(values + strlen(values), sizeof values - strlen(values), "%d\n", i);
@@ -591,7 +608,7 @@ static void exit_status_counts_failures(void **state) {
 static void retries_run_a_failing_job_again(void **state) {
   (void)state;
   char dir[1024], counter[1200];
-  mp_test_temp_dir(dir, sizeof dir, "mprun-retry");
+  test_dir(dir, sizeof dir, "mprun-retry");
   path_in(counter, sizeof counter, dir, "{}.count");
   /* Works at the 2nd run (within 3), works at the 3rd, never works within 3. */
   res r = MPRUN("--retries", "3", child_path, "fail-until", counter, "{}", "print", "ok{}",
@@ -618,7 +635,7 @@ static void retries_run_a_failing_job_again(void **state) {
  * once the job log shows the failure, so it cannot end first, whatever the load. */
 static void halt_soon_lets_running_jobs_finish(void) {
   char dir[1024], log[1200], go[1200];
-  mp_test_temp_dir(dir, sizeof dir, "mprun-soon");
+  test_dir(dir, sizeof dir, "mprun-soon");
   path_in(log, sizeof log, dir, "log.txt");
   path_in(go, sizeof go, dir, "go");
   /* Job 1 waits for the file, job 2 fails at once, job 3 would print. */
@@ -680,7 +697,7 @@ static void halt_soon_lets_running_jobs_finish(void) {
 static void halt_policies(void **state) {
   (void)state;
   char dir[1024], log[1200];
-  mp_test_temp_dir(dir, sizeof dir, "mprun-halt");
+  test_dir(dir, sizeof dir, "mprun-halt");
   path_in(log, sizeof log, dir, "log.txt");
   /* now,fail=1: stop at the first failure; exit with its status. */
   res r = MPRUN("-j", "1", "--halt", "now,fail=1", "--joblog", log, child_path, "exit", "{}",
@@ -716,7 +733,7 @@ static void halt_policies(void **state) {
 static void timeout_kills_the_whole_tree(void **state) {
   (void)state;
   char dir[1024], log[1200];
-  mp_test_temp_dir(dir, sizeof dir, "mprun-timeout");
+  test_dir(dir, sizeof dir, "mprun-timeout");
   path_in(log, sizeof log, dir, "log.txt");
   uint64_t t0 = mp_monotonic_ns();
   res r = MPRUN("--timeout", "1.5", "--joblog", log, child_path, "{}", "30000", "print", "ready",
@@ -784,7 +801,7 @@ static int is_number(const char *s, int decimals, int width) {
 static void joblog_format_and_resume(void **state) {
   (void)state;
   char dir[1024], log[1200];
-  mp_test_temp_dir(dir, sizeof dir, "mprun-joblog");
+  test_dir(dir, sizeof dir, "mprun-joblog");
   path_in(log, sizeof log, dir, "jobs.log");
   res r =
       MPRUN("--joblog", log, child_path, "print", "xyz", "exit", "{}", ":::", "0", "1", "0", "2");
@@ -887,8 +904,9 @@ static char *read_until_ready(mp_popen *p, int lines) {
 }
 
 static void stop_signal_kills_everything(int sig) {
-  char dir[1024], log[1200];
-  mp_test_temp_dir(dir, sizeof dir, "mprun-signal");
+  char dir[1024], log[1200], tag[32];
+  snprintf(tag, sizeof tag, "mprun-signal-%d", sig);
+  test_dir(dir, sizeof dir, tag);
   path_in(log, sizeof log, dir, "log.txt");
   const char *argv[] = {
       mprun_path,    "-j",    "2",     "--line-buffer", "--joblog", log,     child_path, "ids",
@@ -1028,5 +1046,8 @@ int main(void) {
       cmocka_unit_test(closed_stdout_ends_mprun_quietly),
 #endif
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  mp_test_temp_dir(workdir, sizeof workdir, "mprun");
+  int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  mp_test_remove_tree(workdir);
+  return failed;
 }

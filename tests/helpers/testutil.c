@@ -4,6 +4,7 @@
 #  include <windows.h>
 #else
 #  include <dirent.h>
+#  include <ftw.h>
 #  include <limits.h>
 #  include <pthread.h>
 #  include <time.h>
@@ -111,12 +112,17 @@ void mp_test_native_path(char *out, size_t size, const char *build_path) {
 
 void mp_test_temp_dir(char *out, size_t size, const char *tag) {
 #ifdef _WIN32
+  /* Random names: Wine reuses small process ids from one run to the next. */
   char base[MAX_PATH];
-  static LONG counter;
   GetTempPathA(sizeof base, base);
-  snprintf(out, size, "%smp-%s-%lu-%ld", base, tag, (unsigned long)GetCurrentProcessId(),
-           InterlockedIncrement(&counter));
-  assert_true(CreateDirectoryA(out, NULL));
+  for (int tries = 0;; tries++) {
+    uint32_t r;
+    assert_int_equal(mp_random_bytes(&r, sizeof r), 0);
+    snprintf(out, size, "%smp-%s-%08lx", base, tag, (unsigned long)r);
+    if (CreateDirectoryA(out, NULL))
+      return;
+    assert_true(GetLastError() == ERROR_ALREADY_EXISTS && tries < 100);
+  }
 #else
   char tmpl[256], real[PATH_MAX];
   snprintf(tmpl, sizeof tmpl, "/tmp/mp-%s-XXXXXX", tag);
@@ -125,6 +131,39 @@ void mp_test_temp_dir(char *out, size_t size, const char *tag) {
   snprintf(out, size, "%s", real);
 #endif
 }
+
+#ifdef _WIN32
+void mp_test_remove_tree(const char *path) {
+  char pattern[MAX_PATH * 2], child[MAX_PATH * 2];
+  WIN32_FIND_DATAA fd;
+  snprintf(pattern, sizeof pattern, "%s\\*", path);
+  HANDLE h = FindFirstFileA(pattern, &fd);
+  while (h != INVALID_HANDLE_VALUE) {
+    if (strcmp(fd.cFileName, ".") != 0 && strcmp(fd.cFileName, "..") != 0) {
+      snprintf(child, sizeof child, "%s\\%s", path, fd.cFileName);
+      if (fd.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY)
+        mp_test_remove_tree(child);
+      else
+        DeleteFileA(child);
+    }
+    if (!FindNextFileA(h, &fd)) {
+      FindClose(h);
+      break;
+    }
+  }
+  RemoveDirectoryA(path);
+}
+#else
+static int remove_one(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  remove(path);
+  return 0;
+}
+
+void mp_test_remove_tree(const char *path) { nftw(path, remove_one, 16, FTW_DEPTH | FTW_PHYS); }
+#endif
 
 int mp_test_process_alive(int64_t pid) {
 #ifdef _WIN32

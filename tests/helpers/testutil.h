@@ -39,8 +39,11 @@ void mp_test_sleep_ms(int ms);
  * system uses: Z:\... with backslashes under Wine, unchanged elsewhere. */
 void mp_test_native_path(char *out, size_t size, const char *build_path);
 
-/* Makes a fresh directory for one test and stores its full path in out. */
+/* Makes a fresh directory (a new, unguessed name) and stores its full path in out. */
 void mp_test_temp_dir(char *out, size_t size, const char *tag);
+
+/* Removes a directory and everything in it. */
+void mp_test_remove_tree(const char *path);
 
 /* Returns 1 while process pid runs (a zombie no longer does), 0 once it is gone. */
 int mp_test_process_alive(int64_t pid);
