@@ -360,3 +360,9 @@ void cli_free(options *o) {
   free(o->sources);
   o->sources = NULL;
 }
+
+int error_context(const char *context) {
+  char was[1024]; /* mp_set_error writes where mp_last_error points: copy it first */
+  snprintf(was, sizeof was, "%s", mp_last_error());
+  return mp_set_error(mp_last_error_code(), "%s: %s", context, was);
+}

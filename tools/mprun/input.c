@@ -58,7 +58,7 @@ static int reader_fill(reader *r) {
   size_t got;
   int rc = sys_in_read(r->in, r->buf + r->len, r->cap - r->len, &got);
   if (rc != 0)
-    return mp_set_error(rc, "%s: %s", r->name, mp_last_error());
+    return error_context(r->name);
   r->len += got;
   r->eof = got == 0;
   return 0;

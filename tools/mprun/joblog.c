@@ -128,11 +128,11 @@ int joblog_open(joblog **out, const char *path, resume_mode resume) {
       rc = load(j, old);
       fclose(old);
     } else if (mp_last_error_code() != MP_ENOENT) {
-      rc = mp_set_error(mp_last_error_code(), "cannot read the job log: %s", mp_last_error());
+      rc = error_context("cannot read the job log");
     }
   }
   if (rc == 0 && (j->f = sys_fopen(path, fresh ? "wb" : "ab")) == NULL)
-    rc = mp_set_error(mp_last_error_code(), "cannot write the job log: %s", mp_last_error());
+    rc = error_context("cannot write the job log");
   if (rc == 0 && fresh && (fputs(header, j->f) < 0 || fflush(j->f) != 0))
     rc = mp_set_error(MP_EOS, "cannot write the job log '%s'", path);
   if (rc != 0) {

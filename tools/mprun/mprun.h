@@ -64,6 +64,9 @@ typedef struct options {
 int cli_parse(options *o, int argc, char **argv);
 /** Frees what cli_parse allocated. */
 void cli_free(options *o);
+/** Puts context before the calling thread's last error message ("context: message") and
+ * returns its code. */
+int error_context(const char *context);
 
 /* ---- input (input.c) ------------------------------------------------------------------ */
 
