@@ -397,6 +397,8 @@ static void start_slot_locked(run *r) {
   if (capture_create(&s->cap, (out_mode)r->opt->output) != 0 ||
       mp_thread_create(&s->thread, slot_main, s, name) != 0) {
     own_error_locked(r, mp_last_error());
+    capture_free(s->cap);
+    s->cap = NULL;
     return;
   }
   r->nstarted++;
