@@ -1,11 +1,14 @@
 /* mp_args: the typed argument list of a child's target, and its MessagePack form for
  * spawned children. Objects (connections, queues, locks, shared memory) travel as
- * extension values whose payload names the handles they need; see internal.h. */
+ * extension values whose payload names the handles they need; see xfer.h. */
 #include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "multiproc.h"
+#include "utf8.h"
+#include "xfer.h"
+#include "args.h"
 
 typedef struct mp_arg {
   int type;

@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "xfer.h"
+#include "connection.h"
 #include "platform.h"
 
 #define HDR_SHORT 4

@@ -3,7 +3,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "internal.h"
 #include "platform.h"
 
 #define MP_ERRMSG_MAX 512

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "connection.h"
+#include "pickle.h"
+#include "manager.h"
 #include "platform.h"
 
 #define DEFAULT_MAX_CONNECTIONS 64

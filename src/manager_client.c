@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "connection.h"
+#include "queue.h"
+#include "pickle.h"
+#include "manager.h"
 #include "platform.h"
 
 #define CONNECT_TIMEOUT_MS 10000

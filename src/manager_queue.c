@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "deadline.h"
+#include "queue.h"
+#include "manager.h"
 #include "platform.h"
 
 /* How often a get waiting for a network client re-checks that the client is still there,

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "manager.h"
 #include "platform.h"
 
 static const char CHALLENGE[] = "#CHALLENGE#";

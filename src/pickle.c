@@ -12,7 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "multiproc.h"
+#include "pickle.h"
 
 /* ---- writer ------------------------------------------------------------------------- */
 

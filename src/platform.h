@@ -7,6 +7,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "multiproc.h" /* the MP_E* codes and mp_set_error, shared by both sides of the seam */
+
+/* ---- the error service: how a backend reports a failed OS call (error.c) --------------- */
+
+/* Sets the thread's error to "<what>: <OS error text> (OS error N)" from the last OS
+ * error and returns MP_EOS. Used right after a failed OS call in a backend. */
+int mp__os_error(const char *what);
+
+/* Like mp__os_error for a known OS error number and a chosen MP_E* code. */
+int mp__os_error_code(int code, long os_err, const char *what);
+
 /* ---- system: clock, randomness, identity, OS error text ------------------------- */
 
 /* Monotonic clock in nanoseconds; never goes backwards, unrelated to wall time. */

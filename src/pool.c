@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "connection.h"
+#include "deadline.h"
 #include "pool_wire.h"
 
 /* Tasks queued on one worker at most, and their bytes: below every pipe buffer (64 KiB

@@ -15,7 +15,6 @@
 #ifndef MP_POOL_WIRE_H
 #define MP_POOL_WIRE_H
 
-#include "internal.h"
 #include "platform.h"
 
 enum {

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "connection.h"
 #include "pool_wire.h"
 
 typedef struct wfn {

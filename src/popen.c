@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "popen.h"
 #include "platform.h"
 
 struct mp_popen {

@@ -13,7 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "xfer.h"
+#include "args.h"
+#include "connection.h"
+#include "proc.h"
+#include "popen.h"
 #include "platform.h"
 
 #define MP_DEFAULT_START_TIMEOUT_MS 30000

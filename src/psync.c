@@ -3,7 +3,8 @@
  * types below), importing the one OS handle each object is made of. */
 #include <stdlib.h>
 
-#include "internal.h"
+#include "xfer.h"
+#include "deadline.h"
 #include "platform.h"
 
 struct mp_plock {

@@ -1,6 +1,8 @@
 /* Passing process-shared objects to children in mp_args: thin typed wrappers over the
  * generic object slots of args.c (the child receives its own imported copy). */
-#include "internal.h"
+#include "multiproc.h"
+#include "xfer.h"
+#include "args.h"
 
 int mp_args_add_plock(mp_args *args, mp_plock *l) {
   return l ? mp__args_add_object(args, &mp__plock_xfer, l)

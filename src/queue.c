@@ -2,7 +2,8 @@
  * or a manager's remote queue proxy. Arguments are checked here once for all of them. */
 #include <stdlib.h>
 
-#include "internal.h"
+#include "multiproc.h"
+#include "queue.h"
 
 struct mp_queue {
   const mp__queue_ops *ops;

@@ -27,7 +27,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "xfer.h"
+#include "args.h"
+#include "deadline.h"
+#include "queue.h"
 #include "platform.h"
 
 #if ATOMIC_LLONG_LOCK_FREE != 2 || ATOMIC_INT_LOCK_FREE != 2

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "xfer.h"
 #include "platform.h"
 
 struct mp_shm {

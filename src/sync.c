@@ -4,7 +4,7 @@
  * thread" and the error codes behave the same on every system. */
 #include <stdlib.h>
 
-#include "internal.h"
+#include "deadline.h"
 #include "platform.h"
 
 int mp__deadline_ns(int timeout_ms, int64_t *deadline_ns) {

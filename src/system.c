@@ -1,5 +1,4 @@
 /* Version and the thin public wrappers over the backend's system functions. */
-#include "internal.h"
 #include "platform.h"
 
 #define MP_STR2(x) #x

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "deadline.h"
 #include "platform.h"
 
 struct mp_thread {

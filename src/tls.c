@@ -2,7 +2,6 @@
  * runs for each thread's value when that thread exits. */
 #include <stdlib.h>
 
-#include "internal.h"
 #include "platform.h"
 
 struct mp_tls {

@@ -1,6 +1,7 @@
 /* UTF-8 validation: strings cross to other processes and to UTF-16 on Windows, so malformed
  * input is refused at the door rather than mangled later. */
-#include "internal.h"
+#include "multiproc.h"
+#include "utf8.h"
 
 int mp__utf8_valid(const char *s, size_t n) {
   const unsigned char *p = (const unsigned char *)s, *end = p + n;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "multiproc.h"
 
 #define MP_VALUE_EXT_TUPLE 16
 

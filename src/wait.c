@@ -2,7 +2,8 @@
  * multiprocessing.connection.wait. The backend's mp_plat_wait_many does the waiting. */
 #include <stdlib.h>
 
-#include "internal.h"
+#include "connection.h"
+#include "proc.h"
 #include "platform.h"
 
 mp_waitable mp_waitable_conn(mp_conn *conn) {

@@ -2,8 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "platform.h"
 #include "testutil.h"
-#include "internal.h"
 
 static void every_code_has_a_distinct_name(void **state) {
   (void)state;

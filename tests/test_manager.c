@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "connection.h"
+#include "pickle.h"
+#include "manager.h"
 #include "platform.h"
 #include "testutil.h"
 

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
 #include "testutil.h"
 
 #define KEY "secret key"

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "pickle.h"
 #include "pickle_vectors.h"
 #include "testutil.h"
 

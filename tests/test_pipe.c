@@ -5,7 +5,8 @@
 #include <string.h>
 
 #include "testutil.h"
-#include "internal.h"
+#include "xfer.h"
+#include "connection.h"
 #include "platform.h"
 
 #ifdef _WIN32

@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "popen.h"
 #include "testutil.h"
 
 /* ---- helpers ------------------------------------------------------------------------- */

@@ -9,7 +9,7 @@
 #endif
 
 #include "testutil.h"
-#include "internal.h"
+#include "xfer.h"
 #include "platform.h"
 
 /* ---- lock ------------------------------------------------------------------------- */

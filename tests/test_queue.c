@@ -9,7 +9,7 @@
 #  include <sys/types.h>
 #endif
 
-#include "internal.h"
+#include "xfer.h"
 #include "platform.h"
 #include "testutil.h"
 

@@ -7,7 +7,7 @@
 #endif
 
 #include "testutil.h"
-#include "internal.h"
+#include "xfer.h"
 #include "platform.h"
 
 static void *simulate_child(const mp__xfer_type *type, void *obj) {

@@ -12,7 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 struct mp_plat_chan {

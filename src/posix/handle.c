@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 void mp_plat_handle_close(mp_plat_handle h) {

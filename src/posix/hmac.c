@@ -2,7 +2,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 int mp_plat_hmac(int alg, const void *key, size_t keylen, const void *msg, size_t len,

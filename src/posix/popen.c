@@ -16,7 +16,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 extern char **environ;

@@ -20,7 +20,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 extern char **environ;

@@ -16,7 +16,6 @@
 #  include <sys/syscall.h>
 #endif
 
-#include "../internal.h"
 #include "../platform.h"
 
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 30))

@@ -8,7 +8,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 struct mp_plat_shm {

@@ -15,7 +15,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 struct mp_plat_listener {

@@ -3,7 +3,6 @@
 #include <pthread.h>
 #include <time.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 _Static_assert(sizeof(pthread_mutex_t) <= sizeof(mp_plat_mutex), "mp_plat_mutex too small");

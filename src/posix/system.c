@@ -6,7 +6,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 uint64_t mp_plat_monotonic_ns(void) {

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 typedef struct find_ctx {

@@ -7,7 +7,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 /* pthread_join has no timeout that is portable, so the thread signals its own end on a

@@ -2,7 +2,6 @@
  * thread's exit, whoever started the thread. */
 #include <pthread.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 int mp_plat_tls_create(uint64_t *key, void (*dtor)(void *)) {

@@ -4,7 +4,6 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 static int64_t now_ms(void) {

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../internal.h"
 #include "../platform.h"
 #include "chan.h"
 

@@ -1,7 +1,6 @@
 /* Win32 backend: closing and duplicating handles. */
 #include <windows.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 void mp_plat_handle_close(mp_plat_handle h) {

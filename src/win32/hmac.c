@@ -3,7 +3,6 @@
 
 #include <bcrypt.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 int mp_plat_hmac(int alg, const void *key, size_t keylen, const void *msg, size_t len,

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 #define CHUNK 65536

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <wchar.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 /* Exit codes that TerminateProcess uses for our terminate and kill: "MP" plus the signal. */

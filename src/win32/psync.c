@@ -6,7 +6,6 @@
 #include <limits.h>
 #include <stdlib.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 /* Every object is one HANDLE. */

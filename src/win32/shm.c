@@ -3,7 +3,6 @@
 #include <windows.h>
 #include <stdlib.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 struct mp_plat_shm {

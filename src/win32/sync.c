@@ -1,7 +1,6 @@
 /* Win32 backend: an SRW lock and a condition variable held by value. */
 #include <windows.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 _Static_assert(sizeof(SRWLOCK) <= sizeof(mp_plat_mutex), "mp_plat_mutex too small");

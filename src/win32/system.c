@@ -3,7 +3,6 @@
 #include <bcrypt.h>
 #include <tlhelp32.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 uint64_t mp_plat_monotonic_ns(void) {

@@ -4,7 +4,6 @@
 #include <windows.h>
 #include <string.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 static const IMAGE_NT_HEADERS *nt_headers(HMODULE m) {

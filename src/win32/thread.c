@@ -3,7 +3,6 @@
 #include <process.h>
 #include <stdlib.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 /* A thread's HANDLE is itself the "ended" event: a timed join is WaitForSingleObject. */

@@ -2,7 +2,6 @@
  * thread's exit (TLS slots have no destructor at all), whoever started the thread. */
 #include <windows.h>
 
-#include "../internal.h"
 #include "../platform.h"
 
 int mp_plat_tls_create(uint64_t *key, void (*dtor)(void *)) {

@@ -1,0 +1,14 @@
+/* What other core files need of a process object (process.c). Not part of the public API. */
+#ifndef MP_PROC_H
+#define MP_PROC_H
+
+#include "multiproc.h"
+#include "platform.h"
+
+/* Implemented by process.c: a handle that becomes ready (POSIX: pollable, e.g. a pidfd;
+ * Windows: the process HANDLE) when the process exits, owned by p and valid until
+ * mp_process_free, also after join. MP_PLAT_INVALID if the process was never started
+ * (mp_wait then fails with MP_ESTATE). */
+mp_plat_handle mp__process_wait_handle(mp_process *p);
+
+#endif /* MP_PROC_H */
