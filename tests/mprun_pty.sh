@@ -52,17 +52,19 @@ wait_screen() {
 
 # Starts a script in a fresh 100x20 terminal (a new session $1); a trap keeps its shell
 # alive through Ctrl-C (the shell then prints mprun's exit status), and the pane stays
-# after the script ends.
+# after the script ends. The previous session goes only once the new one exists: a server
+# left without sessions exits, and a client racing that exit fails.
 session=
 start() {
-  [ -z "$session" ] || t kill-session -t "$session"
+  old=$session
   session=$1
   {
     echo "trap 'true' INT"
     cat
     echo 'echo "EXIT=$?"'
-  } >"$work/run.sh"
-  t -f /dev/null new-session -d -s "$session" -x 100 -y 20 "sh '$work/run.sh'; sleep 3600"
+  } >"$work/run-$session.sh"
+  t -f /dev/null new-session -d -s "$session" -x 100 -y 20 "sh '$work/run-$session.sh'; sleep 3600"
+  [ -z "$old" ] || t kill-session -t "$old"
 }
 
 nl='
