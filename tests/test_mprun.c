@@ -857,6 +857,17 @@ static void joblog_format_and_resume(void **state) {
   expect_code(&r, 0);
   assert_string_equal(r.out, "again5");
   res_free(&r);
+  /* An empty log (as a crashed run might leave) resumes as a new one, header first. */
+  char empty[1200];
+  path_in(empty, sizeof empty, dir, "empty.log");
+  write_text(empty, "", 0);
+  r = MPRUN("--resume", "--joblog", empty, child_path, "exit", "0", ":::", "a", "b");
+  expect_code(&r, 0);
+  res_free(&r);
+  text = slurp(empty);
+  assert_int_equal(parse_log(text, lines, 16), 3);
+  assert_string_equal(lines[0].field[0], "Seq");
+  free(text);
   /* Without --resume the log starts afresh. */
   r = MPRUN("--joblog", log, child_path, "exit", "0", ":::", "a");
   expect_code(&r, 0);

@@ -66,13 +66,26 @@ static int parse_num(const char *s, int allow_minus, long long *out) {
   return 0;
 }
 
+/* Where the text comes from: a file, or memory (joblog_parse, the fuzzer). */
+typedef struct text_in {
+  FILE *f;
+  const unsigned char *data;
+  size_t len, at;
+} text_in;
+
+static int next_byte(text_in *src) {
+  if (src->f != NULL)
+    return fgetc(src->f);
+  return src->at < src->len ? src->data[src->at++] : EOF;
+}
+
 /* Reads one line's first eight columns into fields; skips the rest. 1 = a line, 0 = end. */
-static int read_fields(FILE *f, char fields[NUMERIC_FIELDS][FIELD_MAX], int *nfields) {
+static int read_fields(text_in *src, char fields[NUMERIC_FIELDS][FIELD_MAX], int *nfields) {
   int c, k = 0;
   size_t len = 0;
   *nfields = 0;
   fields[0][0] = '\0';
-  while ((c = fgetc(f)) != EOF && c != '\n') {
+  while ((c = next_byte(src)) != EOF && c != '\n') {
     if (k >= NUMERIC_FIELDS)
       continue; /* the command */
     if (c == '\t') {
@@ -90,10 +103,10 @@ static int read_fields(FILE *f, char fields[NUMERIC_FIELDS][FIELD_MAX], int *nfi
   return c != EOF || k > 0 || len > 0;
 }
 
-static int load(joblog *j, FILE *f) {
+static int load(joblog *j, text_in *src) {
   char fields[NUMERIC_FIELDS][FIELD_MAX];
   int n, rc = 0;
-  while (rc == 0 && read_fields(f, fields, &n)) {
+  while (rc == 0 && read_fields(src, fields, &n)) {
     long long seq, exitval, sig;
     if (n < NUMERIC_FIELDS || parse_num(fields[0], 0, &seq) != 0 || seq == 0 ||
         parse_num(fields[6], 1, &exitval) != 0 || parse_num(fields[7], 0, &sig) != 0)
@@ -102,10 +115,12 @@ static int load(joblog *j, FILE *f) {
     if (rc == 0 && exitval == 0 && sig == 0)
       rc = set_add(&j->succeeded, (uint64_t)seq);
   }
-  if (rc == 0 && ferror(f))
+  if (rc == 0 && src->f != NULL && ferror(src->f))
     rc = mp_set_error(MP_EOS, "cannot read the job log '%s'", j->path);
-  qsort(j->logged.v, j->logged.n, sizeof(uint64_t), cmp_u64);
-  qsort(j->succeeded.v, j->succeeded.n, sizeof(uint64_t), cmp_u64);
+  seqset *sets[2] = {&j->logged, &j->succeeded};
+  for (int i = 0; i < 2; i++)
+    if (sets[i]->n > 0) /* an empty set has no array, and qsort wants one */
+      qsort(sets[i]->v, sets[i]->n, sizeof(uint64_t), cmp_u64);
   return rc;
 }
 
@@ -122,19 +137,38 @@ int joblog_open(joblog **out, const char *path, resume_mode resume) {
   j->path = path;
   j->resume = resume;
   if (resume != RESUME_NONE) {
-    FILE *old = sys_fopen(path, "rb");
-    if (old != NULL) {
+    text_in old = {sys_fopen(path, "rb"), NULL, 0, 0};
+    if (old.f != NULL) {
       fresh = 0;
-      rc = load(j, old);
-      fclose(old);
+      rc = load(j, &old);
+      fclose(old.f);
     } else if (mp_last_error_code() != MP_ENOENT) {
       rc = error_context("cannot read the job log");
     }
   }
   if (rc == 0 && (j->f = sys_fopen(path, fresh ? "wb" : "ab")) == NULL)
     rc = error_context("cannot write the job log");
+  /* A new log, or an empty one being resumed, starts with the header. */
+  if (rc == 0 && !fresh && fseek(j->f, 0, SEEK_END) == 0 && ftell(j->f) == 0)
+    fresh = 1;
   if (rc == 0 && fresh && (fputs(header, j->f) < 0 || fflush(j->f) != 0))
     rc = mp_set_error(MP_EOS, "cannot write the job log '%s'", path);
+  if (rc != 0) {
+    joblog_close(j);
+    return rc;
+  }
+  *out = j;
+  return 0;
+}
+
+int joblog_parse(joblog **out, const void *data, size_t len, resume_mode resume) {
+  joblog *j = calloc(1, sizeof *j);
+  if (j == NULL)
+    return mp_set_error(MP_ENOMEM, "out of memory");
+  j->path = "(memory)";
+  j->resume = resume;
+  text_in src = {NULL, data, len, 0};
+  int rc = load(j, &src);
   if (rc != 0) {
     joblog_close(j);
     return rc;
@@ -162,7 +196,7 @@ static void put_command(FILE *f, const char *s) {
 }
 
 int joblog_write_locked(joblog *j, const joblog_entry *e) {
-  if (j == NULL)
+  if (j == NULL || j->f == NULL)
     return 0;
   fprintf(j->f, "%llu\t:\t%.3f\t%10.3f\t0\t%llu\t%d\t%d\t", (unsigned long long)e->seq, e->start,
           e->runtime, (unsigned long long)e->received, e->exitval, e->signal);

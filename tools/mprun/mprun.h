@@ -206,6 +206,9 @@ typedef struct joblog_entry {
 /** Opens the job log: with resume, reads what it holds and appends; without, starts it
  * afresh with GNU parallel's header. */
 int joblog_open(joblog **j, const char *path, resume_mode resume);
+/** Reads job log text from memory as --resume reads a file (a job log that writes
+ * nowhere): for tests and the fuzzer. */
+int joblog_parse(joblog **j, const void *data, size_t len, resume_mode resume);
 /** Returns 1 if --resume / --resume-failed says job seq need not run again. */
 int joblog_skip(const joblog *j, uint64_t seq);
 /** Appends one line (flushed at once, so a killed mprun loses no finished job). */
