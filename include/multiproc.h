@@ -27,7 +27,9 @@ extern "C" {
 #  define MP_API
 #endif
 
-#if defined(__MINGW32__)
+/* mingw-w64's GCC checks formats against msvcrt's printf unless told gnu_printf (the C99
+ * printf that __USE_MINGW_ANSI_STDIO selects); Clang knows no gnu_printf and checks C99. */
+#if defined(__MINGW32__) && !defined(__clang__)
 #  define MP_PRINTF(f, a) __attribute__((format(gnu_printf, f, a)))
 #elif defined(__GNUC__)
 #  define MP_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -35,9 +37,9 @@ extern "C" {
 #  define MP_PRINTF(f, a)
 #endif
 
-#define MP_VERSION_MAJOR 0
-#define MP_VERSION_MINOR 1
-#define MP_VERSION_PATCH 0
+/* MP_VERSION_MAJOR, _MINOR, _PATCH and MP_VERSION_STRING, generated from the build's
+ * project(VERSION): the one place the version is written. */
+#include "multiproc_version.h"
 
 /* ---- errors ------------------------------------------------------------------------ */
 

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compat.h"
 #include "xfer.h"
 #include "args.h"
 #include "deadline.h"
@@ -105,14 +106,6 @@ static uint8_t rec_check(uint32_t len, uint8_t type) {
   return (uint8_t)(0x5a ^ type ^ len ^ (len >> 8) ^ (len >> 16) ^ (len >> 24));
 }
 
-static void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#else
-  atomic_signal_fence(memory_order_seq_cst);
-#endif
-}
-
 static void ring_write(lq *q, uint64_t pos, const void *src, size_t n) {
   size_t off = (size_t)(pos & (q->h->ring_size - 1)), first = (size_t)q->h->ring_size - off;
   if (n == 0)
@@ -181,7 +174,7 @@ static int wait_room(lq *q, uint64_t need, int slot, int64_t deadline) {
     for (int i = 0; i < SPINS; i++) {
       if (room_ok(q, need, slot))
         return 0;
-      cpu_relax();
+      mp__cpu_relax();
     }
     mp_plat_pevent_clear(q->not_full);
     atomic_store(&h->writer_waiting, 1);
@@ -350,7 +343,7 @@ static int wait_data(lq *q, int64_t deadline, uint64_t id) {
     for (int i = 0; i < SPINS; i++) {
       if (data_ready(q))
         return 0;
-      cpu_relax();
+      mp__cpu_relax();
     }
     if (id != 0 && writer_gone(q, id, 0))
       return ABANDONED;
