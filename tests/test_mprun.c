@@ -103,7 +103,8 @@ static size_t count_of(const char *hay, const char *needle) {
 #endif
 
 static void path_in(char *out, size_t size, const char *dir, const char *name) {
-  snprintf(out, size, "%s%c%s", dir, PATH_SEP, name);
+  int n = snprintf(out, size, "%s%c%s", dir, PATH_SEP, name);
+  assert_true(n > 0 && (size_t)n < size);
 }
 
 /* A fresh directory for one test, inside workdir. */
