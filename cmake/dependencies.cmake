@@ -56,4 +56,5 @@ else()
   list(TRANSFORM CMAKE_DL_LIBS PREPEND "-l" OUTPUT_VARIABLE mp_dl)
   string(JOIN " " MP_PC_LIBS_PRIVATE -pthread ${mp_dl})
 endif()
+include(${CMAKE_CURRENT_LIST_DIR}/redis.cmake) # optional: hiredis for Redis-backed queues
 string(JOIN ", " MP_PC_REQUIRES_PRIVATE ${MP_PC_REQUIRES_PRIVATE})

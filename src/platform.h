@@ -400,4 +400,20 @@ enum { MP_HMAC_MD5 = 1, MP_HMAC_SHA256 = 2 };
 int mp_plat_hmac(int alg, const void *key, size_t keylen, const void *msg, size_t len,
                  unsigned char *out, size_t *outlen);
 
+/* ---- net: a socket library's writes (posix/net.c, win32/net.c) ------------------------ */
+
+/* Sends up to len bytes on a connected socket (a hiredis socket: an fd, or a SOCKET on
+ * Windows) without ever raising SIGPIPE: 0 with *sent > 0, MP_ETIMEDOUT (the socket's send
+ * timeout passed with nothing sent), MP_EBROKEN (the peer is gone) or MP_EOS; EINTR is
+ * retried. The message names the OS error. */
+int mp_plat_sock_send(uint64_t sock, const void *buf, size_t len, size_t *sent);
+
+/* hiredis' TLS writes go through OpenSSL's own send(), which on POSIX raises SIGPIPE when
+ * the server has gone. Between hold and release the calling thread has SIGPIPE blocked,
+ * and release discards one that became pending meanwhile, so a lost Redis is an error,
+ * never a killed process, and the process's signal dispositions are never touched. hold
+ * returns a token for release. Nothing to do on Windows. */
+int mp_plat_sigpipe_hold(void);
+void mp_plat_sigpipe_release(int token);
+
 #endif /* MP_PLATFORM_H */

@@ -585,8 +585,8 @@ static void lq_free(void *impl) {
 }
 
 static const mp__queue_ops lq_ops = {
-    "queue",  lq_put,  lq_get,   lq_put_value, lq_get_value, lq_qsize,
-    lq_empty, lq_full, lq_close, lq_task_done, lq_join,      lq_free,
+    "queue", lq_put,   lq_get,       lq_put_value, lq_get_value, lq_qsize, lq_empty,
+    lq_full, lq_close, lq_task_done, lq_join,      lq_free,      NULL,
 };
 
 /* ---- creation ----------------------------------------------------------------------- */
@@ -748,8 +748,14 @@ const mp__xfer_type mp__queue_xfer = {MP_XFER_QUEUE, "queue", queue_export, queu
                                       queue_release};
 
 int mp_args_add_queue(mp_args *args, mp_queue *q) {
-  return q ? mp__args_add_object(args, &mp__queue_xfer, q)
-           : mp_set_error(MP_EINVAL, "mp_args_add_queue: the queue is NULL");
+  if (q == NULL)
+    return mp_set_error(MP_EINVAL, "mp_args_add_queue: the queue is NULL");
+  /* Checked here, not only at export: a fork child would share the handle's connections. */
+  if (args != NULL && mp__queue_impl(q, &lq_ops) == NULL)
+    return mp_set_error(MP_ENOTSUP, "mp_args_add_queue: only a local queue can be passed to a "
+                                    "child (a manager's proxy or a Redis queue is opened by the "
+                                    "child itself)");
+  return mp__args_add_object(args, &mp__queue_xfer, q);
 }
 
 int mp_args_get_queue(const mp_args *args, size_t i, mp_queue **q) {
