@@ -16,8 +16,8 @@ emu=${3:-}
 command -v tmux >/dev/null || { echo "tmux is missing (scripts/dev installs it)"; exit 1; }
 
 work=$(mktemp -d /tmp/mprun-pty-XXXXXX)
-sock="mprun-pty-$$"
-t() { tmux -L "$sock" "$@"; }
+# The server's socket lives in the work folder, so nothing is left in /tmp/tmux-UID.
+t() { tmux -S "$work/tmux.sock" "$@"; }
 cleanup() {
   t kill-server >/dev/null 2>&1 || true
   rm -rf "$work"
