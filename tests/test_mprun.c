@@ -1028,7 +1028,7 @@ static void quoting_for_both_shells(void **state) {
 
 int main(void) {
   mp_test_native_path(mprun_path, sizeof mprun_path, MP_MPRUN);
-  mp_test_native_path(child_path, sizeof child_path, MP_TESTCHILD);
+  snprintf(child_path, sizeof child_path, "%s", mp_test_child_program());
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(quoting_for_both_shells),
       cmocka_unit_test(help_and_version),

@@ -89,7 +89,7 @@ static void shell_popen_refuses_null(void **state) {
 }
 
 int main(void) {
-  mp_test_native_path(child_path, sizeof child_path, MP_TESTCHILD);
+  snprintf(child_path, sizeof child_path, "%s", mp_test_child_program());
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(shell_popen_pipes_and_exit_code),
       cmocka_unit_test(shell_line_keeps_its_quotes),

@@ -85,14 +85,15 @@ int mp_test_open_handles(void) {
 #endif
 }
 
-void mp_test_sleep_ms(int ms) {
-#ifdef _WIN32
-  Sleep((DWORD)ms);
+const char *mp_test_child_program(void) {
+  static char path[4096];
+#ifndef MP_TESTCHILD
+  fail_msg("this test was built without MP_TESTCHILD");
 #else
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0) {
-  }
+  if (path[0] == '\0')
+    mp_test_native_path(path, sizeof path, MP_TESTCHILD);
 #endif
+  return path;
 }
 
 void mp_test_native_path(char *out, size_t size, const char *build_path) {

@@ -32,8 +32,8 @@ void mp_test_thread_join(mp_test_thread *t);
 /* Open file descriptors (Linux) or handles (Windows) of this process, to detect leaks. */
 int mp_test_open_handles(void);
 
-/* Sleeps; for tests that must let time pass (never to paper over a race). */
-void mp_test_sleep_ms(int ms);
+/* The path of tests/helpers/mp_testchild (under Wine: its Z:\ path). */
+const char *mp_test_child_program(void);
 
 /* Copies a path the build gave (a Unix path under Wine) into out in the form the test's own
  * system uses: Z:\... with backslashes under Wine, unchanged elsewhere. */
