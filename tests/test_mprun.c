@@ -675,7 +675,7 @@ static void halt_soon_lets_running_jobs_finish(void) {
     text = slurp(log);
     if (text != NULL && strstr(text, "\n2\t") != NULL)
       break;
-    mp_test_sleep_ms(10);
+    mp_sleep_ms(10);
   }
   assert_non_null(strstr(text, "\n2\t"));
   free(text);
@@ -747,7 +747,7 @@ static void timeout_kills_the_whole_tree(void **state) {
   assert_true(pid > 0);
   /* The kill is sent before mprun returns; the grandchild's end may lag a moment. */
   for (int i = 0; i < 500 && mp_test_process_alive(pid); i++)
-    mp_test_sleep_ms(10);
+    mp_sleep_ms(10);
   assert_false(mp_test_process_alive(pid));
   res_free(&r);
   char *text = slurp(log);
@@ -950,7 +950,7 @@ static void stop_signal_kills_everything(int sig) {
   assert_int_equal(code, -sig); /* mprun ends as the signal would have ended it */
   for (int i = 0; i < n; i++) {
     for (int k = 0; k < 500 && mp_test_process_alive(pids[i]); k++)
-      mp_test_sleep_ms(10);
+      mp_sleep_ms(10);
     assert_false(mp_test_process_alive(pids[i]));
   }
   /* The third job never started; the killed ones are not logged (--resume reruns them). */

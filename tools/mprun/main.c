@@ -1,17 +1,16 @@
 /* mprun: run a command for every input, several at a time, on Linux and Windows alike.
- * See docs/mprun.md and `mprun --help`. */
+ * See docs/mprun.md and `mprun --help`. The process's entry point is posix/entry.c or
+ * win32/entry.c, which hand over the arguments in UTF-8. */
 #include <stdio.h>
 
 #include "mprun.h"
 
-int main(int argc, char **argv) {
+int mprun_main(int argc, char **argv) {
   /* No mp_process children here, so mp_init needs no argv: given ours, a user's argument
    * that looked like the library's child marker could divert mprun into child mode. */
   mp_init(NULL, NULL);
   options opt = {0};
   int rc = sys_signals_prepare(); /* before any thread exists */
-  if (rc == 0)
-    rc = sys_utf8_argv(&argc, &argv);
   if (rc == 0)
     rc = cli_parse(&opt, argc, argv);
   if (rc == 1 || rc < 0)

@@ -222,4 +222,9 @@ int joblog_close(joblog *j);
  * (Ctrl-C, SIGTERM) it ends the process the way that signal would. */
 int sched_run(const options *opt);
 
+/* ---- the program (main.c) ------------------------------------------------------------- */
+
+/** mprun itself, called by the entry point with the arguments in UTF-8. */
+int mprun_main(int argc, char **argv);
+
 #endif

@@ -1,8 +1,9 @@
 /* mprun's own seam to the operating system: what the multiproc public API does not offer
  * and a command runner needs (catching Ctrl-C, asking about the terminal, temporary files
- * for captured output, raw reads of its input, UTF-8 arguments on Windows). Implemented
- * once in posix/ and once in win32/, like the library's backends; everything else in mprun
- * is portable C on top of multiproc.h. Failures set mp_set_error and return its code. */
+ * for captured output, raw reads of its input). Implemented once in posix/ and once in
+ * win32/, like the library's backends, which also hold the process's entry point (entry.c:
+ * the arguments in UTF-8, read as UTF-16 on Windows); everything else in mprun is portable C
+ * on top of multiproc.h. Failures set mp_set_error and return its code. */
 #ifndef MPRUN_SYS_H
 #define MPRUN_SYS_H
 
@@ -74,9 +75,6 @@ void sys_tmp_free(sys_tmp *t);
 
 /* ---- the process (proc.c) ------------------------------------------------------------- */
 
-/** Replaces argv with the command line in UTF-8 (Windows reads it as UTF-16; POSIX keeps
- * the bytes it was given). The strings live until the process exits. */
-int sys_utf8_argv(int *argc, char ***argv);
 /** Returns the wall-clock time in seconds since 1970 (for the job log's Starttime). */
 double sys_wall_time(void);
 /** Returns 0 if nothing of the finished job started with pid is left (so its temporary

@@ -1,16 +1,10 @@
-/* The process on POSIX: arguments are bytes already, the wall clock, and whether a finished
- * job left members in its process group (every job leads one, see sched.c). */
+/* The process on POSIX: the wall clock, and whether a finished job left members in its
+ * process group (every job leads one, see sched.c). */
 #include <errno.h>
 #include <signal.h>
 #include <time.h>
 
 #include "../sys.h"
-
-int sys_utf8_argv(int *argc, char ***argv) {
-  (void)argc;
-  (void)argv;
-  return 0;
-}
 
 double sys_wall_time(void) {
   struct timespec ts;
