@@ -787,7 +787,8 @@ MP_API void mp_imap_free(mp_imap *it);
 
 /* ---- subprocesses (popen.c) --------------------------------------------------------- */
 /* External commands, like Python's subprocess. argv is a NULL-terminated array of UTF-8
- * strings and is never handed to a shell: only mp_run_shell does that. */
+ * strings and is never handed to a shell: only mp_run_shell and mp_popen_create_shell do
+ * that. */
 
 typedef struct mp_popen mp_popen; /* a running (or finished) external command */
 
@@ -843,6 +844,9 @@ enum { MP_STDOUT = 1, MP_STDERR = 2 };
  * (missing, not executable, bad cwd) fails here with MP_ENOENT/MP_EPERM/MP_EOS naming the
  * path; on Windows a batch-file argument that cannot be passed safely is MP_EINVAL. */
 MP_API int mp_popen_create(mp_popen **p, const char *const *argv, const mp_popen_opts *opts);
+/** Like mp_popen_create, but hands cmdline to the system shell as mp_run_shell does (/bin/sh
+ * -c on POSIX, cmd.exe /d /s /c on Windows); never build cmdline from untrusted input. */
+MP_API int mp_popen_create_shell(mp_popen **p, const char *cmdline, const mp_popen_opts *opts);
 /** Writes all len bytes to the child's stdin pipe; *written (may be NULL) says how many went
  * before MP_ETIMEDOUT or MP_EBROKEN (the child closed its stdin). */
 MP_API int mp_popen_write(mp_popen *p, const void *buf, size_t len, size_t *written,
