@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "multiproc.h"
+#include "value.h"
 
 #define MP_VALUE_EXT_TUPLE 16
 
@@ -218,6 +219,18 @@ static int dict_push(mp_value *dict, mp_value *key, mp_value *val) {
   dict->u.seq.items[dict->u.seq.len++] = key;
   dict->u.seq.items[dict->u.seq.len++] = val;
   return 0;
+}
+
+int mp__value_dict_push(mp_value *dict, mp_value *key, mp_value *val) {
+  int rc = key == NULL || val == NULL ? null_item_error("mp__value_dict_push")
+           : dict == NULL || dict->type != MP_VALUE_DICT
+               ? mp_set_error(MP_EINVAL, "mp__value_dict_push: not a dict")
+               : dict_push(dict, key, val);
+  if (rc < 0) {
+    mp_value_free(key);
+    mp_value_free(val);
+  }
+  return rc;
 }
 
 int mp_value_dict_set(mp_value *dict, mp_value *key, mp_value *val) {

@@ -1,0 +1,101 @@
+# Writes the seed corpora of the manager's fuzz targets from what this CPython really sends:
+#   fuzz/corpus/pickle/   manager requests and replies, pickled as multiprocessing pickles them
+#   fuzz/corpus/manager/  one flag byte + the frames a client sends after authentication
+#   fuzz/corpus/frame/    two option bytes + frames as multiprocessing.connection writes them
+# Run it with each interpreter (Debian's python3 is 3.11; pyenv has 3.12 and 3.13); a file
+# that another version already wrote with the same bytes is not written again:
+#   for py in /usr/bin/python3 ~/.pyenv/versions/3.1[23]*/bin/python3; do
+#     $py tests/interop/gen_fuzz_corpus.py fuzz/corpus; done
+import os
+import queue
+import struct
+import sys
+from multiprocessing.managers import Token
+from multiprocessing.reduction import ForkingPickler
+
+IDENT = '7f0000001000'  # what the C server names its first queue
+TOKEN = Token('get_task_queue', ('127.0.0.1', 5000), IDENT)
+VALUES = {
+    'int': 7, 'neg': -2**63, 'float': 1.5, 'str': 'h\u00e9llo', 'bytes': b'\x00\xff',
+    'none': None, 'bool': True, 'list': [1, [2, 'x']], 'tuple': (1, (2, 3), ()),
+    'dict': {'k': [1, 2], 7: None, (1, 'a'): b''}, 'nested': [[[[{'a': ([],)}]]]],
+    'shared': [[1], [1]], 'long_str': 'x' * 300, 'long_bytes': b'y' * 300,
+}
+REFUSED = {'set': {1, 2}, 'bytearray': bytearray(b'ab'), 'complex': 1j, 'big_int': 2**64}
+
+
+def dumps(obj):
+    return bytes(ForkingPickler.dumps(obj))
+
+
+def frame(data):
+    # multiprocessing.connection: a 4-byte signed big-endian length, or -1 and 8 bytes.
+    if len(data) > 0x7fffffff:
+        return struct.pack('!iQ', -1, len(data)) + data
+    return struct.pack('!i', len(data)) + data
+
+
+def requests():
+    """(name, request) pairs a client sends."""
+    yield 'create', (None, 'create', ('get_task_queue',), {})
+    yield 'accept', (None, 'accept_connection', ('MainProcess|Thread-1',), {})
+    yield 'dummy', (None, 'dummy', (), {})
+    yield 'decref', (None, 'decref', (IDENT,), {})
+    yield 'get_methods', (None, 'get_methods', (TOKEN,), {})
+    yield 'shutdown', (None, 'shutdown', (), {})
+    yield 'get_timeout', (IDENT, 'get', (), {'timeout': 1.0})
+    yield 'get_nowait', (IDENT, 'get', (), {'block': False})
+    yield 'qsize', (IDENT, 'qsize', (), {})
+    yield 'task_done', (IDENT, 'task_done', (), {})
+    for name, v in VALUES.items():
+        yield 'put_' + name, (IDENT, 'put', (v,), {})
+    for name, v in REFUSED.items():
+        yield 'put_' + name, (IDENT, 'put', (v,), {})
+
+
+def replies():
+    yield 'reply_return', ('#RETURN', VALUES['dict'])
+    yield 'reply_created', ('#RETURN', (IDENT, ('get', 'put', 'qsize')))
+    yield 'reply_empty', ('#ERROR', queue.Empty())
+    yield 'reply_value_error', ('#ERROR', ValueError("'timeout' must be a non-negative number"))
+    yield 'reply_traceback', ('#TRACEBACK', 'Traceback (most recent call last):\n...')
+
+
+def sessions():
+    """(name, frames) a client sends on one connection after authentication."""
+    r = dict(requests())
+    yield 'create', [r['create']]
+    yield 'get_methods', [r['get_methods']]
+    yield 'put_get', [r['accept'], r['put_dict'], r['qsize'], r['get_nowait'], r['task_done']]
+    yield 'put_every_value', [r['accept']] + [r['put_' + n] for n in VALUES] + \
+        [r['get_nowait']] * 3
+    yield 'refused_values', [r['accept']] + [r['put_' + n] for n in REFUSED] + [r['put_int']]
+    yield 'two_calls', [r['dummy'], r['create']]
+
+
+def write(folder, name, data):
+    os.makedirs(folder, exist_ok=True)
+    for existing in os.listdir(folder):
+        with open(os.path.join(folder, existing), 'rb') as f:
+            if f.read() == data:
+                return
+    tag = 'py%d%d' % sys.version_info[:2]
+    with open(os.path.join(folder, '%s-%s' % (name, tag)), 'wb') as f:
+        f.write(data)
+
+
+def main():
+    root = sys.argv[1]
+    for name, obj in list(requests()) + list(replies()):
+        write(os.path.join(root, 'pickle'), name, dumps(obj))
+    for name, reqs in sessions():
+        write(os.path.join(root, 'manager'), name, b'\x00' + b''.join(frame(dumps(q)) for q in reqs))
+    frames = [frame(dumps(q)) for _, q in requests()]
+    write(os.path.join(root, 'frame'), 'requests', b'\x00\x00' + b''.join(frames[:8]))
+    write(os.path.join(root, 'frame'), 'empty_and_long_form',
+          b'\x00\x03' + frame(b'') + struct.pack('!iQ', -1, 5) + b'hello' + frame(b'x' * 300))
+    write(os.path.join(root, 'frame'), 'big', b'\x00\x07' + frame(dumps(VALUES['long_bytes'])))
+
+
+if __name__ == '__main__':
+    main()
