@@ -90,3 +90,35 @@ void mp_test_sleep_ms(int ms) {
   }
 #endif
 }
+
+/* ---- heap in use -------------------------------------------------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#  define MP_TEST_SANITIZER_HEAP 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#    define MP_TEST_SANITIZER_HEAP 1
+#  endif
+#endif
+
+#if defined(MP_TEST_SANITIZER_HEAP)
+#  include <sanitizer/allocator_interface.h>
+size_t mp_test_heap_in_use(void) { return __sanitizer_get_current_allocated_bytes(); }
+#elif defined(_WIN32)
+#  include <malloc.h>
+size_t mp_test_heap_in_use(void) {
+  _HEAPINFO h;
+  size_t used = 0;
+  h._pentry = NULL;
+  while (_heapwalk(&h) == _HEAPOK)
+    if (h._useflag == _USEDENTRY)
+      used += h._size;
+  return used;
+}
+#else
+#  include <malloc.h>
+size_t mp_test_heap_in_use(void) {
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd; /* small blocks in arenas + blocks mmap'd on their own */
+}
+#endif

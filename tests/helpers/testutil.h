@@ -32,6 +32,10 @@ void mp_test_thread_join(mp_test_thread *t);
 /* Open file descriptors (Linux) or handles (Windows) of this process, to detect leaks. */
 int mp_test_open_handles(void);
 
+/* Bytes the C heap has handed out and not taken back (glibc's mallinfo2, the sanitizers'
+ * allocator, msvcrt's heap walk): tests compare it before and after a workload. */
+size_t mp_test_heap_in_use(void);
+
 /* Sleeps; for tests that must let time pass (never to paper over a race). */
 void mp_test_sleep_ms(int ms);
 
