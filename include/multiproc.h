@@ -843,7 +843,10 @@ MP_API void mp_queue_free(mp_queue *q);
  * protocol: a C master serves queues that Python workers use, and a C worker uses queues
  * that a Python master serves. Addresses are IPv4 "host:port"; the server listens on all
  * interfaces only for "0.0.0.0:port" or ":port"; port 0 picks a free port (see
- * mp_manager_address). Authkeys are NUL-terminated byte strings (Python's b'abc' is "abc"). */
+ * mp_manager_address). Authkeys are byte strings: NUL-terminated with mp_manager_create and
+ * mp_manager_connect (Python's b'abc' is "abc"), or any bytes, NUL included, with a length
+ * through mp_manager_create_bytes and mp_manager_connect_bytes. The library's copies of a
+ * key are zeroed before their memory is freed. */
 
 typedef struct mp_manager mp_manager;               /* the server side */
 typedef struct mp_manager_client mp_manager_client; /* a connection to a server */
@@ -859,6 +862,9 @@ typedef struct mp_manager_opts {
 /** Binds address and prepares a server (opts may be NULL); nothing is served before start. */
 MP_API int mp_manager_create(mp_manager **m, const char *address, const char *authkey,
                              const mp_manager_opts *opts);
+/** Like mp_manager_create with a key of keylen bytes, which may contain NUL bytes. */
+MP_API int mp_manager_create_bytes(mp_manager **m, const char *address, const void *authkey,
+                                   size_t keylen, const mp_manager_opts *opts);
 /** Registers a queue.Queue(maxsize) (0: unbounded) under a name like "get_task_queue". */
 MP_API int mp_manager_register_queue(mp_manager *m, const char *name, size_t maxsize);
 /** Returns the bound address as "host:port" (the real port when created with port 0). */
@@ -877,6 +883,9 @@ MP_API int mp_manager_local_queue(mp_manager *m, const char *name, mp_queue **q)
 
 /** Connects to a manager (C or Python) and checks the authkey: MP_EAUTH on a wrong key. */
 MP_API int mp_manager_connect(mp_manager_client **c, const char *address, const char *authkey);
+/** Like mp_manager_connect with a key of keylen bytes, which may contain NUL bytes. */
+MP_API int mp_manager_connect_bytes(mp_manager_client **c, const char *address,
+                                    const void *authkey, size_t keylen);
 /** Gets a proxy for the registered object `name` (as manager.get_task_queue()); its put
  * and get take values (mp_queue_put_value); mp_queue_put sends bytes, and mp_queue_get
  * gives a bytes item's content or another item's MessagePack encoding. MP_ENOENT: unknown. */

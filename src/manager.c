@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "connection.h"
 #include "pickle.h"
 #include "manager.h"
@@ -68,9 +69,16 @@ static void opts_defaults(mp_manager_opts *o, const mp_manager_opts *in) {
 
 int mp_manager_create(mp_manager **out, const char *address, const char *authkey,
                       const mp_manager_opts *opts) {
-  if (out == NULL || address == NULL || authkey == NULL)
+  if (authkey == NULL)
+    return mp_set_error(MP_EINVAL, "mp_manager_create: authkey is NULL");
+  return mp_manager_create_bytes(out, address, authkey, strlen(authkey), opts);
+}
+
+int mp_manager_create_bytes(mp_manager **out, const char *address, const void *authkey,
+                            size_t keylen, const mp_manager_opts *opts) {
+  if (out == NULL || address == NULL || (authkey == NULL && keylen > 0))
     return mp_set_error(MP_EINVAL, "mp_manager_create: m, address or authkey is NULL");
-  if (authkey[0] == '\0' && !(opts && opts->allow_empty_authkey))
+  if (keylen == 0 && !(opts && opts->allow_empty_authkey))
     return mp_set_error(MP_EINVAL, "mp_manager_create: an empty authkey lets anyone in; set "
                                    "opts.allow_empty_authkey to allow it");
   char host[64];
@@ -79,12 +87,13 @@ int mp_manager_create(mp_manager **out, const char *address, const char *authkey
   if (rc < 0)
     return rc;
   mp_manager *m = calloc(1, sizeof *m);
-  if (m == NULL || (m->authkey = malloc(strlen(authkey) + 1)) == NULL) {
-    free(m);
+  if (m == NULL)
     return mp_set_error(MP_ENOMEM, "out of memory allocating a manager");
+  if ((rc = mp__key_dup(authkey, keylen, &m->authkey)) < 0) {
+    free(m);
+    return rc;
   }
-  m->keylen = strlen(authkey);
-  memcpy(m->authkey, authkey, m->keylen + 1);
+  m->keylen = keylen;
   opts_defaults(&m->opts, opts);
   rc = mp_plat_mutex_init(&m->mu);
   if (rc == 0 && (rc = mp_plat_cond_init(&m->changed)) < 0)
@@ -94,7 +103,7 @@ int mp_manager_create(mp_manager **out, const char *address, const char *authkey
     mp_plat_mutex_destroy(&m->mu);
   }
   if (rc < 0) {
-    free(m->authkey);
+    mp__key_free(m->authkey, m->keylen);
     free(m);
     return rc;
   }
@@ -592,7 +601,7 @@ static void handle(mp_manager *m, live_conn *l) {
   mp_conn *c = l->conn;
   int t = m->opts.handshake_timeout_ms;
   uint64_t start = mp_plat_monotonic_ns();
-  mp_conn_set_max_message(c, MP_MANAGER_HANDSHAKE_MAX);
+  mp_conn_set_max_message(c, MP_AUTH_FRAME_MAX);
   if (mp__auth_deliver(c, m->authkey, m->keylen, t) < 0 ||
       mp__auth_answer(c, m->authkey, m->keylen, t) < 0)
     return;
@@ -778,6 +787,6 @@ void mp_manager_free(mp_manager *m) {
   free(m->objs);
   mp_plat_cond_destroy(&m->changed);
   mp_plat_mutex_destroy(&m->mu);
-  free(m->authkey);
+  mp__key_free(m->authkey, m->keylen);
   free(m);
 }

@@ -7,16 +7,10 @@
 
 #include "multiproc.h"
 
-/* Largest frame during the handshake, as Python's recv_bytes(256). */
-#define MP_MANAGER_HANDSHAKE_MAX 256
-
-/* Python's multiprocessing.connection authentication over an open connection. The server
- * side delivers its challenge first, then answers the client's; the client the reverse.
- * Both give MP_EAUTH on a wrong key (after sending #FAILURE# where Python does). */
-int mp__auth_deliver(mp_conn *c, const void *key, size_t keylen, int timeout_ms);
-int mp__auth_answer(mp_conn *c, const void *key, size_t keylen, int timeout_ms);
-/* Compares two buffers in time that depends only on their length. 1 if equal. */
-int mp__ct_equal(const void *a, const void *b, size_t n);
+/* A copy of an authkey (any bytes, NUL-terminated for convenience) and its release, which
+ * zeroes the copy before freeing it. */
+int mp__key_dup(const void *key, size_t len, char **out);
+void mp__key_free(char *key, size_t len);
 /* Splits "host:port" (IPv4 or name; "" or "0.0.0.0" host: all interfaces). */
 int mp__split_address(const char *address, char *host, size_t hostsize, int *port);
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "connection.h"
 #include "pickle.h"
 #include "manager.h"

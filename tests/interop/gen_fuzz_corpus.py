@@ -2,10 +2,13 @@
 #   fuzz/corpus/pickle/   manager requests and replies, pickled as multiprocessing pickles them
 #   fuzz/corpus/manager/  one flag byte + the frames a client sends after authentication
 #   fuzz/corpus/frame/    two option bytes + frames as multiprocessing.connection writes them
+#   fuzz/corpus/auth/     a flag byte + the handshake frames a client sends (fuzz_auth.c's
+#                         key and challenge), as this version's connection module makes them
 # Run it with each interpreter (Debian's python3 is 3.11; pyenv has 3.12 and 3.13); a file
 # that another version already wrote with the same bytes is not written again:
 #   for py in /usr/bin/python3 ~/.pyenv/versions/3.1[23]*/bin/python3; do
 #     $py tests/interop/gen_fuzz_corpus.py fuzz/corpus; done
+import hmac
 import os
 import queue
 import struct
@@ -73,6 +76,20 @@ def sessions():
     yield 'two_calls', [r['dummy'], r['create']]
 
 
+def auth_frames():
+    """What this Python's client answers to fuzz_auth.c's challenge, then sends itself."""
+    import multiprocessing.connection as mc
+    key = b'fuzz key'
+    message = b'{sha256}' + bytes(range(1, 11)) + bytes(30)  # fuzz_auth.c's challenge
+    if hasattr(mc, '_create_response'):  # 3.12+
+        answer = mc._create_response(key, message)
+        challenge = b'#CHALLENGE#{sha256}' + bytes(range(40, 80))
+    else:  # 3.11: a bare HMAC-MD5, and a 20-byte challenge
+        answer = hmac.new(key, message, 'md5').digest()
+        challenge = b'#CHALLENGE#' + bytes(range(40, 60))
+    return [answer, challenge, b'#WELCOME#']
+
+
 def write(folder, name, data):
     os.makedirs(folder, exist_ok=True)
     for existing in os.listdir(folder):
@@ -94,6 +111,9 @@ def main():
     write(os.path.join(root, 'frame'), 'requests', b'\x00\x00' + b''.join(frames[:8]))
     write(os.path.join(root, 'frame'), 'empty_and_long_form',
           b'\x00\x03' + frame(b'') + struct.pack('!iQ', -1, 5) + b'hello' + frame(b'x' * 300))
+    auth = b''.join(bytes([len(f)]) + f for f in auth_frames())
+    write(os.path.join(root, 'auth'), 'client_handshake', b'\x00' + auth)
+    write(os.path.join(root, 'auth'), 'client_handshake_prefixed', b'\x01' + auth)
     write(os.path.join(root, 'frame'), 'big', b'\x00\x07' + frame(dumps(VALUES['long_bytes'])))
 
 
