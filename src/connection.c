@@ -205,6 +205,8 @@ void mp_conn_free(mp_conn *c) {
 
 mp_plat_chan *mp__conn_chan(mp_conn *c) { return c ? c->chan : NULL; }
 
+int mp__conn_skipping(const mp_conn *c) { return c && c->rx.skip > 0; }
+
 /* ---- passing to a spawned child ------------------------------------------------------ */
 
 #define XFER_VERSION 1

@@ -9,4 +9,8 @@
  * Takes both, and frees them on failure. */
 int mp__value_dict_push(mp_value *dict, mp_value *key, mp_value *val);
 
+/* Takes item i out of a list or tuple, leaving None in its place: the caller owns *item.
+ * Moves a large item out of a request without copying it. */
+int mp__value_take(mp_value *seq, size_t i, mp_value **item);
+
 #endif /* MP_VALUE_H */
