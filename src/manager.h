@@ -42,7 +42,7 @@ int mp__squeue_get(mp__squeue *q, mp_value **v, int timeout_ms, const mp__waiter
 void mp__squeue_unget(mp__squeue *q, mp_value *v);
 size_t mp__squeue_qsize(mp__squeue *q);
 size_t mp__squeue_maxsize(const mp__squeue *q);
-/* How many gets are blocked on q now. */
+/* How many calls (get, put, join) are blocked on q now. */
 size_t mp__squeue_waiters(mp__squeue *q);
 int mp__squeue_task_done(mp__squeue *q);
 int mp__squeue_join(mp__squeue *q, int timeout_ms, const mp__waiter *w);
@@ -99,7 +99,7 @@ void mp__manager_stop(mp_manager *m, int remote);
 void mp__manager_note(mp_manager *m, int is_accept_error, const char *what);
 mp__reg_obj *mp__manager_find_ident(mp_manager *m, const char *ident);
 mp__reg_obj *mp__manager_find_name(mp_manager *m, const char *name);
-/* Tests: the number of gets blocked on the queue registered as name (0 if unknown). */
+/* Tests: the calls blocked on the queue registered as name (0 if unknown). */
 size_t mp__manager_waiters(mp_manager *m, const char *name);
 
 /* Starts a serving thread for an authenticated connection (chan is taken, and closed on

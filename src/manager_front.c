@@ -360,6 +360,7 @@ static void round_trip(front *f) {
       drop(f, f->map[k]);
   if (accept_ready)
     accept_some(f, now);
+  hand_over(f); /* the handshakes just completed, before the next wait */
 }
 
 void mp__manager_front(mp_manager *m) {

@@ -23,7 +23,7 @@ struct mp__squeue {
   size_t head, len, cap;
   size_t maxsize;
   size_t unfinished;
-  size_t waiters; /* gets blocked right now (tests watch it) */
+  size_t waiters; /* calls blocked right now: get, put, join (tests watch it) */
   int closed;
 };
 
@@ -100,8 +100,11 @@ int mp__squeue_put(mp__squeue *q, mp_value *v, int timeout_ms, const mp__waiter 
   if (rc < 0)
     return rc;
   mp_plat_mutex_lock(&q->mu);
-  while (!q->closed && q->maxsize > 0 && q->len >= q->maxsize && rc == 0)
-    rc = timeout_ms == 0 ? MP_ETIMEDOUT : wait_until(q, &q->not_full, deadline, w);
+  while (!q->closed && q->maxsize > 0 && q->len >= q->maxsize && rc == 0 && timeout_ms != 0) {
+    q->waiters++;
+    rc = wait_until(q, &q->not_full, deadline, w);
+    q->waiters--;
+  }
   if (rc == MP_EBROKEN)
     rc = gone();
   else if (q->closed)
@@ -194,8 +197,11 @@ int mp__squeue_join(mp__squeue *q, int timeout_ms, const mp__waiter *w) {
   if (rc < 0)
     return rc;
   mp_plat_mutex_lock(&q->mu);
-  while (q->unfinished > 0 && !q->closed && rc == 0)
+  while (q->unfinished > 0 && !q->closed && rc == 0) {
+    q->waiters++;
     rc = wait_until(q, &q->all_done, deadline, w);
+    q->waiters--;
+  }
   rc = rc == MP_EBROKEN     ? gone()
        : q->unfinished == 0 ? 0
        : q->closed          ? mp_set_error(MP_ECLOSED, "the manager queue is closed")

@@ -647,6 +647,38 @@ static void worker_killed_mid_get_loses_nothing(void **state) {
   mp_manager_free(m);
 }
 
+/* Authkeys are bytes: NUL bytes count (mp_manager_*_bytes), never truncate the key. */
+static void keys_with_nul_bytes(void **state) {
+  (void)state;
+  static const char key[] = "a\0b";
+  mp_manager *m = NULL, *other = NULL;
+  mp_manager_client *c = NULL;
+  assert_mp_ok(mp_manager_create_bytes(&m, "127.0.0.1:0", key, 3, NULL));
+  assert_mp_ok(mp_manager_register_queue(m, "q", 0));
+  assert_mp_ok(mp_manager_start(m));
+  assert_mp_ok(mp_manager_connect_bytes(&c, mp_manager_address(m), key, 3));
+  mp_queue *q;
+  assert_mp_ok(mp_manager_queue(c, "q", &q));
+  mp_value *v = mp_value_str("behind a NUL"), *got = NULL;
+  assert_mp_ok(mp_queue_put_value(q, v, 5000));
+  assert_mp_ok(mp_queue_get_value(q, &got, 5000));
+  assert_true(mp_value_equal(v, got));
+  mp_value_free(v);
+  mp_value_free(got);
+  mp_queue_free(q);
+  mp_manager_disconnect(c);
+  c = NULL;
+  /* "a" as a C string, and a key that differs after the NUL, are other keys. */
+  assert_mp(MP_EAUTH, mp_manager_connect(&c, mp_manager_address(m), "a"));
+  assert_mp(MP_EAUTH, mp_manager_connect_bytes(&c, mp_manager_address(m), "a\0c", 3));
+  assert_null(c);
+  assert_mp(MP_EINVAL, mp_manager_connect_bytes(&c, mp_manager_address(m), NULL, 2));
+  assert_mp(MP_EINVAL, mp_manager_create_bytes(&other, "127.0.0.1:0", NULL, 2, NULL));
+  assert_mp(MP_EINVAL, mp_manager_create_bytes(&other, "127.0.0.1:0", "", 0, NULL));
+  assert_null(other);
+  mp_manager_free(m);
+}
+
 int main(int argc, char **argv) {
   mp_init(&argc, &argv);
   const struct CMUnitTest tests[] = {
@@ -661,6 +693,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(stalled_and_flooding_clients),
       cmocka_unit_test(two_workers_share_tasks),
       cmocka_unit_test(worker_killed_mid_get_loses_nothing),
+      cmocka_unit_test(keys_with_nul_bytes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

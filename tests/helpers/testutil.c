@@ -102,7 +102,9 @@ void mp_test_sleep_ms(int ms) {
 #endif
 
 #if defined(MP_TEST_SANITIZER_HEAP)
-#  include <sanitizer/allocator_interface.h>
+/* The sanitizers' allocator statistics (clang's sanitizer/allocator_interface.h; GCC ships
+ * the function but not the header). */
+size_t __sanitizer_get_current_allocated_bytes(void);
 size_t mp_test_heap_in_use(void) { return __sanitizer_get_current_allocated_bytes(); }
 #elif defined(_WIN32)
 #  include <malloc.h>
