@@ -1,21 +1,22 @@
-/* mp_lock beside Python's threading.Lock: nanoseconds per acquire+release, uncontended
- * (one thread) and contended (two threads hammering the same lock), medians of 5 runs.
- * The raw pthread mutex is printed for reference: the floor any lock here sits on. */
+/* mp_lock beside Python's threading.Lock: nanoseconds per acquire+release, uncontended (one
+ * thread) and contended (two threads hammering the same lock). The raw pthread mutex is
+ * the floor any lock here sits on. A contended run checks that no update was lost. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "benchutil.h"
-#include "multiproc.h"
 
 #define UNCONTENDED 10000000
 #define CONTENDED 1000000 /* per thread */
-#define RUNS 5
+#define PY_UNCONTENDED "1000000"
+#define PY_CONTENDED "200000"
 
 static mp_lock *lock;
 static pthread_mutex_t raw = PTHREAD_MUTEX_INITIALIZER;
 
-static double uncontended_mp(void) {
+static double uncontended_mp(void *ctx) {
+  (void)ctx;
   uint64_t start = mp_monotonic_ns();
   for (int i = 0; i < UNCONTENDED; i++) {
     mp_lock_acquire(lock, MP_FOREVER);
@@ -24,7 +25,8 @@ static double uncontended_mp(void) {
   return (double)(mp_monotonic_ns() - start) / UNCONTENDED;
 }
 
-static double uncontended_raw(void) {
+static double uncontended_raw(void *ctx) {
+  (void)ctx;
   uint64_t start = mp_monotonic_ns();
   for (int i = 0; i < UNCONTENDED; i++) {
     pthread_mutex_lock(&raw);
@@ -44,51 +46,44 @@ static void hammer(void *arg) {
   }
 }
 
-static double contended_mp(void) {
-  mp_thread *a, *b;
+static double contended_mp(void *ctx) {
+  (void)ctx;
+  mp_thread *t[2] = {0};
   shared_counter = 0;
   uint64_t start = mp_monotonic_ns();
-  if (mp_thread_create(&a, hammer, NULL, NULL) != 0 || mp_thread_create(&b, hammer, NULL, NULL))
-    exit(1);
-  mp_thread_join(a, MP_FOREVER);
-  mp_thread_join(b, MP_FOREVER);
+  if (mp_thread_create(&t[0], hammer, NULL, NULL) || mp_thread_create(&t[1], hammer, NULL, NULL))
+    return bench_fail("mp_thread_create: %s", mp_last_error());
+  for (int i = 0; i < 2; i++)
+    if (mp_thread_join(t[i], bench_remaining_ms()) != 0)
+      return bench_fail("a hammering thread did not finish in time");
   double ns = (double)(mp_monotonic_ns() - start) / (2.0 * CONTENDED);
-  mp_thread_free(a);
-  mp_thread_free(b);
-  if (shared_counter != 2L * CONTENDED)
-    exit(2); /* a lock that loses updates has no speed worth printing */
+  mp_thread_free(t[0]);
+  mp_thread_free(t[1]);
+  if (shared_counter != 2L * CONTENDED) /* a lock that loses updates has no speed */
+    return bench_fail("lost updates: %ld of %ld", shared_counter, 2L * CONTENDED);
   return ns;
 }
 
-static double median_of(double (*fn)(void)) {
-  double v[RUNS];
-  for (int i = 0; i < RUNS; i++)
-    v[i] = fn();
-  return bench_median(v, RUNS);
-}
-
-int main(void) {
+int main(int argc, char **argv) {
+  mp_init(&argc, &argv);
+  bench_init("lock", argc, argv);
   if (mp_lock_create(&lock) != 0)
-    return 1;
-  double mp_u = median_of(uncontended_mp), raw_u = median_of(uncontended_raw);
-  double mp_c = median_of(contended_mp);
-  char *py = bench_capture("python3 " MP_BENCH_DIR "/bench_lock.py");
-  double py_u = py ? bench_field(py, "uncontended_ns") : -1;
-  double py_c = py ? bench_field(py, "contended_ns") : -1;
-  printf("%-34s %12s %12s\n", "ns per acquire+release", "uncontended", "contended(2)");
-  printf("%-34s %12.1f %12.1f\n", "multiproc mp_lock", mp_u, mp_c);
-  printf("%-34s %12.1f %12s\n", "raw pthread_mutex (floor)", raw_u, "-");
-  printf("%-34s %12.1f %12.1f\n", "Python threading.Lock", py_u, py_c);
-  if (py_u <= 0 || py_c <= 0) {
-    printf("Python peer did not run\n");
-    free(py);
-    return 1;
-  }
+    return 2;
+  bench_case *u = bench_case_new("lock", "acquire+release, uncontended", "ns", 0);
+  bench_peer(u, "multiproc mp_lock", uncontended_mp, NULL);
+  bench_peer(u, "raw pthread_mutex (floor)", uncontended_raw, NULL);
+  bench_python_peer(u, "Python threading.Lock", "bench_lock.py", "uncontended " PY_UNCONTENDED);
+  bench_case_run(u);
+  bench_case *c = bench_case_new("lock", "acquire+release, 2 threads contending", "ns", 0);
+  bench_peer(c, "multiproc mp_lock", contended_mp, NULL);
+  bench_python_peer(c, "Python threading.Lock", "bench_lock.py", "contended " PY_CONTENDED);
+  bench_case_run(c);
   /* A C lock call should cost well under an interpreted one; under contention it must at
    * least not lose to a GIL-serialised Python loop. */
-  bench_target("lock_uncontended_vs_python", mp_u / py_u, "<=", 0.5);
-  bench_target("lock_contended_vs_python", mp_c / py_c, "<=", 1.0);
-  free(py);
+  bench_target("lock_uncontended_vs_python", u, "multiproc mp_lock", "Python threading.Lock",
+               "<=", 0.5);
+  bench_target("lock_contended_vs_python", c, "multiproc mp_lock", "Python threading.Lock",
+               "<=", 1.0);
   mp_lock_free(lock);
-  return 0;
+  return bench_finish();
 }

@@ -1,34 +1,32 @@
-"""Python's threading.Lock, measured the way bench_lock.c measures mp_lock.
+"""Python peer of bench_lock.c: threading.Lock, nanoseconds per acquire+release.
 
-Prints "uncontended_ns=<ns per acquire+release> contended_ns=<ns per acquire+release>":
-uncontended is one thread in a loop; contended is two threads sharing the lock, total time
-divided by the total number of acquire+release pairs. Median of several runs each.
+    bench_lock.py uncontended <n>   one thread, n pairs
+    bench_lock.py contended <n>     two threads, n pairs each; total time / (2n)
 """
-import statistics
 import threading
 import time
 
-UNCONTENDED = 1_000_000
-CONTENDED = 200_000  # per thread
-RUNS = 5
+import benchutil
 
 
-def uncontended():
+def uncontended(n):
+    n = int(n)
     lock = threading.Lock()
     acquire, release = lock.acquire, lock.release
     start = time.perf_counter_ns()
-    for _ in range(UNCONTENDED):
+    for _ in range(n):
         acquire()
         release()
-    return (time.perf_counter_ns() - start) / UNCONTENDED
+    return (time.perf_counter_ns() - start) / n
 
 
-def contended():
+def contended(n):
+    n = int(n)
     lock = threading.Lock()
 
     def work():
         acquire, release = lock.acquire, lock.release
-        for _ in range(CONTENDED):
+        for _ in range(n):
             acquire()
             release()
 
@@ -38,10 +36,8 @@ def contended():
         t.start()
     for t in threads:
         t.join()
-    return (time.perf_counter_ns() - start) / (2 * CONTENDED)
+    return (time.perf_counter_ns() - start) / (2 * n)
 
 
 if __name__ == "__main__":
-    u = statistics.median(uncontended() for _ in range(RUNS))
-    c = statistics.median(contended() for _ in range(RUNS))
-    print(f"uncontended_ns={u:.1f} contended_ns={c:.1f}")
+    benchutil.run({"uncontended": uncontended, "contended": contended})

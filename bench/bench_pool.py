@@ -1,64 +1,56 @@
-"""Python peers for bench_pool: Pool(2).map and ProcessPoolExecutor(2).map over N trivial
-tasks (x*x) with chunksize 1 and with the default, plus Pool(2) start-up + shutdown.
-Prints key=value: tasks per second, and milliseconds for the start-up. Every result is
-checked. Run by bench_pool with Debian's python3."""
+"""Python peer of bench_pool.c.
+
+    bench_pool.py map pool <n> <chunksize>       Pool(2).map over x*x: tasks per second
+    bench_pool.py map executor <n> <chunksize>   ProcessPoolExecutor(2).map: tasks per second
+    bench_pool.py startstop <k>                  Pool(2) start-up + one task + shutdown: median ms
+
+chunksize 0 is the default: Pool's own rule, which the executor row uses too (its own
+default is 1). Each run makes a pool, warms it, times one map and checks every result.
+"""
 import concurrent.futures as cf
 import multiprocessing as mp
-import statistics
-import sys
 import time
+
+import benchutil
 
 
 def square(x):
     return x * x
 
 
-def check(out, n):
-    assert list(out) == [x * x for x in range(n)]
+def timed_map(fn, n):
+    t0 = time.perf_counter()
+    out = list(fn(range(n)))
+    rate = n / (time.perf_counter() - t0)
+    if out != [x * x for x in range(n)]:
+        raise SystemExit("a result is wrong")
+    return rate
 
 
-def pool_rate(n, chunksize, rounds):
-    """Median tasks/s of `rounds` maps on one warm Pool(2)."""
-    rates = []
-    with mp.get_context("fork").Pool(2) as p:
-        p.map(square, range(100))  # workers up and warm
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            out = p.map(square, range(n), chunksize) if chunksize else p.map(square, range(n))
-            rates.append(n / (time.perf_counter() - t0))
-            check(out, n)
-    return statistics.median(rates)
-
-
-def ppe_rate(n, chunksize, rounds):
-    rates = []
-    with cf.ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as ex:
+def map_rate(kind, n, chunksize):
+    n, chunksize = int(n), int(chunksize) or -(-int(n) // (2 * 4))
+    ctx = mp.get_context("fork")
+    if kind == "pool":
+        with ctx.Pool(2) as p:
+            p.map(square, range(100))  # workers up and warm
+            return timed_map(lambda xs: p.map(square, xs, chunksize), n)
+    with cf.ProcessPoolExecutor(2, mp_context=ctx) as ex:
         list(ex.map(square, range(100)))
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            out = list(ex.map(square, range(n), chunksize=chunksize or 1))
-            rates.append(n / (time.perf_counter() - t0))
-            check(out, n)
-    return statistics.median(rates)
+        return timed_map(lambda xs: ex.map(square, xs, chunksize=chunksize), n)
 
 
-def start_stop_ms(rounds):
-    samples = []
-    for _ in range(rounds):
+def start_stop_ms(k):
+    def one():
         t0 = time.perf_counter()
         p = mp.get_context("fork").Pool(2)
-        p.apply(square, (3,))
+        if p.apply(square, (3,)) != 9:
+            raise SystemExit("a result is wrong")
         p.close()
         p.join()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(samples)
+        return (time.perf_counter() - t0) * 1e3
+
+    return benchutil.median_of(int(k), one)
 
 
 if __name__ == "__main__":
-    n, rounds = int(sys.argv[1]), int(sys.argv[2])
-    # ProcessPoolExecutor.map's default chunksize is 1; its "default" row uses Pool's rule.
-    default = -(-n // (2 * 4))
-    slow = max(1, rounds // 2)  # the chunksize-1 peers take seconds per run
-    print(f"pool_c1={pool_rate(n, 1, slow):.0f} pool_def={pool_rate(n, 0, rounds):.0f} "
-          f"ppe_c1={ppe_rate(n, 1, slow):.0f} ppe_def={ppe_rate(n, default, rounds):.0f} "
-          f"start_ms={start_stop_ms(rounds):.1f}")
+    benchutil.run({"map": map_rate, "startstop": start_stop_ms})

@@ -1,58 +1,46 @@
-"""Python's multiprocessing.Queue, measured the way bench_queue.c measures mp_queue.
+"""Python peer of bench_queue.c: multiprocessing.Queue, measured the way the C peers are.
 
-Usage: bench_queue.py <size> <count per producer> <producers>
-Prints "msgs_per_s=<n> mb_per_s=<n>". Each message is a bytes object of <size> bytes whose
-first 16 bytes are (producer id, sequence, stamp) and whose last 8 repeat the stamp; the
-consumer (this process) checks the count, each producer's order and every stamp. The clock
-runs from the first message received to the last, as in the C benchmark.
+    bench_queue.py rate <size> <count per producer> <producers>   messages per second
+
+The producers start, meet the consumer (this process) at a barrier, and put their
+messages; the clock runs from the barrier to the last message, every one of which is
+checked (size, each producer's order, a stamp at both ends); the producers are joined after.
 """
 import multiprocessing as mp
-import struct
-import sys
 import time
 
-HDR = struct.Struct("<IIQ")
+import benchutil
 
 
-def stamp(producer, seq):
-    return (seq * 0x9E3779B97F4A7C15 ^ (producer + 1) * 0xC2B2AE3D27D4EB4F) & 0xFFFFFFFFFFFFFFFF
-
-
-def make(producer, seq, size, pad):
-    s = stamp(producer, seq)
-    return HDR.pack(producer, seq, s) + pad + struct.pack("<Q", s)
-
-
-def produce(q, producer, count, size):
-    pad = bytes(size - HDR.size - 8)
+def produce(q, barrier, producer, count, size):
+    pad = bytes(size - benchutil.HDR.size - benchutil.TAIL.size)
+    barrier.wait()
     for seq in range(count):
-        q.put(make(producer, seq, size, pad))
+        q.put(benchutil.message(producer, seq, pad))
 
 
-def main():
-    size, count, producers = (int(a) for a in sys.argv[1:4])
-    q = mp.Queue()
-    procs = [mp.Process(target=produce, args=(q, i, count, size)) for i in range(producers)]
+def rate(size, count, producers):
+    size, count, producers = int(size), int(count), int(producers)
+    ctx = mp.get_context("fork")
+    q = ctx.Queue()
+    barrier = ctx.Barrier(producers + 1)
+    procs = [ctx.Process(target=produce, args=(q, barrier, i, count, size))
+             for i in range(producers)]
     for p in procs:
         p.start()
-    expected = [0] * producers
+    checker = benchutil.Checker(producers, size)
     total = count * producers
-    start = None
+    barrier.wait()
+    t0 = time.perf_counter()
     for _ in range(total):
-        m = q.get()
-        if start is None:
-            start = time.perf_counter()
-        producer, seq, s = HDR.unpack_from(m)
-        if (len(m) != size or producer >= producers or seq != expected[producer]
-                or s != stamp(producer, seq) or m[-8:] != struct.pack("<Q", s)):
-            sys.exit("corrupt or out-of-order message")
-        expected[producer] += 1
-    elapsed = time.perf_counter() - start
+        checker.check(q.get())
+    elapsed = time.perf_counter() - t0
     for p in procs:
         p.join()
-    rate = (total - 1) / elapsed
-    print(f"msgs_per_s={rate:.1f} mb_per_s={rate * size / 1e6:.1f}")
+        if p.exitcode != 0:
+            raise SystemExit(f"a producer exited with {p.exitcode}")
+    return total / elapsed
 
 
 if __name__ == "__main__":
-    main()
+    benchutil.run({"rate": rate})

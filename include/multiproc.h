@@ -27,7 +27,9 @@ extern "C" {
 #  define MP_API
 #endif
 
-#if defined(__MINGW32__)
+/* mingw-w64's GCC checks formats against msvcrt's printf unless told gnu_printf (the C99
+ * printf that __USE_MINGW_ANSI_STDIO selects); Clang knows no gnu_printf and checks C99. */
+#if defined(__MINGW32__) && !defined(__clang__)
 #  define MP_PRINTF(f, a) __attribute__((format(gnu_printf, f, a)))
 #elif defined(__GNUC__)
 #  define MP_PRINTF(f, a) __attribute__((format(printf, f, a)))
@@ -35,9 +37,9 @@ extern "C" {
 #  define MP_PRINTF(f, a)
 #endif
 
-#define MP_VERSION_MAJOR 0
-#define MP_VERSION_MINOR 1
-#define MP_VERSION_PATCH 0
+/* MP_VERSION_MAJOR, _MINOR, _PATCH and MP_VERSION_STRING, generated from the build's
+ * project(VERSION): the one place the version is written. */
+#include "multiproc_version.h"
 
 /* ---- errors ------------------------------------------------------------------------ */
 
@@ -835,8 +837,48 @@ MP_API int mp_queue_close(mp_queue *q);
 MP_API int mp_queue_task_done(mp_queue *q);
 /** JoinableQueue: waits until every put message was marked done: 0 or MP_ETIMEDOUT. */
 MP_API int mp_queue_join(mp_queue *q, int timeout_ms);
+/** Waits until the queue's store confirmed every put and task_done this handle sent without
+ * waiting (a Redis queue with pipeline > 0): 0, or the first refusal; 0 at once elsewhere. */
+MP_API int mp_queue_flush(mp_queue *q, int timeout_ms);
 /** Frees this process's handle on the queue (other processes keep theirs). */
 MP_API void mp_queue_free(mp_queue *q);
+
+/* ---- Redis-backed queues (redis_queue.c; docs/redis.md) ------------------------------ */
+/* A queue kept in a Redis server (6.2 or later) that producers and consumers on any machine
+ * reach by URL: redis://[[user]:password@]host[:port][/db], or rediss:// for TLS where the
+ * build has it (Linux; MP_ENOTSUP elsewhere). The same mp_queue_* calls work on it. A plain
+ * queue's get removes the message (at-most-once); a joinable queue's message stays with its
+ * consumer until task_done and goes to another consumer if that one is silent for lease_ms
+ * (at-least-once). Redis unreachable: MP_EBROKEN once reconnect_ms (or the call's own
+ * timeout) has passed; the handle reconnects on its next call. Without hiredis at build
+ * time (MP_WITH_REDIS=OFF) the calls give MP_ENOTSUP. */
+
+typedef struct mp_redis_opts {
+  int joinable;           /* JoinableQueue: task_done/join, at-least-once delivery */
+  int connect_timeout_ms; /* one connection attempt (TLS and AUTH included); 0: 5000 */
+  int io_timeout_ms;      /* a reply later than this (beyond a blocking wait) means the
+                             connection is lost; 0: 10000 */
+  int reconnect_ms;       /* how long a call keeps trying to reach a lost Redis; 0: 30000 */
+  int lease_ms;           /* joinable: a consumer silent this long is taken for dead and its
+                             unfinished messages go to others; 0: 10000 (at least 100) */
+  size_t prefetch;        /* messages one get may take from Redis at once (the rest wait in
+                             this handle for the next gets); 0: 1, at most 256 */
+  size_t pipeline;        /* puts and task_dones sent before one waits for Redis to confirm
+                             (mp_queue_flush confirms them all); 0: each call waits */
+  size_t max_message;     /* largest message; 0: MP_CONN_DEFAULT_MAX_MESSAGE */
+  const char *consumer;   /* this handle's consumer name in the group (printable, no spaces
+                             or braces, at most 100 bytes); NULL: a unique one */
+  const char *tls_ca_file; /* rediss://: CA certificates (PEM) to check the server with;
+                              NULL: the system's */
+} mp_redis_opts;
+
+/** Opens (creating it in Redis if need be) the queue `name` on the server at url; opts may
+ * be NULL. Redis unreachable: MP_EBROKEN; refused AUTH: MP_EAUTH; an ACL without access:
+ * MP_EPERM; a plain handle on a joinable queue (or the reverse): MP_EINVAL. */
+MP_API int mp_redis_queue_create(mp_queue **q, const char *url, const char *name,
+                                 const mp_redis_opts *opts);
+/** Deletes the queue `name` from the server (its messages, group and settings). */
+MP_API int mp_redis_queue_delete(const char *url, const char *name, int timeout_ms);
 
 /* ---- managers (manager.c, manager_client.c) ------------------------------------------ */
 /* A network manager like Python's multiprocessing.managers.BaseManager, speaking its wire

@@ -3,13 +3,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "compat.h"
 #include "platform.h"
 
 #define MP_ERRMSG_MAX 512
 
 /* Per-thread so that concurrent failures never overwrite each other's explanation. */
-static _Thread_local char tls_message[MP_ERRMSG_MAX];
-static _Thread_local int tls_code;
+static MP_THREAD_LOCAL char tls_message[MP_ERRMSG_MAX];
+static MP_THREAD_LOCAL int tls_code;
 
 const char *mp_strerror(int code) {
   switch (code) {

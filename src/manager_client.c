@@ -378,9 +378,9 @@ static void r_free(void *impl) {
   free(q);
 }
 
-static const mp__queue_ops remote_ops = {"remote queue", r_put,       r_get,   r_put_value,
-                                         r_get_value,    r_qsize,     r_empty, r_full,
-                                         NULL,           r_task_done, r_join,  r_free};
+static const mp__queue_ops remote_ops = {"remote queue", r_put,   r_get,  r_put_value, r_get_value,
+                                         r_qsize,        r_empty, r_full, NULL,        r_task_done,
+                                         r_join,         r_free,  NULL};
 
 /* Reads create's reply (ident, exposed) and checks the object is queue-like. */
 static int parse_created(mp_value *res, char *ident, size_t size) {

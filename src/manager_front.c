@@ -32,7 +32,7 @@
 enum { P_DELAYED, P_HANDSHAKE, P_READY };
 
 typedef struct pending {
-  mp_plat_sock *sock;
+  mp_plat_nbsock *sock;
   uint32_t peer;
   int state;
   uint64_t since;    /* accepted at: the oldest goes first when the table is full */
@@ -51,7 +51,7 @@ typedef struct front {
   mp_manager *m;
   pending **p;
   size_t n, cap;
-  mp_plat_sock **socks; /* the poll set: the P_HANDSHAKE entries, by index in map */
+  mp_plat_nbsock **socks; /* the poll set: the P_HANDSHAKE entries, by index in map */
   size_t *map;
   unsigned char *ready;
   peer_rec peers[PEERS];
@@ -63,7 +63,7 @@ typedef struct front {
 
 static void drop(front *f, size_t i) {
   pending *p = f->p[i];
-  mp_plat_sock_close(p->sock);
+  mp_plat_nbsock_close(p->sock);
   mp__frame_reset(&p->rx);
   free(p);
   f->p[i] = f->p[--f->n];
@@ -83,7 +83,7 @@ static int grow_table(front *f) {
     return 0;
   size_t cap = f->cap ? 2 * f->cap : 64;
   pending **p = realloc(f->p, cap * sizeof *p);
-  mp_plat_sock **socks = p ? realloc(f->socks, cap * sizeof *socks) : NULL;
+  mp_plat_nbsock **socks = p ? realloc(f->socks, cap * sizeof *socks) : NULL;
   size_t *map = socks ? realloc(f->map, cap * sizeof *map) : NULL;
   unsigned char *ready = map ? realloc(f->ready, cap) : NULL;
   if (p)
@@ -146,7 +146,7 @@ static int send_frame(pending *p, const unsigned char *body, size_t len) {
   unsigned char buf[MP_FRAME_HDR_MAX + MP_AUTH_OUT_MAX];
   size_t h = mp__frame_header(buf, len);
   memcpy(buf + h, body, len);
-  return mp_plat_sock_send(p->sock, buf, h + len);
+  return mp_plat_nbsock_send(p->sock, buf, h + len);
 }
 
 /* Sends the challenge: the handshake's time starts now. */
@@ -187,7 +187,7 @@ static int on_readable(front *f, pending *p) {
     size_t room = mp__frame_space(&p->rx, &dst), got;
     if (room == 0 || dst == NULL) /* lost framing, or a frame being skipped */
       return MP_EPROTO;
-    int rc = mp_plat_sock_recv(p->sock, dst, room, &got);
+    int rc = mp_plat_nbsock_recv(p->sock, dst, room, &got);
     if (rc == MP_ETIMEDOUT)
       return 0; /* nothing more now */
     if (rc == 0)
@@ -213,13 +213,13 @@ static size_t delayed_of(const front *f, uint32_t addr) {
 }
 
 /* A new connection: challenged at once, or later if its peer has failed too often. */
-static void admit(front *f, mp_plat_sock *sock, uint32_t peer, uint64_t now) {
+static void admit(front *f, mp_plat_nbsock *sock, uint32_t peer, uint64_t now) {
   uint64_t wait = penalty_ns(f, peer, now);
   pending *p = NULL;
   if ((wait == 0 || delayed_of(f, peer) < PENALIZED_WAITING) && grow_table(f) == 0)
     p = calloc(1, sizeof *p);
   if (p == NULL) {
-    mp_plat_sock_close(sock);
+    mp_plat_nbsock_close(sock);
     return;
   }
   p->sock = sock;
@@ -248,7 +248,7 @@ static void accept_some(front *f, uint64_t now) {
         return; /* every one is authenticated and waiting for a serving slot */
       drop(f, old);
     }
-    mp_plat_sock *sock;
+    mp_plat_nbsock *sock;
     uint32_t peer = 0;
     int rc = mp_plat_tcp_accept_nb(f->m->listener, &sock, &peer);
     if (rc == MP_ETIMEDOUT)
@@ -287,7 +287,7 @@ static void hand_over(front *f) {
       return;
     mp_plat_chan *chan;
     pending *p = f->p[best];
-    int rc = mp_plat_sock_to_chan(p->sock, &chan);
+    int rc = mp_plat_nbsock_to_chan(p->sock, &chan);
     p->sock = NULL;
     if (rc == 0)
       rc = mp__manager_serve_conn(f->m, chan, f->m->opts.handshake_timeout_ms);

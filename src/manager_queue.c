@@ -313,6 +313,7 @@ static const mp__queue_ops local_ops = {"manager's local queue",
                                         NULL,
                                         local_task_done,
                                         local_join,
-                                        local_free};
+                                        local_free,
+                                        NULL};
 
 int mp__squeue_local(mp__squeue *q, mp_queue **out) { return mp__queue_wrap(out, &local_ops, q); }

@@ -388,27 +388,27 @@ void mp_plat_tcp_close(mp_plat_listener *l);
 
 /* An accepted TCP socket in non-blocking mode: the manager's handshake stage reads and
  * writes it without a thread of its own, then makes it a channel. */
-typedef struct mp_plat_sock mp_plat_sock;
+typedef struct mp_plat_nbsock mp_plat_nbsock;
 /* Accepts one pending connection without waiting: 0 with *s and the peer's IPv4 address
  * (host byte order) in *peer; MP_ETIMEDOUT if none is pending; MP_ENOMEM if the process
  * or the system is out of descriptors, buffers or memory (EMFILE, ENFILE, ENOBUFS,
  * ENOMEM; the message names which); MP_EOS for other failures. Connections aborted before
  * they were accepted are skipped. The socket is close-on-exec / non-inheritable. */
-int mp_plat_tcp_accept_nb(mp_plat_listener *l, mp_plat_sock **s, uint32_t *peer);
+int mp_plat_tcp_accept_nb(mp_plat_listener *l, mp_plat_nbsock **s, uint32_t *peer);
 /* Waits at most timeout_ms (MP_FOREVER: no limit) until the wake-up fired (*woken, and it
  * is cleared), the listener has a connection (*accept_ready; only when listen is set), or
  * one of the n sockets is readable or its peer gone (ready[i]). 0, or MP_ENOMEM/MP_EOS. */
-int mp_plat_tcp_poll(mp_plat_listener *l, int listen, mp_plat_sock *const *socks, size_t n,
+int mp_plat_tcp_poll(mp_plat_listener *l, int listen, mp_plat_nbsock *const *socks, size_t n,
                      unsigned char *ready, int *accept_ready, int *woken, int timeout_ms);
 /* Reads what is there (at most len bytes): 0 with *n > 0, MP_ETIMEDOUT if nothing is,
  * MP_EEOF if the peer closed or reset the connection. */
-int mp_plat_sock_recv(mp_plat_sock *s, void *buf, size_t len, size_t *n);
+int mp_plat_nbsock_recv(mp_plat_nbsock *s, void *buf, size_t len, size_t *n);
 /* Sends a small message (a handshake frame) whole, without waiting: 0, or MP_EBROKEN if
  * the peer is gone or does not read. */
-int mp_plat_sock_send(mp_plat_sock *s, const void *buf, size_t len);
+int mp_plat_nbsock_send(mp_plat_nbsock *s, const void *buf, size_t len);
 /* Turns the socket into a blocking socket channel; s is consumed (closed on failure). */
-int mp_plat_sock_to_chan(mp_plat_sock *s, mp_plat_chan **c);
-void mp_plat_sock_close(mp_plat_sock *s);
+int mp_plat_nbsock_to_chan(mp_plat_nbsock *s, mp_plat_chan **c);
+void mp_plat_nbsock_close(mp_plat_nbsock *s);
 /* Connects to host:port within timeout_ms (MP_FOREVER: the OS's own limit): a channel, or
  * MP_ETIMEDOUT, MP_EOS (refused, unreachable; the message names the address). */
 int mp_plat_tcp_connect(const char *host, int port, int timeout_ms, mp_plat_chan **c);
@@ -421,5 +421,21 @@ enum { MP_HMAC_MD5 = 1, MP_HMAC_SHA256 = 2 };
 /* HMAC of msg under key; out must hold 32 bytes; *outlen receives 16 or 32. */
 int mp_plat_hmac(int alg, const void *key, size_t keylen, const void *msg, size_t len,
                  unsigned char *out, size_t *outlen);
+
+/* ---- net: a socket library's writes (posix/net.c, win32/net.c) ------------------------ */
+
+/* Sends up to len bytes on a connected socket (a hiredis socket: an fd, or a SOCKET on
+ * Windows) without ever raising SIGPIPE: 0 with *sent > 0, MP_ETIMEDOUT (the socket's send
+ * timeout passed with nothing sent), MP_EBROKEN (the peer is gone) or MP_EOS; EINTR is
+ * retried. The message names the OS error. */
+int mp_plat_sock_send(uint64_t sock, const void *buf, size_t len, size_t *sent);
+
+/* hiredis' TLS writes go through OpenSSL's own send(), which on POSIX raises SIGPIPE when
+ * the server has gone. Between hold and release the calling thread has SIGPIPE blocked,
+ * and release discards one that became pending meanwhile, so a lost Redis is an error,
+ * never a killed process, and the process's signal dispositions are never touched. hold
+ * returns a token for release. Nothing to do on Windows. */
+int mp_plat_sigpipe_hold(void);
+void mp_plat_sigpipe_release(int token);
 
 #endif /* MP_PLATFORM_H */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compat.h"
 #include "popen.h"
 #include "platform.h"
 
@@ -153,7 +154,7 @@ static int env_build(const mp_popen_opts *o, char ***out) {
     }
     n = env_remove(env, n, e, name_len, icase);
     if (e[name_len] == '=') {
-      if ((env[n] = strdup(e)) == NULL) {
+      if ((env[n] = mp__strdup(e)) == NULL) {
         env_free(env);
         return mp_set_error(MP_ENOMEM, "out of memory for the environment");
       }

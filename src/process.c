@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compat.h"
 #include "xfer.h"
 #include "args.h"
 #include "connection.h"
@@ -132,7 +133,7 @@ int mp_process_create(mp_process **out, mp_target_fn fn, const mp_args *args,
     mp_plat_global_lock();
     snprintf(fallback, sizeof fallback, "Process-%u", ++process_counter);
     mp_plat_global_unlock();
-    p->name = strdup(opts->name ? opts->name : fallback);
+    p->name = mp__strdup(opts->name ? opts->name : fallback);
     rc = p->name ? 0 : mp_set_error(MP_ENOMEM, "mp_process_create: out of memory");
   }
   if (rc) {

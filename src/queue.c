@@ -46,18 +46,38 @@ int mp_queue_get(mp_queue *q, void **buf, size_t *len, int timeout_ms) {
   return q->ops->get(q->impl, buf, len, timeout_ms);
 }
 
+/* An implementation without its own value calls carries a value as its MessagePack
+ * encoding through put and get. */
 int mp_queue_put_value(mp_queue *q, const mp_value *v, int timeout_ms) {
-  CHECK(q, put_value, "mp_queue_put_value");
+  CHECK(q, put, "mp_queue_put_value");
   if (v == NULL)
     return mp_set_error(MP_EINVAL, "mp_queue_put_value: value is NULL");
-  return q->ops->put_value(q->impl, v, timeout_ms);
+  if (q->ops->put_value)
+    return q->ops->put_value(q->impl, v, timeout_ms);
+  void *buf;
+  size_t len;
+  int rc = mp_value_encode(v, &buf, &len);
+  if (rc == 0) {
+    rc = q->ops->put(q->impl, buf, len, timeout_ms);
+    mp_free(buf);
+  }
+  return rc;
 }
 
 int mp_queue_get_value(mp_queue *q, mp_value **v, int timeout_ms) {
-  CHECK(q, get_value, "mp_queue_get_value");
+  CHECK(q, get, "mp_queue_get_value");
   if (v == NULL)
     return mp_set_error(MP_EINVAL, "mp_queue_get_value: v is NULL");
-  return q->ops->get_value(q->impl, v, timeout_ms);
+  if (q->ops->get_value)
+    return q->ops->get_value(q->impl, v, timeout_ms);
+  void *buf = NULL;
+  size_t len = 0;
+  int rc = q->ops->get(q->impl, &buf, &len, timeout_ms);
+  if (rc == 0) {
+    rc = mp_value_decode(buf, len, v);
+    mp_free(buf);
+  }
+  return rc;
 }
 
 int mp_queue_qsize(mp_queue *q, size_t *n) {
@@ -90,6 +110,14 @@ int mp_queue_task_done(mp_queue *q) {
 int mp_queue_join(mp_queue *q, int timeout_ms) {
   CHECK(q, join, "mp_queue_join");
   return q->ops->join(q->impl, timeout_ms);
+}
+
+int mp_queue_flush(mp_queue *q, int timeout_ms) {
+  if (q == NULL)
+    return mp_set_error(MP_EINVAL, "mp_queue_flush: queue is NULL");
+  if (timeout_ms < MP_FOREVER)
+    return mp_set_error(MP_EINVAL, "mp_queue_flush: timeout %d ms", timeout_ms);
+  return q->ops->flush ? q->ops->flush(q->impl, timeout_ms) : 0;
 }
 
 void mp_queue_free(mp_queue *q) {

@@ -8,7 +8,9 @@
 
 /* What a queue implementation provides: the local inter-process queue and the manager's
  * remote proxy both plug in here. Every function gets the impl pointer given to
- * mp__queue_wrap. Any entry may be NULL: the call then fails with MP_ENOTSUP. */
+ * mp__queue_wrap. Any entry may be NULL: the call then fails with MP_ENOTSUP, except
+ * put_value/get_value (the value's MessagePack encoding goes through put/get instead) and
+ * flush (nothing to confirm: 0). */
 typedef struct mp__queue_ops {
   const char *kind; /* for messages: "queue", "remote queue" */
   int (*put)(void *impl, const void *buf, size_t len, int timeout_ms);
@@ -22,6 +24,8 @@ typedef struct mp__queue_ops {
   int (*task_done)(void *impl);
   int (*join)(void *impl, int timeout_ms);
   void (*free)(void *impl);
+  /* Confirms operations the implementation sent without waiting (NULL: none ever are). */
+  int (*flush)(void *impl, int timeout_ms);
 } mp__queue_ops;
 
 /* Makes a public queue object over an implementation (which it frees with ops->free). */

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compat.h"
 #include "xfer.h"
 #include "args.h"
 #include "deadline.h"
@@ -105,14 +106,6 @@ static uint8_t rec_check(uint32_t len, uint8_t type) {
   return (uint8_t)(0x5a ^ type ^ len ^ (len >> 8) ^ (len >> 16) ^ (len >> 24));
 }
 
-static void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#else
-  atomic_signal_fence(memory_order_seq_cst);
-#endif
-}
-
 static void ring_write(lq *q, uint64_t pos, const void *src, size_t n) {
   size_t off = (size_t)(pos & (q->h->ring_size - 1)), first = (size_t)q->h->ring_size - off;
   if (n == 0)
@@ -181,7 +174,7 @@ static int wait_room(lq *q, uint64_t need, int slot, int64_t deadline) {
     for (int i = 0; i < SPINS; i++) {
       if (room_ok(q, need, slot))
         return 0;
-      cpu_relax();
+      mp__cpu_relax();
     }
     mp_plat_pevent_clear(q->not_full);
     atomic_store(&h->writer_waiting, 1);
@@ -350,7 +343,7 @@ static int wait_data(lq *q, int64_t deadline, uint64_t id) {
     for (int i = 0; i < SPINS; i++) {
       if (data_ready(q))
         return 0;
-      cpu_relax();
+      mp__cpu_relax();
     }
     if (id != 0 && writer_gone(q, id, 0))
       return ABANDONED;
@@ -592,8 +585,8 @@ static void lq_free(void *impl) {
 }
 
 static const mp__queue_ops lq_ops = {
-    "queue",  lq_put,  lq_get,   lq_put_value, lq_get_value, lq_qsize,
-    lq_empty, lq_full, lq_close, lq_task_done, lq_join,      lq_free,
+    "queue", lq_put,   lq_get,       lq_put_value, lq_get_value, lq_qsize, lq_empty,
+    lq_full, lq_close, lq_task_done, lq_join,      lq_free,      NULL,
 };
 
 /* ---- creation ----------------------------------------------------------------------- */
@@ -755,8 +748,14 @@ const mp__xfer_type mp__queue_xfer = {MP_XFER_QUEUE, "queue", queue_export, queu
                                       queue_release};
 
 int mp_args_add_queue(mp_args *args, mp_queue *q) {
-  return q ? mp__args_add_object(args, &mp__queue_xfer, q)
-           : mp_set_error(MP_EINVAL, "mp_args_add_queue: the queue is NULL");
+  if (q == NULL)
+    return mp_set_error(MP_EINVAL, "mp_args_add_queue: the queue is NULL");
+  /* Checked here, not only at export: a fork child would share the handle's connections. */
+  if (args != NULL && mp__queue_impl(q, &lq_ops) == NULL)
+    return mp_set_error(MP_ENOTSUP, "mp_args_add_queue: only a local queue can be passed to a "
+                                    "child (a manager's proxy or a Redis queue is opened by the "
+                                    "child itself)");
+  return mp__args_add_object(args, &mp__queue_xfer, q);
 }
 
 int mp_args_get_queue(const mp_args *args, size_t i, mp_queue **q) {

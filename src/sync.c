@@ -4,6 +4,7 @@
  * thread" and the error codes behave the same on every system. */
 #include <stdlib.h>
 
+#include "compat.h"
 #include "deadline.h"
 #include "platform.h"
 
@@ -19,7 +20,7 @@ int mp__deadline_ns(int timeout_ms, int64_t *deadline_ns) {
 
 /* An identity for the calling thread that costs no system call: the address of a
  * thread-local byte (unique among the threads alive at any moment). */
-static _Thread_local char self_tag;
+static MP_THREAD_LOCAL char self_tag;
 #define SELF ((uintptr_t)&self_tag)
 
 /* Allocates an object whose first members are a mutex and a condition variable. */

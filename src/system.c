@@ -1,12 +1,7 @@
 /* Version and the thin public wrappers over the backend's system functions. */
 #include "platform.h"
 
-#define MP_STR2(x) #x
-#define MP_STR(x) MP_STR2(x)
-
-const char *mp_version(void) {
-  return MP_STR(MP_VERSION_MAJOR) "." MP_STR(MP_VERSION_MINOR) "." MP_STR(MP_VERSION_PATCH);
-}
+const char *mp_version(void) { return MP_VERSION_STRING; }
 
 int64_t mp_getpid(void) { return mp_plat_getpid(); }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compat.h"
 #include "deadline.h"
 #include "platform.h"
 
@@ -25,9 +26,9 @@ struct start {
 };
 
 static int64_t thread_counter, dummy_counter, serial_counter;
-static _Thread_local int64_t current_serial;
+static MP_THREAD_LOCAL int64_t current_serial;
 /* The calling thread's name, copied in so that it outlives any mp_thread record. */
-static _Thread_local char current_name[MP_THREAD_NAME_MAX + 1];
+static MP_THREAD_LOCAL char current_name[MP_THREAD_NAME_MAX + 1];
 
 static void trampoline(void *p) {
   struct start *s = p;

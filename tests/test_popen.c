@@ -103,7 +103,8 @@ static void make_temp_dir(char *out, size_t size, const char *tag) {
   assert_non_null(mkdtemp(out));
   char real[4096];
   assert_non_null(realpath(out, real));
-  snprintf(out, size, "%s", real);
+  int n = snprintf(out, size, "%s", real);
+  assert_true(n > 0 && (size_t)n < size);
 #endif
 }
 

@@ -13,60 +13,6 @@
 #include "platform.h"
 #include "testutil.h"
 
-/* ---- verified messages: a header, then payload derived from (producer, seq) ---------- */
-
-struct msg_hdr {
-  uint32_t producer, seq, len, pad;
-  uint64_t sum;
-};
-
-static uint64_t mix(uint64_t x) {
-  x ^= x >> 33;
-  x *= UINT64_C(0xff51afd7ed558ccd);
-  x ^= x >> 33;
-  return x;
-}
-
-static uint64_t checksum(const unsigned char *p, size_t n) {
-  uint64_t h = UINT64_C(0xcbf29ce484222325) ^ n;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w;
-    memcpy(&w, p + i, 8);
-    h = mix(h ^ w);
-  }
-  for (; i < n; i++)
-    h = mix(h ^ p[i]);
-  return h;
-}
-
-/* Builds message seq of producer into buf (len payload bytes); returns its total size. */
-static size_t make_msg(unsigned char *buf, uint32_t producer, uint32_t seq, size_t len) {
-  struct msg_hdr h = {producer, seq, (uint32_t)len, 0, 0};
-  uint64_t x = mix(((uint64_t)producer << 32) | seq) | 1;
-  for (size_t i = 0; i < len; i++) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    buf[sizeof h + i] = (unsigned char)x;
-  }
-  h.sum = checksum(buf + sizeof h, len);
-  memcpy(buf, &h, sizeof h);
-  return sizeof h + len;
-}
-
-/* 0 if buf is an intact message; fills *h. */
-static int check_msg(const void *buf, size_t n, struct msg_hdr *h) {
-  if (n < sizeof *h)
-    return -1;
-  memcpy(h, buf, sizeof *h);
-  if (h->len != n - sizeof *h)
-    return -2;
-  return checksum((const unsigned char *)buf + sizeof *h, h->len) == h->sum ? 0 : -3;
-}
-
-static size_t rand_len(uint32_t producer, uint32_t seq, size_t max) {
-  return (size_t)(mix(((uint64_t)seq << 8) ^ producer ^ UINT64_C(0x9e3779b97f4a7c15)) % (max + 1));
-}
-
 /* ---- child targets ----------------------------------------------------------------- */
 
 /* args: queue, producer id, count, max payload. Puts count verified messages. */
@@ -76,11 +22,12 @@ static int producer(mp_args *a) {
   if (mp_args_get_queue(a, 0, &q) || mp_args_get_int(a, 1, &id) || mp_args_get_int(a, 2, &count) ||
       mp_args_get_int(a, 3, &max))
     return 90;
-  unsigned char *buf = malloc(sizeof(struct msg_hdr) + (size_t)max);
+  unsigned char *buf = malloc(sizeof(struct mp_test_msg_hdr) + (size_t)max);
   if (buf == NULL)
     return 91;
   for (uint32_t s = 0; s < (uint32_t)count; s++) {
-    size_t n = make_msg(buf, (uint32_t)id, s, rand_len((uint32_t)id, s, (size_t)max));
+    size_t n =
+        mp_test_make_msg(buf, (uint32_t)id, s, mp_test_rand_len((uint32_t)id, s, (size_t)max));
     if (mp_queue_put(q, buf, n, MP_FOREVER) != 0) {
       free(buf);
       return 92;
@@ -113,8 +60,8 @@ static int consumer(mp_args *a) {
       return 0;
     if (rc != 0)
       return 93;
-    struct msg_hdr h;
-    int bad = check_msg(buf, n, &h);
+    struct mp_test_msg_hdr h;
+    int bad = mp_test_check_msg(buf, n, &h);
     mp_free(buf);
     if (bad)
       return 94;
@@ -148,7 +95,7 @@ static int big_putter(mp_args *a) {
   unsigned char *buf = malloc((size_t)size);
   if (buf == NULL)
     return 91;
-  size_t n = make_msg(buf, 0, 0, (size_t)size - sizeof(struct msg_hdr));
+  size_t n = mp_test_make_msg(buf, 0, 0, (size_t)size - sizeof(struct mp_test_msg_hdr));
   int rc = mp_queue_put(q, buf, n, MP_FOREVER);
   free(buf);
   return rc == 0 ? 0 : 92;
@@ -214,9 +161,9 @@ static void join_ok(mp_process *p) {
 static void get_expect(mp_queue *q, uint32_t producer_id, uint32_t seq, int timeout_ms) {
   void *buf = NULL;
   size_t n = 0;
-  struct msg_hdr h;
+  struct mp_test_msg_hdr h;
   assert_mp_ok(mp_queue_get(q, &buf, &n, timeout_ms));
-  assert_int_equal(check_msg(buf, n, &h), 0);
+  assert_int_equal(mp_test_check_msg(buf, n, &h), 0);
   assert_int_equal(h.producer, producer_id);
   assert_int_equal(h.seq, seq);
   mp_free(buf);
@@ -358,7 +305,7 @@ static void maxsize_blocks_until_room(void **state) {
   mp_queue *q;
   assert_mp_ok(mp_queue_create(&q, 1));
   unsigned char buf[64];
-  assert_mp_ok(mp_queue_put(q, buf, make_msg(buf, 7, 0, 8), 0));
+  assert_mp_ok(mp_queue_put(q, buf, mp_test_make_msg(buf, 7, 0, 8), 0));
   mp_process *p = start_producer(q, 0, 50, 16); /* blocks on the full queue */
   get_expect(q, 7, 0, 10000);
   for (uint32_t s = 0; s < 50; s++) {
@@ -477,11 +424,11 @@ struct thread_job {
 
 static void thread_put(void *arg) {
   struct thread_job *j = arg;
-  unsigned char buf[sizeof(struct msg_hdr) + 3000];
+  unsigned char buf[sizeof(struct mp_test_msg_hdr) + 3000];
   for (int s = 0; s < j->count; s++)
     if (mp_queue_put(j->q, buf,
-                     make_msg(buf, (uint32_t)j->id, (uint32_t)s,
-                              rand_len((uint32_t)j->id, (uint32_t)s, 3000)),
+                     mp_test_make_msg(buf, (uint32_t)j->id, (uint32_t)s,
+                                      mp_test_rand_len((uint32_t)j->id, (uint32_t)s, 3000)),
                      MP_FOREVER) != 0)
       j->bad++;
 }
@@ -492,11 +439,12 @@ static void thread_get(void *arg) {
   for (;;) {
     void *buf = NULL;
     size_t n;
-    struct msg_hdr h;
+    struct mp_test_msg_hdr h;
     int rc = mp_queue_get(j->q, &buf, &n, MP_FOREVER);
     if (rc == MP_EEOF)
       return;
-    if (rc != 0 || check_msg(buf, n, &h) != 0 || h.producer >= 4 || (int)h.seq <= last[h.producer])
+    if (rc != 0 || mp_test_check_msg(buf, n, &h) != 0 || h.producer >= 4 ||
+        (int)h.seq <= last[h.producer])
       j->bad++;
     else
       last[h.producer] = (int)h.seq, j->count++;

@@ -10,6 +10,9 @@ start)
   # prefix itself; wineserver refuses a second instance, which is fine.
   wineserver -p >/dev/null 2>&1 </dev/null || true
   wine wineboot >/dev/null 2>&1 </dev/null
+  # No X display here: Wine's null graphics driver lets the desktop process start, where the
+  # default driver fails and prints errors into the output of whichever test loads user32.
+  wine reg add 'HKCU\Software\Wine\Drivers' /v Graphics /d null /f >/dev/null 2>&1 </dev/null
   # A trivial program proves the prefix runs executables before any test relies on it.
   wine cmd /c exit 0 >/dev/null 2>&1 </dev/null
   echo "wine prefix ready: $WINEPREFIX"

@@ -1,7 +1,7 @@
 /* POSIX backend: TCP sockets for the manager. Every socket is close-on-exec. The listener
  * is non-blocking and paired with a self-pipe, so mp_plat_tcp_wake can wake the thread
  * polling it without closing a descriptor that thread uses. Accepted sockets stay
- * non-blocking through the handshake stage (mp_plat_sock) and become blocking channels
+ * non-blocking through the handshake stage (mp_plat_nbsock) and become blocking channels
  * after it (the channel code polls before timed reads). */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,7 +25,7 @@ struct mp_plat_listener {
   int port;
 };
 
-struct mp_plat_sock {
+struct mp_plat_nbsock {
   int fd;
 };
 
@@ -96,7 +96,7 @@ static void tune(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-int mp_plat_tcp_accept_nb(mp_plat_listener *l, mp_plat_sock **s, uint32_t *peer) {
+int mp_plat_tcp_accept_nb(mp_plat_listener *l, mp_plat_nbsock **s, uint32_t *peer) {
   for (;;) {
     struct sockaddr_in sa;
     socklen_t len = sizeof sa;
@@ -123,7 +123,7 @@ int mp_plat_tcp_accept_nb(mp_plat_listener *l, mp_plat_sock **s, uint32_t *peer)
   }
 }
 
-int mp_plat_tcp_poll(mp_plat_listener *l, int listen, mp_plat_sock *const *socks, size_t n,
+int mp_plat_tcp_poll(mp_plat_listener *l, int listen, mp_plat_nbsock *const *socks, size_t n,
                      unsigned char *ready, int *accept_ready, int *woken, int timeout_ms) {
   struct pollfd local[64], *p = n + 2 <= 64 ? local : malloc((n + 2) * sizeof *p);
   if (p == NULL)
@@ -155,7 +155,7 @@ int mp_plat_tcp_poll(mp_plat_listener *l, int listen, mp_plat_sock *const *socks
   return rc;
 }
 
-int mp_plat_sock_recv(mp_plat_sock *s, void *buf, size_t len, size_t *n) {
+int mp_plat_nbsock_recv(mp_plat_nbsock *s, void *buf, size_t len, size_t *n) {
   for (;;) {
     ssize_t r = recv(s->fd, buf, len, 0);
     if (r > 0) {
@@ -172,7 +172,7 @@ int mp_plat_sock_recv(mp_plat_sock *s, void *buf, size_t len, size_t *n) {
   }
 }
 
-int mp_plat_sock_send(mp_plat_sock *s, const void *buf, size_t len) {
+int mp_plat_nbsock_send(mp_plat_nbsock *s, const void *buf, size_t len) {
   ssize_t r;
   while ((r = send(s->fd, buf, len, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
   }
@@ -181,7 +181,7 @@ int mp_plat_sock_send(mp_plat_sock *s, const void *buf, size_t len) {
   return mp_set_error(MP_EBROKEN, "the peer is gone or does not read");
 }
 
-int mp_plat_sock_to_chan(mp_plat_sock *s, mp_plat_chan **c) {
+int mp_plat_nbsock_to_chan(mp_plat_nbsock *s, mp_plat_chan **c) {
   int fd = s->fd;
   free(s);
 #if MP_LINUX
@@ -199,7 +199,7 @@ int mp_plat_sock_to_chan(mp_plat_sock *s, mp_plat_chan **c) {
   return mp_plat_chan_wrap(c, (mp_plat_handle)fd, MP_CHAN_READ | MP_CHAN_WRITE);
 }
 
-void mp_plat_sock_close(mp_plat_sock *s) {
+void mp_plat_nbsock_close(mp_plat_nbsock *s) {
   if (s == NULL)
     return;
   close(s->fd);

@@ -24,7 +24,7 @@ struct mp_plat_listener {
   int port;
 };
 
-struct mp_plat_sock {
+struct mp_plat_nbsock {
   SOCKET s;
 };
 
@@ -149,7 +149,7 @@ static int to_chan(SOCKET s, mp_plat_chan **c) {
   return rc;
 }
 
-int mp_plat_tcp_accept_nb(mp_plat_listener *l, mp_plat_sock **s, uint32_t *peer) {
+int mp_plat_tcp_accept_nb(mp_plat_listener *l, mp_plat_nbsock **s, uint32_t *peer) {
   for (;;) {
     struct sockaddr_in sa;
     int len = sizeof sa;
@@ -191,7 +191,7 @@ void mp_plat_tcp_close(mp_plat_listener *l) {
   free(l);
 }
 
-int mp_plat_tcp_poll(mp_plat_listener *l, int listen, mp_plat_sock *const *socks, size_t n,
+int mp_plat_tcp_poll(mp_plat_listener *l, int listen, mp_plat_nbsock *const *socks, size_t n,
                      unsigned char *ready, int *accept_ready, int *woken, int timeout_ms) {
   WSAPOLLFD local[64], *p = n + 2 <= 64 ? local : malloc((n + 2) * sizeof *p);
   if (p == NULL)
@@ -221,7 +221,7 @@ int mp_plat_tcp_poll(mp_plat_listener *l, int listen, mp_plat_sock *const *socks
   return 0;
 }
 
-int mp_plat_sock_recv(mp_plat_sock *s, void *buf, size_t len, size_t *n) {
+int mp_plat_nbsock_recv(mp_plat_nbsock *s, void *buf, size_t len, size_t *n) {
   int r = recv(s->s, buf, len > INT_MAX ? INT_MAX : (int)len, 0);
   if (r > 0) {
     *n = (size_t)r;
@@ -235,20 +235,20 @@ int mp_plat_sock_recv(mp_plat_sock *s, void *buf, size_t len, size_t *n) {
   return mp__os_error_code(MP_EEOF, e, "recv (the peer is gone)");
 }
 
-int mp_plat_sock_send(mp_plat_sock *s, const void *buf, size_t len) {
+int mp_plat_nbsock_send(mp_plat_nbsock *s, const void *buf, size_t len) {
   int r = send(s->s, buf, (int)len, 0);
   if (r == (int)len)
     return 0;
   return mp_set_error(MP_EBROKEN, "the peer is gone or does not read");
 }
 
-int mp_plat_sock_to_chan(mp_plat_sock *s, mp_plat_chan **c) {
+int mp_plat_nbsock_to_chan(mp_plat_nbsock *s, mp_plat_chan **c) {
   SOCKET a = s->s;
   free(s);
   return to_chan(a, c);
 }
 
-void mp_plat_sock_close(mp_plat_sock *s) {
+void mp_plat_nbsock_close(mp_plat_nbsock *s) {
   if (s == NULL)
     return;
   closesocket(s->s);

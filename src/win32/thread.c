@@ -86,15 +86,24 @@ void mp_plat_thread_detach(mp_plat_thread *t) {
 uint64_t mp_plat_thread_id(void) { return (uint64_t)GetCurrentThreadId(); }
 
 /* Windows has no "main thread" flag: remember the thread that ran the C runtime's start-up
- * (the constructor runs before main, on the main thread). */
+ * (the initialiser runs before main, on the main thread). Nothing references the
+ * initialiser, so link-time optimisation may drop it unless told not to: GCC and Clang keep
+ * a `used` constructor; MSVC keeps the .CRT$XCU pointer only when it has external linkage
+ * and the linker is told to /include it (x86 names carry a leading underscore). */
 static DWORD main_thread_id;
 static void remember_main_thread(void) { main_thread_id = GetCurrentThreadId(); }
-#ifdef _MSC_VER
+#if defined(_MSC_VER) && !defined(__clang__)
 #  pragma section(".CRT$XCU", read)
-__declspec(allocate(".CRT$XCU")) static void (*remember_main_thread_ptr)(void) =
-    remember_main_thread;
+__declspec(allocate(".CRT$XCU")) void (*mp__remember_main_thread_ptr)(void) = remember_main_thread;
+#  ifdef _M_IX86
+#    pragma comment(linker, "/include:_mp__remember_main_thread_ptr")
+#  else
+#    pragma comment(linker, "/include:mp__remember_main_thread_ptr")
+#  endif
 #else
-__attribute__((constructor)) static void remember_main_thread_ctor(void) { remember_main_thread(); }
+__attribute__((constructor, used)) static void remember_main_thread_ctor(void) {
+  remember_main_thread();
+}
 #endif
 
 int mp_plat_thread_is_main(void) { return GetCurrentThreadId() == main_thread_id; }

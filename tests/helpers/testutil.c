@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include <stdio.h>
+#include <string.h>
 
 void mp_test_fail_code(const char *expr, int want, int got, const char *file, int line) {
   print_error("%s returned %d (%s), expected %d (%s); last error: %s\n", expr, got,
@@ -89,6 +90,53 @@ void mp_test_sleep_ms(int ms) {
   while (nanosleep(&ts, &ts) != 0) {
   }
 #endif
+}
+
+/* ---- verified messages ------------------------------------------------------------- */
+
+static uint64_t mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= UINT64_C(0xff51afd7ed558ccd);
+  x ^= x >> 33;
+  return x;
+}
+
+static uint64_t checksum(const unsigned char *p, size_t n) {
+  uint64_t h = UINT64_C(0xcbf29ce484222325) ^ n;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    h = mix(h ^ w);
+  }
+  for (; i < n; i++)
+    h = mix(h ^ p[i]);
+  return h;
+}
+
+size_t mp_test_make_msg(unsigned char *buf, uint32_t producer, uint32_t seq, size_t len) {
+  struct mp_test_msg_hdr h = {producer, seq, (uint32_t)len, 0, 0};
+  uint64_t x = mix(((uint64_t)producer << 32) | seq) | 1;
+  for (size_t i = 0; i < len; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    buf[sizeof h + i] = (unsigned char)x;
+  }
+  h.sum = checksum(buf + sizeof h, len);
+  memcpy(buf, &h, sizeof h);
+  return sizeof h + len;
+}
+
+int mp_test_check_msg(const void *buf, size_t n, struct mp_test_msg_hdr *h) {
+  if (n < sizeof *h)
+    return -1;
+  memcpy(h, buf, sizeof *h);
+  if (h->len != n - sizeof *h)
+    return -2;
+  return checksum((const unsigned char *)buf + sizeof *h, h->len) == h->sum ? 0 : -3;
+}
+
+size_t mp_test_rand_len(uint32_t producer, uint32_t seq, size_t max) {
+  return (size_t)(mix(((uint64_t)seq << 8) ^ producer ^ UINT64_C(0x9e3779b97f4a7c15)) % (max + 1));
 }
 
 /* ---- heap in use -------------------------------------------------------------------- */

@@ -39,4 +39,18 @@ size_t mp_test_heap_in_use(void);
 /* Sleeps; for tests that must let time pass (never to paper over a race). */
 void mp_test_sleep_ms(int ms);
 
+/* Verified messages for queue tests: a header (producer, sequence number, payload length,
+ * checksum), then payload bytes derived from (producer, seq), so a consumer can check each
+ * message is whole, unchanged and whose it is. */
+struct mp_test_msg_hdr {
+  uint32_t producer, seq, len, pad;
+  uint64_t sum;
+};
+/* Builds message seq of producer into buf (len payload bytes); returns its total size. */
+size_t mp_test_make_msg(unsigned char *buf, uint32_t producer, uint32_t seq, size_t len);
+/* 0 if buf[0..n) is an intact message (fills *h), negative if not. */
+int mp_test_check_msg(const void *buf, size_t n, struct mp_test_msg_hdr *h);
+/* A payload length in [0, max] that depends on (producer, seq). */
+size_t mp_test_rand_len(uint32_t producer, uint32_t seq, size_t max);
+
 #endif

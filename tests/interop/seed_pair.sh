@@ -7,6 +7,9 @@
 # time.sleep). Commands may start with an emulator (wine) or an interpreter (python3).
 # With several workers, PAUSE_MS must leave the later ones time to start before the first
 # has done all ten tasks (the seed's 1000 does); with one worker the run is deterministic.
+# With SEED_REDIS_DIR set (a redis-fixture.sh directory), the pair is task_master_redis and
+# task_worker_redis: the master gets "URL NAME" and prints "Put task" first, each worker
+# gets "URL NAME PAUSE_MS".
 set -u
 n=$1
 pause=$2
@@ -17,22 +20,35 @@ shift
 worker="$*"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-$master 127.0.0.1:0 abc </dev/null >"$tmp/master.out" 2>&1 &
+if [ -n "${SEED_REDIS_DIR:-}" ]; then
+  ready="Put task"
+  master_args="$(cat "$SEED_REDIS_DIR/url") seed-$$"
+else
+  ready="serving on"
+  master_args="127.0.0.1:0 abc"
+fi
+# shellcheck disable=SC2086
+$master $master_args </dev/null >"$tmp/master.out" 2>&1 &
 mpid=$!
-# Wait for the master's first line (its address), at most 60 s.
+# Wait for the master's first line (its address, or its first task), at most 60 s.
 i=0
-until grep -q "serving on" "$tmp/master.out" 2>/dev/null; do
+until grep -q "$ready" "$tmp/master.out" 2>/dev/null; do
   i=$((i + 1))
   if [ $i -gt 600 ] || ! kill -0 $mpid 2>/dev/null; then
     echo "master did not start:"; cat "$tmp/master.out"; exit 1
   fi
   sleep 0.1
 done
-addr=$(sed -n 's/.*serving on \([0-9.:]*\).*/\1/p' "$tmp/master.out" | head -1)
+if [ -n "${SEED_REDIS_DIR:-}" ]; then
+  worker_args=$master_args
+else
+  worker_args="$(sed -n 's/.*serving on \([0-9.:]*\).*/\1/p' "$tmp/master.out" | head -1) abc"
+fi
 pids=""
 w=1
 while [ $w -le "$n" ]; do
-  $worker "$addr" abc "$pause" </dev/null >"$tmp/worker$w.out" 2>&1 &
+  # shellcheck disable=SC2086
+  $worker $worker_args "$pause" </dev/null >"$tmp/worker$w.out" 2>&1 &
   pids="$pids $!"
   w=$((w + 1))
 done
