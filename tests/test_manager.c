@@ -3,7 +3,8 @@
  * queues, wrong keys and bad arguments give their codes; hostile clients (garbage frames,
  * oversized prefixes, bad pickles, forbidden globals, half frames, handshake floods, a
  * worker killed in a blocked get) never stop the server from serving a good client and
- * never lose an item. get_methods answers for a pickled Token as CPython sends it. */
+ * never lose an item. get_methods answers for a pickled Token as CPython sends it; keys may
+ * hold NUL bytes. test_manager_hostile.c has the larger attacks. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
