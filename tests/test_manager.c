@@ -14,6 +14,7 @@
 #include "pickle.h"
 #include "manager.h"
 #include "platform.h"
+#include "managerutil.h"
 #include "testutil.h"
 
 #define KEY "abc"
@@ -39,12 +40,7 @@ static mp_queue *remote(mp_manager *m, const char *name, mp_manager_client **c) 
 static void good_client_works(mp_manager *m) {
   mp_manager_client *c;
   mp_queue *q = remote(m, "get_result_queue", &c);
-  mp_value *v = mp_value_str("still serving"), *got = NULL;
-  assert_mp_ok(mp_queue_put_value(q, v, 5000));
-  assert_mp_ok(mp_queue_get_value(q, &got, 5000));
-  assert_true(mp_value_equal(v, got));
-  mp_value_free(v);
-  mp_value_free(got);
+  mp_test_put_get(q, "still serving");
   mp_queue_free(q);
   mp_manager_disconnect(c);
 }
@@ -212,23 +208,9 @@ static void remote_shutdown_when_allowed(void **state) {
 
 /* ---- raw clients ------------------------------------------------------------------- */
 
-static mp_conn *raw_connect(mp_manager *m) {
-  char host[64];
-  int port;
-  mp_plat_chan *chan;
-  mp_conn *c;
-  assert_mp_ok(mp__split_address(mp_manager_address(m), host, sizeof host, &port));
-  assert_mp_ok(mp_plat_tcp_connect(host, port, 5000, &chan));
-  assert_mp_ok(mp__conn_from_chan(chan, &c));
-  return c;
-}
+static mp_conn *raw_connect(mp_manager *m) { return mp_test_mgr_connect(m); }
 
-static mp_conn *raw_authed(mp_manager *m) {
-  mp_conn *c = raw_connect(m);
-  assert_mp_ok(mp__auth_answer(c, KEY, 3, 5000));
-  assert_mp_ok(mp__auth_deliver(c, KEY, 3, 5000));
-  return c;
-}
+static mp_conn *raw_authed(mp_manager *m) { return mp_test_mgr_authed(m, KEY, 3); }
 
 /* The server ends the connection (after an optional reply). */
 static void expect_closed(mp_conn *c) {
@@ -288,27 +270,11 @@ static void hostile_frames(void **state) {
  * exception kind: MP_PK_EXC_NONE for '#RETURN', -1 for '#TRACEBACK'. */
 static int raw_call(mp_conn *c, const char *ident, const char *method, mp_value *args,
                     mp_value *kwds) {
-  mp_value *req = mp_value_tuple(), *reply = NULL, *kind;
-  mp_value_append(req, mp_value_str(ident));
-  mp_value_append(req, mp_value_str(method));
-  mp_value_append(req, args);
-  mp_value_append(req, kwds);
-  void *buf;
-  size_t len;
-  assert_mp_ok(mp__pickle_dumps(req, &buf, &len));
-  mp_value_free(req);
-  assert_mp_ok(mp_conn_send(c, buf, len));
-  free(buf);
-  assert_mp_ok(mp_conn_recv(c, &buf, &len, 5000));
+  char kind[16];
   mp__pk_exc exc;
-  assert_mp_ok(mp__pickle_loads(buf, len, &reply, &exc));
-  mp_free(buf);
-  const char *k;
-  assert_mp_ok(mp_value_at(reply, 0, &kind));
-  assert_mp_ok(mp_value_get_str(kind, &k, NULL));
-  int result = strcmp(k, "#TRACEBACK") == 0 ? -1 : exc.kind;
-  mp_value_free(reply);
-  return result;
+  mp_test_mgr_send(c, ident, method, args, kwds);
+  mp_test_mgr_reply(c, kind, &exc, NULL);
+  return strcmp(kind, "#TRACEBACK") == 0 ? -1 : exc.kind;
 }
 
 static void server_refuses_bad_timeouts(void **state) {
@@ -660,12 +626,7 @@ static void keys_with_nul_bytes(void **state) {
   assert_mp_ok(mp_manager_connect_bytes(&c, mp_manager_address(m), key, 3));
   mp_queue *q;
   assert_mp_ok(mp_manager_queue(c, "q", &q));
-  mp_value *v = mp_value_str("behind a NUL"), *got = NULL;
-  assert_mp_ok(mp_queue_put_value(q, v, 5000));
-  assert_mp_ok(mp_queue_get_value(q, &got, 5000));
-  assert_true(mp_value_equal(v, got));
-  mp_value_free(v);
-  mp_value_free(got);
+  mp_test_put_get(q, "behind a NUL");
   mp_queue_free(q);
   mp_manager_disconnect(c);
   c = NULL;

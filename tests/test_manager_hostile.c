@@ -16,8 +16,8 @@
 #include "pickle.h"
 #include "pickle_vectors.h"
 #include "platform.h"
+#include "managerutil.h"
 #include "testutil.h"
-#include "value.h"
 
 #ifndef _WIN32
 #  include <arpa/inet.h>
@@ -50,58 +50,11 @@ static mp_manager *serve(mp_manager_opts *o) {
 
 /* ---- raw clients ------------------------------------------------------------------- */
 
-static mp_conn *raw_connect(mp_manager *m) {
-  char host[64];
-  int port;
-  mp_plat_chan *chan;
-  mp_conn *c;
-  assert_mp_ok(mp__split_address(mp_manager_address(m), host, sizeof host, &port));
-  assert_mp_ok(mp_plat_tcp_connect(host, port, 10000, &chan));
-  assert_mp_ok(mp__conn_from_chan(chan, &c));
-  return c;
-}
+#define raw_connect mp_test_mgr_connect
+#define send_req mp_test_mgr_send
+#define read_reply mp_test_mgr_reply
 
-static void send_req(mp_conn *c, const char *ident, const char *method, mp_value *args,
-                     mp_value *kwds) {
-  mp_value *req = mp_value_tuple();
-  mp_value_append(req, ident ? mp_value_str(ident) : mp_value_nil());
-  mp_value_append(req, mp_value_str(method));
-  mp_value_append(req, args ? args : mp_value_tuple());
-  mp_value_append(req, kwds ? kwds : mp_value_dict());
-  void *buf;
-  size_t len;
-  assert_mp_ok(mp__pickle_dumps(req, &buf, &len));
-  mp_value_free(req);
-  assert_mp_ok(mp_conn_send(c, buf, len));
-  free(buf);
-}
-
-/* Reads a reply: its kind ("#RETURN", "#ERROR", "#TRACEBACK") into kind, the exception
- * of an '#ERROR' into exc, and the value (may be NULL: freed). */
-static void read_reply(mp_conn *c, char *kind, mp__pk_exc *exc, mp_value **value) {
-  void *buf;
-  size_t len;
-  mp_value *reply = NULL, *k, *v;
-  const char *s;
-  assert_mp_ok(mp_conn_recv(c, &buf, &len, 30000));
-  assert_mp_ok(mp__pickle_loads(buf, len, &reply, exc));
-  free(buf);
-  assert_mp_ok(mp_value_at(reply, 0, &k));
-  assert_mp_ok(mp_value_get_str(k, &s, NULL));
-  snprintf(kind, 16, "%s", s);
-  if (value) {
-    assert_mp_ok(mp_value_at(reply, 1, &v));
-    assert_mp_ok(mp__value_take(reply, 1, value));
-  }
-  mp_value_free(reply);
-}
-
-static mp_conn *raw_authed(mp_manager *m) {
-  mp_conn *c = raw_connect(m);
-  assert_mp_ok(mp__auth_answer(c, KEY, KEYLEN, 10000));
-  assert_mp_ok(mp__auth_deliver(c, KEY, KEYLEN, 10000));
-  return c;
-}
+static mp_conn *raw_authed(mp_manager *m) { return mp_test_mgr_authed(m, KEY, KEYLEN); }
 
 /* The ident of the queue registered as name (a 'create' call on its own connection). */
 static void ident_of(mp_manager *m, const char *name, char *ident) {
@@ -148,13 +101,8 @@ static double good_client_ms(mp_manager *m) {
   mp_queue *q = NULL;
   assert_mp_ok(mp_manager_connect(&c, mp_manager_address(m), KEY));
   assert_mp_ok(mp_manager_queue(c, "q", &q));
-  mp_value *v = mp_value_str("a good client"), *got = NULL;
-  assert_mp_ok(mp_queue_put_value(q, v, 5000));
-  assert_mp_ok(mp_queue_get_value(q, &got, 5000));
-  assert_true(mp_value_equal(v, got));
+  mp_test_put_get(q, "a good client");
   double ms = ms_since(t0);
-  mp_value_free(v);
-  mp_value_free(got);
   mp_queue_free(q);
   mp_manager_disconnect(c);
   return ms;
@@ -165,22 +113,12 @@ static double good_client_ms(mp_manager *m) {
 static double python_client_ms(const char *python, mp_manager *m) {
   char script[1024];
   snprintf(script, sizeof script, "%s/py_client.py", MP_INTEROP_DIR);
-  const char *argv[] = {python, script, mp_manager_address(m), KEY, "quick", NULL};
-  mp_popen_opts o;
-  memset(&o, 0, sizeof o);
-  o.std_out.mode = MP_STDIO_PIPE;
-  o.std_in.mode = MP_STDIO_DEVNULL;
-  mp_popen *p = NULL;
-  char *out = NULL;
-  int code = -1;
-  assert_mp_ok(mp_popen_create(&p, argv, &o));
-  assert_mp_ok(mp_popen_communicate(p, NULL, 0, &out, NULL, NULL, NULL, 60000));
-  assert_mp_ok(mp_popen_returncode(p, &code));
+  const char *args[] = {script, mp_manager_address(m), KEY, "quick", NULL};
+  char *out = mp_test_run(python, args);
   double ms = -1;
-  if (code != 0 || sscanf(out, "served in %lf ms", &ms) != 1)
-    fail_msg("%s py_client.py quick exited with %d: %s", python, code, out);
+  if (sscanf(out, "served in %lf ms", &ms) != 1)
+    fail_msg("%s py_client.py quick said: %s", python, out);
   mp_free(out);
-  mp_popen_free(p);
   return ms;
 }
 #endif

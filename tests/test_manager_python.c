@@ -102,17 +102,9 @@ static mp_popen *start_python(const char *python, const char *const *args, int p
 
 static void run_python_client(const char *python, const char *addr, const char *mode) {
   const char *args[] = {interop_path("py_client.py"), addr, KEY, mode, NULL};
-  mp_popen *p = start_python(python, args, 0);
-  assert_non_null(p);
-  char *out = NULL;
-  assert_mp_ok(mp_popen_communicate(p, NULL, 0, &out, NULL, NULL, NULL, 60000));
-  int code = -1;
-  assert_mp_ok(mp_popen_returncode(p, &code));
-  if (code != 0)
-    fail_msg("%s py_client.py %s exited with %d; output:\n%s", python, mode, code, out);
+  char *out = mp_test_run(python, args);
   printf("%s", out);
   mp_free(out);
-  mp_popen_free(p);
 }
 
 static void python_client_c_manager(void **state) {

@@ -172,3 +172,27 @@ size_t mp_test_heap_in_use(void) {
   return mi.uordblks + mi.hblkhd; /* small blocks in arenas + blocks mmap'd on their own */
 }
 #endif
+
+/* ---- running a program ----------------------------------------------------------- */
+
+char *mp_test_run(const char *program, const char *const *args) {
+  const char *argv[16] = {program};
+  size_t n = 1;
+  for (; args[n - 1] && n < 15; n++)
+    argv[n] = args[n - 1];
+  argv[n] = NULL;
+  mp_popen_opts o;
+  memset(&o, 0, sizeof o);
+  o.std_out.mode = MP_STDIO_PIPE;
+  o.std_in.mode = MP_STDIO_DEVNULL;
+  mp_popen *p = NULL;
+  char *out = NULL;
+  int code = -1;
+  assert_mp_ok(mp_popen_create(&p, argv, &o));
+  assert_mp_ok(mp_popen_communicate(p, NULL, 0, &out, NULL, NULL, NULL, 60000));
+  assert_mp_ok(mp_popen_returncode(p, &code));
+  mp_popen_free(p);
+  if (code != 0)
+    fail_msg("%s %s exited with %d; output:\n%s", program, args[0], code, out);
+  return out;
+}

@@ -36,6 +36,10 @@ int mp_test_open_handles(void);
  * allocator, msvcrt's heap walk): tests compare it before and after a workload. */
 size_t mp_test_heap_in_use(void);
 
+/* Runs program with args (NULL-terminated, at most 14) to completion within 60 s and
+ * returns its stdout (free with mp_free); fails the test unless it exits with 0. */
+char *mp_test_run(const char *program, const char *const *args);
+
 /* Sleeps; for tests that must let time pass (never to paper over a race). */
 void mp_test_sleep_ms(int ms);
 
