@@ -126,6 +126,7 @@ static void same(const events *want, const events *got) {
 static void by_push(const uint8_t *s, size_t n, size_t max, uint32_t seed, const events *want) {
   mp__frame_rx f;
   mp__frame_init(&f, max);
+  f.first_cap = 1 + seed % 64; /* small, so bodies grow as their bytes arrive */
   events got;
   memset(&got, 0, sizeof got);
   pieces p = {seed};
@@ -154,6 +155,7 @@ static void by_push(const uint8_t *s, size_t n, size_t max, uint32_t seed, const
 static void by_space(const uint8_t *s, size_t n, size_t max, uint32_t seed, const events *want) {
   mp__frame_rx f;
   mp__frame_init(&f, max);
+  f.first_cap = 1 + (seed >> 3) % 256;
   events got;
   memset(&got, 0, sizeof got);
   pieces p = {seed ^ 0x5a5a5a5au};

@@ -40,6 +40,7 @@ static void next_header(mp__frame_rx *f) {
 void mp__frame_init(mp__frame_rx *f, size_t max) {
   memset(f, 0, sizeof *f);
   f->max = max;
+  f->first_cap = FIRST_CAP;
   next_header(f);
 }
 
@@ -74,7 +75,7 @@ static int start_body(mp__frame_rx *f) {
                         "(mp_conn_set_max_message); it is skipped",
                         (unsigned long long)n, (unsigned long long)f->max);
   }
-  size_t cap = n < FIRST_CAP ? (size_t)n : FIRST_CAP;
+  size_t cap = n < f->first_cap ? (size_t)n : f->first_cap;
   f->body = malloc(cap ? cap : 1);
   if (f->body == NULL) {
     next_header(f);

@@ -15,7 +15,8 @@
 #define MP_FRAME_HDR_MAX 12 /* -1 marker + 8-byte length */
 
 typedef struct mp__frame_rx {
-  size_t max; /* largest body accepted; set it at any time between frames */
+  size_t max;       /* largest body accepted; set it at any time between frames */
+  size_t first_cap; /* the first buffer of a body (64 KiB; the fuzzer makes it small) */
   unsigned char hdr[MP_FRAME_HDR_MAX];
   size_t hdr_got, hdr_need;
   unsigned char *body;                 /* the frame in progress (malloc'd), or NULL */

@@ -10,6 +10,7 @@
 #     $py tests/interop/gen_fuzz_corpus.py fuzz/corpus; done
 import hmac
 import os
+import pickle
 import queue
 import struct
 import sys
@@ -105,6 +106,14 @@ def main():
     root = sys.argv[1]
     for name, obj in list(requests()) + list(replies()):
         write(os.path.join(root, 'pickle'), name, dumps(obj))
+    # Other protocols a client may choose: 2 (bytes as _codecs.encode / bytes()), 3 and 5.
+    for proto in (2, 3, 5):
+        for name, obj in (('put_bytes', (IDENT, 'put', (b'\x00\xff\x80', b''), {})),
+                          ('put_dict', (IDENT, 'put', (VALUES['dict'],), {})),
+                          ('reply_full', ('#ERROR', queue.Full())),
+                          ('get_methods', (None, 'get_methods', (TOKEN,), {}))):
+            write(os.path.join(root, 'pickle'), '%s_p%d' % (name, proto),
+                  pickle.dumps(obj, protocol=proto))
     for name, reqs in sessions():
         write(os.path.join(root, 'manager'), name, b'\x00' + b''.join(frame(dumps(q)) for q in reqs))
     frames = [frame(dumps(q)) for _, q in requests()]
