@@ -18,6 +18,7 @@ from multiprocessing.managers import Token
 from multiprocessing.reduction import ForkingPickler
 
 IDENT = '7f0000001000'  # what the C server names its first queue
+SMALL = '7f0000001040'  # and its second (fuzz_manager.c registers 'small', maxsize 1)
 TOKEN = Token('get_task_queue', ('127.0.0.1', 5000), IDENT)
 VALUES = {
     'int': 7, 'neg': -2**63, 'float': 1.5, 'str': 'h\u00e9llo', 'bytes': b'\x00\xff',
@@ -75,6 +76,24 @@ def sessions():
         [r['get_nowait']] * 3
     yield 'refused_values', [r['accept']] + [r['put_' + n] for n in REFUSED] + [r['put_int']]
     yield 'two_calls', [r['dummy'], r['create']]
+    calls = [  # items first: a call that would block ends the session (its client is gone)
+        (IDENT, 'put', ('x',), {}), (IDENT, 'get', (), {'timeout': 0.001}),
+        (IDENT, 'put', (), {'item': [1, {'k': b'v'}]}), (IDENT, 'get', (True, 0), {}),
+        (IDENT, 'get', (), {'block': True, 'timeout': -1.0}), (IDENT, 'get', (1, 2, 3), {}),
+        (IDENT, 'get', (), {'colour': 1}), (SMALL, 'put', (1,), {}),
+        (SMALL, 'put', (2,), {'block': False}), (SMALL, 'put_nowait', (3,), {}),
+        (SMALL, 'full', (), {}), (SMALL, 'qsize', (1,), {}), (SMALL, 'get', (), {'timeout': 5}),
+        (SMALL, 'task_done', (), {}), (SMALL, 'task_done', (), {}), (SMALL, 'join', (), {}),
+        (IDENT, '__repr__', (), {}), (IDENT, 'empty', (), {}), (IDENT, '__del__', (), {}),
+        ('ffff', 'get', (), {}), (IDENT, 'get', (), {}),
+    ]
+    yield 'method_calls', [r['accept']] + calls
+    yield 'server_calls', [(None, 'create', ('small',), {})]
+    yield 'incref', [(None, 'incref', (SMALL,), {})]
+    yield 'unknown_call', [(None, 'debug_info', (), {})]
+    yield 'shutdown', [r['shutdown'], r['dummy']]
+    yield 'bad_server_calls', [(None, 'decref', ('nope',), {})]
+    yield 'get_methods_not_a_token', [(None, 'get_methods', ('x',), {})]
 
 
 def auth_frames():
