@@ -17,22 +17,9 @@
  *
  * The sleep is random() * 0.3 s instead of * 3 s so that the example runs quickly as a test;
  * the output has the same shape. */
-#ifndef _WIN32
-#  define _POSIX_C_SOURCE 200809L /* nanosleep */
-#endif
 #include <multiproc.h>
 #include <stdio.h>
 
-#ifdef _WIN32
-#  include <windows.h>
-static void sleep_ms(unsigned ms) { Sleep(ms); }
-#else
-#  include <time.h>
-static void sleep_ms(unsigned ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-#endif
 
 static int long_time_task(const mp_value *in, mp_value **out) {
   (void)out;
@@ -44,7 +31,7 @@ static int long_time_task(const mp_value *in, mp_value **out) {
   mp_random_bytes(r, sizeof r);
   double random = (r[0] << 8 | r[1]) / 65536.0; /* random.random() */
   uint64_t start = mp_monotonic_ns();
-  sleep_ms((unsigned)(random * 300));
+  mp_sleep_ms((int)(random * 300));
   uint64_t end = mp_monotonic_ns();
   printf("Task %lld runs %0.2f seconds.\n", (long long)name, (double)(end - start) / 1e9);
   fflush(stdout);

@@ -22,26 +22,9 @@
  * has printed every value before terminating it; the seed races there, and a reader
  * terminated too early loses its last line. Children flush stdout because a terminated
  * process never flushes its buffers. */
-#ifndef _WIN32
-#  define _POSIX_C_SOURCE 200809L /* nanosleep */
-#endif
 #include <stdio.h>
-#ifdef _WIN32
-#  include <windows.h>
-#else
-#  include <time.h>
-#endif
 
 #include "multiproc.h"
-
-static void sleep_ms(unsigned ms) {
-#ifdef _WIN32
-  Sleep(ms);
-#else
-  struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-#endif
-}
 
 static int write_proc(mp_args *args) {
   mp_queue *q = NULL;
@@ -56,7 +39,7 @@ static int write_proc(mp_args *args) {
       return 1;
     unsigned char r = 0;
     mp_random_bytes(&r, 1);
-    sleep_ms(r * 1000u / 256u); /* time.sleep(random.random()) */
+    mp_sleep_ms((int)(r * 1000u / 256u)); /* time.sleep(random.random()) */
   }
   return 0;
 }

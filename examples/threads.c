@@ -3,26 +3,11 @@
  *
  *   t = threading.Thread(target=loop, name='LoopThread'); t.start(); t.join()
  */
-#ifndef _WIN32
-#  define _POSIX_C_SOURCE 200809L /* nanosleep */
-#endif
 #include <stdio.h>
-#ifdef _WIN32
-#  include <windows.h>
-#else
-#  include <time.h>
-#endif
 
 #include "multiproc.h"
 
-static void sleep_seconds(int s) {
-#ifdef _WIN32
-  Sleep((DWORD)s * 1000);
-#else
-  struct timespec ts = {s, 0};
-  nanosleep(&ts, NULL);
-#endif
-}
+static void sleep_seconds(int s) { mp_sleep_ms(s * 1000); }
 
 static void loop(void *arg) {
   (void)arg;

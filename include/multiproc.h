@@ -69,6 +69,7 @@ typedef enum mp_error {
   MP_ENOENT = -20,     /* no such file, name or object */
   MP_EPERM = -21,      /* permission denied */
   MP_EBUSY = -22,      /* the resource is in use */
+  MP_EEXIT = -23,      /* a checked command ran but exited non-zero (CalledProcessError) */
 } mp_error;
 
 /** Returns the library version as "major.minor.patch". */
@@ -92,6 +93,8 @@ MP_API int64_t mp_getpid(void);
 MP_API uint64_t mp_monotonic_ns(void);
 /** Fills buf with len cryptographically random bytes from the OS. */
 MP_API int mp_random_bytes(void *buf, size_t len);
+/** Sleeps for at least ms milliseconds (nothing if ms <= 0); signals do not cut it short. */
+MP_API void mp_sleep_ms(int ms);
 
 /* ---- opaque types ------------------------------------------------------------------ */
 
@@ -502,6 +505,8 @@ MP_API int mp_psem_create(mp_psem **s, unsigned value, unsigned maxvalue);
 MP_API int mp_psem_acquire(mp_psem *s, int timeout_ms);
 /** Gives one unit back; MP_EINVAL if a bounded semaphore would exceed its maxvalue. */
 MP_API int mp_psem_release(mp_psem *s);
+/** Stores the number of free units now, a snapshot (Python's Semaphore.get_value). */
+MP_API int mp_psem_get_value(mp_psem *s, unsigned *value);
 /** Frees this process's handle to the semaphore. */
 MP_API void mp_psem_free(mp_psem *s);
 
@@ -695,6 +700,9 @@ typedef struct mp_stdio {
   intptr_t handle;  /* MP_STDIO_HANDLE */
 } mp_stdio;
 
+/* mp_popen_opts.search_path: never search PATH for argv[0]. */
+#define MP_NO_SEARCH_PATH (-1)
+
 /* Use the popen's default timeout (mp_popen_opts.timeout_ms) in wait/communicate. */
 #define MP_DEFAULT_TIMEOUT (-2)
 
@@ -706,8 +714,10 @@ typedef struct mp_popen_opts {
    * environment ("NAME=value" entries only). Names compare case-insensitively on Windows. */
   const char *const *env;
   int env_replace;
-  int search_path;       /* look argv[0] up in PATH (the child's PATH; PATHEXT on Windows)
-                            when it holds no directory separator */
+  int search_path;       /* 0 (default) or 1: when argv[0] holds no directory separator,
+                            look it up in PATH like Python (the child's PATH; PATHEXT and the
+                            system directories on Windows); MP_NO_SEARCH_PATH: run argv[0]
+                            as a path relative to the working directory */
   int new_process_group; /* POSIX: setpgid(0,0), so kill_tree reaches the whole group;
                             Windows: CREATE_NEW_PROCESS_GROUP */
   int detached;          /* POSIX: new session (setsid); Windows: DETACHED_PROCESS, outside
@@ -782,8 +792,9 @@ MP_API void mp_run_result_free(mp_run_result *result);
  * like subprocess.call. */
 MP_API int mp_call(const char *const *argv, const mp_popen_opts *opts, int *code);
 /** Runs argv and returns its stdout (free with mp_free) like subprocess.check_output: a
- * non-zero exit is MP_ECHILD with the code in the message, and *out still holds the
- * output; *out is set (maybe NULL) whatever the result. */
+ * non-zero exit is MP_EEXIT ("command 'x' returned non-zero exit status N", as Python's
+ * CalledProcessError), and *out still holds the output; *out is set (maybe NULL) whatever the
+ * result. A program that cannot start is MP_ENOENT/MP_EPERM as in mp_popen_create. */
 MP_API int mp_check_output(const char *const *argv, const mp_popen_opts *opts, char **out,
                            size_t *out_len);
 

@@ -37,6 +37,7 @@ const char *mp_strerror(int code) {
   case MP_ENOENT: return "not found";
   case MP_EPERM: return "permission denied";
   case MP_EBUSY: return "busy";
+  case MP_EEXIT: return "command returned a non-zero exit status";
   default: return "unknown error";
   }
 }

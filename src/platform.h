@@ -36,6 +36,9 @@ int64_t mp_plat_getppid(void);
 long mp_plat_last_os_error(void);
 void mp_plat_os_error_text(long err, char *buf, size_t size);
 
+/* Sleeps for ms > 0 milliseconds, resuming after signals (mp_sleep_ms). */
+void mp_plat_sleep_ms(int ms);
+
 /* One library-wide lock for rarely touched global state (the registry of children).
  * Consistent in a fork child (pthread_atfork on POSIX). */
 void mp_plat_global_lock(void);
@@ -175,10 +178,18 @@ int mp_plat_shm_import(mp_plat_shm **m, mp_plat_handle h, size_t size);
 void *mp_plat_shm_addr(const mp_plat_shm *m);
 mp_plat_handle mp_plat_shm_handle(const mp_plat_shm *m);
 void mp_plat_shm_free(mp_plat_shm *m);
+/* Tests: on 1, shared memory is made as where memfd_create is refused (POSIX shm_open). */
+void mp_plat_shm_test_no_memfd(int on);
+
+/* A dead process wakes nobody. A wait whose waker could die between changing the state and
+ * waking (the queue's events on every system; every wait of the portable POSIX backend)
+ * sleeps at most this long at a time and looks again: a lost wake-up costs this, not a hang. */
+#define MP_PLAT_RECHECK_NS ((int64_t)100 * 1000000)
 
 /* A robust lock: acquire gives 0, MP_EOWNERDEAD (the holder died; now held and
  * consistent), MP_ETIMEDOUT or MP_EDEADLK (the calling thread holds it). Release by a
- * thread that does not hold it: MP_EPERM. */
+ * thread that does not hold it: MP_EPERM. A waiter killed while it waits or just after its
+ * wake-up never leaves the others asleep on a free lock. */
 typedef struct mp_plat_plock mp_plat_plock;
 int mp_plat_plock_create(mp_plat_plock **l);
 int mp_plat_plock_import(mp_plat_plock **l, mp_plat_handle h);
@@ -187,16 +198,18 @@ int mp_plat_plock_acquire(mp_plat_plock *l, int64_t deadline_ns);
 int mp_plat_plock_release(mp_plat_plock *l);
 void mp_plat_plock_free(mp_plat_plock *l);
 
-/* A counting semaphore; release beyond maxvalue is MP_EINVAL. */
+/* A counting semaphore; release beyond maxvalue is MP_EINVAL. A waiter or releaser killed at
+ * any moment leaves neither a unit stranded among sleepers nor a sleeper unwoken. */
 typedef struct mp_plat_psem mp_plat_psem;
 int mp_plat_psem_create(mp_plat_psem **s, unsigned initial, unsigned maxvalue);
 int mp_plat_psem_import(mp_plat_psem **s, mp_plat_handle h);
 mp_plat_handle mp_plat_psem_handle(const mp_plat_psem *s);
 int mp_plat_psem_acquire(mp_plat_psem *s, int64_t deadline_ns);
 int mp_plat_psem_release(mp_plat_psem *s);
+int mp_plat_psem_value(mp_plat_psem *s, unsigned *value); /* free units now */
 void mp_plat_psem_free(mp_plat_psem *s);
 
-/* A manual-reset event. */
+/* A manual-reset event; a setter killed inside set has set and woken, or not set. */
 typedef struct mp_plat_pevent mp_plat_pevent;
 int mp_plat_pevent_create(mp_plat_pevent **e);
 int mp_plat_pevent_import(mp_plat_pevent **e, mp_plat_handle h);
@@ -207,25 +220,11 @@ int mp_plat_pevent_is_set(mp_plat_pevent *e);
 int mp_plat_pevent_wait(mp_plat_pevent *e, int64_t deadline_ns);
 void mp_plat_pevent_free(mp_plat_pevent *e);
 
-/* ---- process: fork, spawn, wait, signal (posix/process.c, win32/process.c) ------------ */
-
-/* A child process as the backend sees it. */
-typedef struct mp_plat_proc {
-  int64_t pid;
-  mp_plat_handle wait_handle; /* pidfd / process HANDLE; ready when the child exits */
-  int reaped;                 /* exit status collected; never signal the pid again */
-  int exit_code;              /* valid once reaped: >= 0 status, or minus the signal */
-} mp_plat_proc;
-
-/* What the backend needs to start a child. */
-typedef struct mp_plat_spawn_req {
-  const char *argv0;             /* shown in ps / Task Manager; may be NULL */
-  int flags;                     /* MP_CHILD_* bits, carried in the marker */
-  mp_plat_handle bootstrap;      /* the child's end of the bootstrap channel */
-  const mp_plat_handle *handles; /* further handles the child must receive */
-  mp_plat_handle *child_handles; /* out: their values in the child */
-  size_t nhandles;
-} mp_plat_spawn_req;
+/* ---- the child engine: start, wait, signal, release (posix/child.c, win32/child.c) ------ */
+/* One engine for every child: mp_process (process.c) and mp_popen (popen.c) are thin layers
+ * over it, and the reap-later registry is in core (child.c). Exit statuses are decoded once
+ * per backend into one convention: >= 0 is the exit code, < 0 minus the signal number (on
+ * Windows our terminate is -15 and kill -9, crashes map to -11, -4, -8, -6). */
 
 /* The signal numbers used in exit codes on every system. */
 enum {
@@ -237,51 +236,165 @@ enum {
   MP_SIG_TERM = 15
 };
 
-/* POSIX: forks. In the child calls child_fn(ctx) and _exits with its result after flushing
- * stdio; returns 0 in the parent with p filled. Windows: MP_ENOTSUP. */
-int mp_plat_fork(mp_plat_proc *p, int die_with_parent, int (*child_fn)(void *), void *ctx);
+/* How a child is started (mp_plat_child_spec.flags). */
+enum {
+  MP_CHILD_DIE_WITH_PARENT = 1, /* killed when this process dies (PDEATHSIG / kill-on-close job) */
+  MP_CHILD_NEW_GROUP = 2,       /* leads a process group (POSIX) / CREATE_NEW_PROCESS_GROUP */
+  MP_CHILD_DETACHED = 4,        /* new session (POSIX) / DETACHED_PROCESS, outside our jobs */
+  MP_CHILD_OWN_JOB = 8          /* Windows: a job of its own, so a tree signal reaches its
+                                   descendants; POSIX: the process group does that */
+};
+
+/* What the backend can do; core asks instead of testing the OS (mp_plat_child_caps). */
+enum {
+  MP_CAP_FORK = 1,          /* mp_plat_child_fork works */
+  MP_CAP_ZOMBIES = 2,       /* an exited child must be reaped (its release does not reap it) */
+  MP_CAP_REAPER_THREAD = 8, /* exited children are reaped by a library thread as soon as
+                               they exit (no pidfds): a waitpid elsewhere races with it */
+  MP_CAP_BOOT_HANDED = 4    /* the child holds its bootstrap handle once spawn returns, so the
+                               parent may close its copy at once (POSIX); otherwise the child
+                               takes it from the parent, which keeps it until "hello" */
+};
+int mp_plat_child_caps(void);
+
+/* A started child as the backend tracks it. */
+typedef struct mp_plat_child {
+  int64_t pid;
+  mp_plat_handle wait; /* ready (pollable / waitable) once the child exited: a pidfd, a
+                          reaper notification pipe (POSIX), the process HANDLE (Windows) */
+  mp_plat_handle job;  /* Windows: the child's own job (MP_CHILD_OWN_JOB) or INVALID */
+  int flags;           /* the MP_CHILD_* flags it was started with */
+  int backend;         /* the backend's own note (how wait was made) */
+  int reaped;          /* the exit status is known; never signal the pid again */
+  int status;          /* once reaped: exit code, or minus the signal number */
+} mp_plat_child;
+
+/* What to start. */
+typedef struct mp_plat_child_spec {
+  const char *program;        /* the resolved path to run; NULL: this program's own image */
+  const char *const *argv;    /* argv[0] is what the child sees as its name */
+  const char *shell_cmd;      /* non-NULL: run through the system shell instead of argv */
+  char *const *envp;          /* "NAME=value" list; NULL: the parent's environment */
+  const char *cwd;            /* NULL: the parent's */
+  mp_plat_handle stdio[3];    /* the child's stdin/stdout/stderr; INVALID: the parent's own */
+  mp_plat_handle bootstrap;   /* this program only: the bootstrap channel's child end */
+  const mp_plat_handle *pass; /* further handles the child receives, nothing else */
+  mp_plat_handle *passed;     /* out: their values in the child */
+  size_t npass;
+  int flags; /* MP_CHILD_* */
+} mp_plat_child_spec;
+
+/* Starts a child. Exec failure is reported here: MP_ENOENT / MP_EPERM / MP_EOS with the
+ * program's path and the OS error; on Windows unsafe batch-file arguments are MP_EINVAL. Once
+ * a child exists the backend either returns 0 or has killed and reaped it. */
+int mp_plat_child_spawn(const mp_plat_child_spec *spec, mp_plat_child *c);
+
+/* POSIX: forks (from a long-lived internal thread, so that die-with-parent means the process,
+ * not the calling thread). The child closes every close-on-exec handle but keep[0..nkeep)
+ * and makes those close-on-exec, then calls child_fn(ctx) and exits with its result. Returns
+ * in the parent with c filled. Without MP_CAP_FORK: MP_ENOTSUP. */
+int mp_plat_child_fork(mp_plat_child *c, int flags, const mp_plat_handle *keep, size_t nkeep,
+                       int (*child_fn)(void *), void *ctx);
+
+/* Waits up to timeout_ms (MP_FOREVER blocks, 0 polls) for the child to exit and reaps it
+ * (sets reaped and status; wait stays valid until release). 0 or MP_ETIMEDOUT. */
+int mp_plat_child_wait(mp_plat_child *c, int timeout_ms);
+
+/* Sends MP_SIG_TERM or MP_SIG_KILL to the child, or to its tree (process group / own job)
+ * when tree is set. A reaped or exited child is left alone (its group may still be hit). */
+int mp_plat_child_signal(mp_plat_child *c, int sig, int tree);
+
+/* Closes the child's handles. It does not reap: see MP_CAP_ZOMBIES and core's child.c. */
+void mp_plat_child_release(mp_plat_child *c);
+
+/* Tests: on 1, later children are tracked as if pidfd_open were refused (old kernels,
+ * gVisor, seccomp), so the fallback runs; no effect where there are no pidfds. */
+void mp_plat_child_test_no_pidfd(int on);
 
 /* The marker argument of a spawned child: "--multiproc-child=<ppid>:<bootstrap>:<flags>",
- * where bootstrap is the value the child passes to mp_plat_bootstrap_handle. */
+ * always argv[1] of exactly two arguments. */
 #define MP_CHILD_MARKER "--multiproc-child="
-#define MP_CHILD_MARKER_W L"--multiproc-child="
-enum { MP_CHILD_DIE_WITH_PARENT = 1 };
 
-/* Re-executes this program's own image with the marker as its only argument; the child
- * receives req->bootstrap and req->handles and nothing else. */
-int mp_plat_spawn_self(mp_plat_proc *p, mp_plat_spawn_req *req);
+/* The bootstrap value that the marker names for a child given handle h as its bootstrap. */
+int64_t mp_plat_bootstrap_value(mp_plat_handle h);
 
-/* In a spawned child: turns the bootstrap value from the marker into a usable handle
- * (POSIX: the inherited fd itself; Windows: duplicated out of the parent, which keeps and
- * later closes its own copy). */
+/* In a spawned child: 0 if this process may run as a child (not setuid/setgid/AT_SECURE),
+ * else MP_EPERM with the reason. */
+int mp_plat_child_mode_allowed(void);
+
+/* In a spawned child: turns the marker's bootstrap value into a handle (POSIX: the inherited
+ * fd, made close-on-exec; Windows: duplicated out of the parent) after checking that its
+ * peer is parent_pid, the process that created this one. */
 int mp_plat_bootstrap_handle(int64_t parent_pid, int64_t value, mp_plat_handle *out);
 
-/* Waits up to timeout_ms for the child to exit and reaps it (fills exit_code, reaped=1;
- * wait_handle stays valid until mp_plat_proc_release). Returns 0 or MP_ETIMEDOUT. */
-int mp_plat_proc_wait(mp_plat_proc *p, int timeout_ms);
-
-/* Sends MP_SIG_TERM or MP_SIG_KILL. A reaped or already exited child is left alone. */
-int mp_plat_proc_signal(mp_plat_proc *p, int sig);
-
-/* Releases the wait handle (a child not yet reaped stays running). */
-void mp_plat_proc_release(mp_plat_proc *p);
-
-/* This program's own executable path (UTF-8) into buf. */
-int mp_plat_self_exe(char *buf, size_t size);
-
-/* 1 if this process's command line carries a --multiproc-child marker. */
-int mp_plat_started_as_child(void);
+/* In a spawned child: makes the passed handles close-on-exec / non-inheritable, so that
+ * nothing the target starts inherits them. */
+void mp_plat_child_seal(const mp_plat_handle *h, size_t n);
 
 /* Prepares a child: dies with its parent if asked (re-checking that the parent is still
  * parent_pid), and reports crashes as exit codes instead of dialogs. */
 void mp_plat_child_setup(int64_t parent_pid, int die_with_parent);
 
-/* In a fork child: closes the close-on-exec handles that keep does not name, so that a fork
- * child holds what a spawned child would. (No fork on Windows: nothing to do there.) */
-void mp_plat_fork_child_close_fds(const mp_plat_handle *keep, size_t n);
+/* Remembers argv[0] of this program (from mp_init), for systems that cannot name their own
+ * executable otherwise. */
+void mp_plat_note_argv0(const char *argv0);
 
-/* Exits the process now with code, after flushing stdio. */
+/* This program's own executable path (UTF-8) into buf. */
+int mp_plat_self_exe(char *buf, size_t size);
+
+/* 1 if this process's command line is that of a spawned child (argv[1] is the marker). */
+int mp_plat_started_as_child(void);
+
+/* Flushes stdout and stderr (never every stream: another thread may hold stdin's lock while
+ * it blocks reading) and exits the process now with code. */
 void mp_plat_exit(int code);
+
+/* ---- a child's standard streams and pipes (posix/stdio.c, win32/stdio.c) --------------- */
+
+struct mp_stdio; /* include/multiproc.h */
+
+/* Opens what stream index (0 stdin, 1 stdout, 2 stderr) of a child should be for s, for
+ * MP_STDIO_PIPE / DEVNULL / FILE: *child gets the child's end (owned by the caller, closed
+ * after the spawn) and, for a pipe, *parent the parent's end (else INVALID). */
+int mp_plat_stdio_open(const struct mp_stdio *s, int index, mp_plat_handle *child,
+                       mp_plat_handle *parent);
+/* This process's own stdin/stdout/stderr handle (index 0..2), or INVALID if it has none. */
+mp_plat_handle mp_plat_stdio_parent(int index);
+/* Checks that a caller's MP_STDIO_HANDLE is an open handle: 0 or MP_EINVAL. */
+int mp_plat_stdio_check(mp_plat_handle h, int index);
+
+/* Finds the program to run: name itself when search is 0 or name holds a directory part,
+ * else the first match in path (the child's PATH; NULL: ours; Windows: PATHEXT and the
+ * system directories too). *found is malloc'd. MP_ENOENT / MP_EPERM / MP_EINVAL. */
+int mp_plat_find_program(const char *name, const char *path, int search, char **found);
+
+/* Growable byte buffer for captured output; always has room for a terminating NUL. */
+typedef struct mp_plat_outbuf {
+  char *data;
+  size_t len, cap;
+} mp_plat_outbuf;
+
+/* Makes room for at least `extra` more bytes (+ NUL); returns where they go, or NULL. */
+char *mp__outbuf_reserve(mp_plat_outbuf *b, size_t extra);
+
+/* Closes one of the parent's pipe ends; MP_PLAT_INVALID is ignored. */
+void mp_plat_pipe_close(mp_plat_handle h);
+/* Reads what is there (at most cap) from a read pipe: 0 with *n > 0, MP_EEOF, MP_ETIMEDOUT. */
+int mp_plat_pipe_read(mp_plat_handle h, void *buf, size_t cap, size_t *n, int timeout_ms);
+/* Writes all of buf: 0, MP_ETIMEDOUT or MP_EBROKEN (reader gone); *written says how much. */
+int mp_plat_pipe_write(mp_plat_handle h, const void *buf, size_t len, size_t *written,
+                       int timeout_ms);
+/* Moves data on all three pipes at once until stdin is written and closed and stdout and
+ * stderr reach end of file (each pipe is closed and set to MP_PLAT_INVALID when done; a
+ * reader that went away ends the input). Returns 0, or MP_ETIMEDOUT with the progress kept
+ * in *in_off and the buffers. timeout_ms 0 moves only what is ready now. */
+int mp_plat_pipe_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, size_t *in_off,
+                      mp_plat_outbuf *out, mp_plat_outbuf *err, int timeout_ms);
+/* A copy of this process's environment as a malloc'd NULL-terminated array of malloc'd
+ * UTF-8 "NAME=value" strings. */
+int mp_plat_environ(char ***env);
+/* 1 where environment names compare case-insensitively (Windows). */
+int mp_plat_env_icase(void);
 
 /* ---- target references (posix/target.c, win32/target.c) ---------------------------- */
 
@@ -302,75 +415,6 @@ int mp_plat_target_ref(void (*fn)(void), mp_plat_target *out);
 /* In the child: finds (loading it if needed) the module, checks its fingerprint, and
  * returns the function. A mismatch is MP_ECHILD with a message, never a wild jump. */
 int mp_plat_target_resolve(const mp_plat_target *t, void (**fn)(void));
-
-/* ---- popen: external commands (posix/popen.c, win32/popen.c) -------------------------- */
-
-struct mp_stdio; /* include/multiproc.h */
-
-/* What the core asks the backend to start. */
-typedef struct mp_plat_spawn {
-  const char *const *argv;         /* argv[0] is the program as the caller gave it */
-  const char *shell_cmd;           /* non-NULL: run this through the system shell instead */
-  const struct mp_stdio *stdio[3]; /* stdin, stdout, stderr (never NULL) */
-  const char *cwd;                 /* NULL: the parent's */
-  char **envp;                     /* the child's "NAME=value" list; NULL: the parent's */
-  const char *path;                /* PATH to search when search_path (the child's PATH) */
-  int search_path, new_group, detached;
-} mp_plat_spawn;
-
-/* A started child as the backend tracks it. */
-typedef struct mp_plat_child {
-  int64_t pid;
-  mp_plat_handle proc;     /* POSIX: pidfd or MP_PLAT_INVALID; Windows: process HANDLE */
-  mp_plat_handle job;      /* Windows: the child's job object (MP_PLAT_INVALID if none) */
-  mp_plat_handle pipes[3]; /* parent's ends: stdin (write), stdout, stderr (read) */
-  int own_group;           /* POSIX: the child leads its own process group */
-  int killed_sig;          /* Windows: 15 or 9 after terminate/kill took effect */
-  int reaped;              /* the exit status is known (POSIX: waitpid returned it) */
-  int status;              /* exit code, or minus the signal number */
-} mp_plat_child;
-
-/* Growable byte buffer for captured output; always has room for a terminating NUL. */
-typedef struct mp_plat_outbuf {
-  char *data;
-  size_t len, cap;
-} mp_plat_outbuf;
-
-/* Makes room for at least `extra` more bytes (+ NUL); returns where they go, or NULL. */
-char *mp__outbuf_reserve(mp_plat_outbuf *b, size_t extra);
-
-/* Starts the child. Exec failure is reported here: MP_ENOENT / MP_EPERM / MP_EOS with the
- * program's path and the OS error; on Windows unsafe batch-file arguments are MP_EINVAL. */
-int mp_plat_popen_spawn(const mp_plat_spawn *spec, mp_plat_child *child);
-/* Waits up to timeout_ms (MP_FOREVER, 0 polls) for the child to exit: 0 once it has (sets
- * reaped and status), MP_ETIMEDOUT while it runs. */
-int mp_plat_popen_wait(mp_plat_child *child, int timeout_ms);
-/* Sends sig (15: terminate, 9: kill) to the child, or to its whole tree (process group /
- * job) when tree is set. Succeeds quietly if the child has already exited. */
-int mp_plat_popen_signal(mp_plat_child *child, int sig, int tree);
-/* Releases the process and job handles. A child that has not been reaped is remembered and
- * reaped later by mp_plat_popen_reap_abandoned, so it never remains a zombie. */
-void mp_plat_popen_release(mp_plat_child *child);
-/* Reaps every remembered child that has exited, without blocking. */
-void mp_plat_popen_reap_abandoned(void);
-/* Closes one of the parent's pipe ends; MP_PLAT_INVALID is ignored. */
-void mp_plat_popen_close(mp_plat_handle h);
-/* Reads what is there (at most cap) from a read pipe: 0 with *n > 0, MP_EEOF, MP_ETIMEDOUT. */
-int mp_plat_popen_read(mp_plat_handle h, void *buf, size_t cap, size_t *n, int timeout_ms);
-/* Writes all of buf: 0, MP_ETIMEDOUT or MP_EBROKEN (reader gone); *written says how much. */
-int mp_plat_popen_write(mp_plat_handle h, const void *buf, size_t len, size_t *written,
-                        int timeout_ms);
-/* Moves data on all three pipes at once until stdin is written and closed and stdout and
- * stderr reach end of file (each pipe is closed and set to MP_PLAT_INVALID when done; a
- * reader that went away ends the input). Returns 0, or MP_ETIMEDOUT with the progress kept
- * in *in_off and the buffers. timeout_ms 0 moves only what is ready now. */
-int mp_plat_popen_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, size_t *in_off,
-                       mp_plat_outbuf *out, mp_plat_outbuf *err, int timeout_ms);
-/* A copy of this process's environment as a malloc'd NULL-terminated array of malloc'd
- * UTF-8 "NAME=value" strings. */
-int mp_plat_environ(char ***env);
-/* 1 where environment names compare case-insensitively (Windows). */
-int mp_plat_env_icase(void);
 
 /* ---- manager: TCP sockets and HMAC (socket.c, hmac.c) -------------------------------- */
 

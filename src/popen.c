@@ -1,19 +1,21 @@
 /* Subprocesses: external commands with pipes, timeouts, environment edits and tree kills,
- * in the manner of Python's subprocess. The backend starts, waits for and signals the
- * child and moves bytes (src/posix/popen.c, src/win32/popen.c); this file checks the
- * caller's options, builds the child's environment and implements the run/call helpers. */
+ * in the manner of Python's subprocess. A thin layer over the child engine (child.c and the
+ * backend's child.c) and the backend's pipes (stdio.c): this file checks the caller's
+ * options, opens the child's streams, builds its environment and implements run/call. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "child.h"
 #include "compat.h"
 #include "popen.h"
 #include "platform.h"
 
 struct mp_popen {
   mp_plat_child c;
-  int had_pipe[3];     /* which streams were MP_STDIO_PIPE, to tell "closed" from "never" */
-  int default_timeout; /* MP_FOREVER when the options gave none */
-  size_t in_off;       /* communicate's progress through the input, kept across timeouts */
+  mp_plat_handle pipes[3]; /* parent's ends: stdin (write), stdout, stderr (read) */
+  int had_pipe[3];         /* which streams were MP_STDIO_PIPE, to tell "closed" from "never" */
+  int default_timeout;     /* MP_FOREVER when the options gave none */
+  size_t in_off;           /* communicate's progress through the input, kept across timeouts */
   mp_plat_outbuf out, err;
 };
 
@@ -180,6 +182,46 @@ static const char *env_lookup(char **env, const char *name, int icase) {
 
 static const mp_popen_opts zero_opts;
 
+/* The child's three streams: what it gets (child[i]; INVALID: the parent's own), the
+ * parent's pipe ends, and which child ends were opened here (closed after the spawn). */
+typedef struct streams {
+  mp_plat_handle child[3], parent[3];
+  int owned[3];
+} streams;
+
+static void streams_close(streams *st, int parents_too) {
+  for (int i = 0; i < 3; i++) {
+    if (st->owned[i])
+      mp_plat_handle_close(st->child[i]);
+    if (parents_too)
+      mp_plat_pipe_close(st->parent[i]);
+  }
+}
+
+static int streams_open(const mp_stdio *const stdio[3], streams *st) {
+  int rc = 0;
+  for (int i = 0; i < 3; i++)
+    st->child[i] = st->parent[i] = MP_PLAT_INVALID, st->owned[i] = 0;
+  for (int i = 0; i < 3 && rc == 0; i++) {
+    switch (stdio[i]->mode) {
+    case MP_STDIO_INHERIT: break;
+    case MP_STDIO_HANDLE:
+      st->child[i] = (mp_plat_handle)stdio[i]->handle;
+      rc = mp_plat_stdio_check(st->child[i], i);
+      break;
+    case MP_STDIO_STDOUT: /* merged: wherever stdout goes, the parent's stdout included */
+      st->child[2] = st->child[1] != MP_PLAT_INVALID ? st->child[1] : mp_plat_stdio_parent(1);
+      break;
+    default:
+      rc = mp_plat_stdio_open(stdio[i], i, &st->child[i], &st->parent[i]);
+      st->owned[i] = rc == 0;
+    }
+  }
+  if (rc != 0)
+    streams_close(st, 1);
+  return rc;
+}
+
 static int popen_start(mp_popen **pp, const char *const *argv, const char *shell_cmd,
                        const mp_popen_opts *opts) {
   int rc;
@@ -194,28 +236,46 @@ static int popen_start(mp_popen **pp, const char *const *argv, const char *shell
   if (o->timeout_ms < 0)
     return mp_set_error(MP_EINVAL, "timeout_ms must be 0 (none) or positive, not %d",
                         o->timeout_ms);
-  mp_plat_popen_reap_abandoned(); /* like Python's _cleanup(): reap what free() left */
-
+  if (o->search_path < MP_NO_SEARCH_PATH || o->search_path > 1)
+    return mp_set_error(MP_EINVAL, "search_path must be 0, 1 or MP_NO_SEARCH_PATH, not %d",
+                        o->search_path);
   mp_popen *p = calloc(1, sizeof *p);
+  char **env = NULL, *prog = NULL;
+  streams st;
   if (p == NULL)
     return mp_set_error(MP_ENOMEM, "out of memory for a popen object");
-  char **env = NULL;
-  if (o->env != NULL && (rc = env_build(o, &env)) != 0) {
-    free(p);
-    return rc;
-  }
-  mp_plat_spawn spec = {argv, shell_cmd,      {stdio[0], stdio[1], stdio[2]}, o->cwd,     env,
-                        NULL, o->search_path, o->new_process_group,           o->detached};
+  rc = o->env != NULL ? env_build(o, &env) : 0;
   /* The child's PATH decides where its program is found, as with Python and Rust. */
-  spec.path = env ? env_lookup(env, "PATH", mp_plat_env_icase()) : NULL;
-  rc = mp_plat_popen_spawn(&spec, &p->c);
+  if (rc == 0 && shell_cmd == NULL)
+    rc = mp_plat_find_program(argv[0], env ? env_lookup(env, "PATH", mp_plat_env_icase()) : NULL,
+                              o->search_path != MP_NO_SEARCH_PATH, &prog);
+  if (rc == 0)
+    rc = streams_open(stdio, &st);
+  if (rc == 0) {
+    mp_plat_child_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.program = prog;
+    spec.argv = argv;
+    spec.shell_cmd = shell_cmd;
+    spec.envp = env;
+    spec.cwd = o->cwd;
+    memcpy(spec.stdio, st.child, sizeof st.child);
+    spec.bootstrap = MP_PLAT_INVALID;
+    spec.flags = (o->new_process_group ? MP_CHILD_NEW_GROUP : 0) |
+                 (o->detached ? MP_CHILD_DETACHED : MP_CHILD_OWN_JOB);
+    rc = mp__child_spawn(&spec, &p->c);
+    streams_close(&st, rc != 0);
+  }
   env_free(env);
+  free(prog);
   if (rc != 0) {
     free(p);
     return rc;
   }
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 3; i++) {
+    p->pipes[i] = st.parent[i];
     p->had_pipe[i] = stdio[i]->mode == MP_STDIO_PIPE;
+  }
   p->default_timeout = o->timeout_ms > 0 ? o->timeout_ms : MP_FOREVER;
   *pp = p;
   return 0;
@@ -256,13 +316,13 @@ int mp_popen_write(mp_popen *p, const void *buf, size_t len, size_t *written, in
     return mp_set_error(MP_EINVAL, "mp_popen_write: p or buf is NULL");
   if ((rc = check_timeout(timeout_ms)) != 0)
     return rc;
-  if (p->c.pipes[0] == MP_PLAT_INVALID)
+  if (p->pipes[0] == MP_PLAT_INVALID)
     return mp_set_error(p->had_pipe[0] ? MP_ECLOSED : MP_EINVAL,
                         p->had_pipe[0] ? "the child's stdin is already closed"
                                        : "the child's stdin is not a pipe (MP_STDIO_PIPE)");
   if (len == 0)
     return 0;
-  return mp_plat_popen_write(p->c.pipes[0], buf, len, written, resolve_timeout(p, timeout_ms));
+  return mp_plat_pipe_write(p->pipes[0], buf, len, written, resolve_timeout(p, timeout_ms));
 }
 
 int mp_popen_read(mp_popen *p, int which, void *buf, size_t cap, size_t *n, int timeout_ms) {
@@ -278,12 +338,12 @@ int mp_popen_read(mp_popen *p, int which, void *buf, size_t cap, size_t *n, int 
   const char *name = which == MP_STDOUT ? "stdout" : "stderr";
   if (!p->had_pipe[which])
     return mp_set_error(MP_EINVAL, "the child's %s is not a pipe (MP_STDIO_PIPE)", name);
-  mp_plat_handle *h = &p->c.pipes[which];
+  mp_plat_handle *h = &p->pipes[which];
   if (*h == MP_PLAT_INVALID)
     return mp_set_error(MP_EEOF, "the child's %s has ended", name);
-  rc = mp_plat_popen_read(*h, buf, cap, n, resolve_timeout(p, timeout_ms));
+  rc = mp_plat_pipe_read(*h, buf, cap, n, resolve_timeout(p, timeout_ms));
   if (rc == MP_EEOF) {
-    mp_plat_popen_close(*h);
+    mp_plat_pipe_close(*h);
     *h = MP_PLAT_INVALID;
   }
   return rc;
@@ -294,8 +354,8 @@ int mp_popen_close_stdin(mp_popen *p) {
     return mp_set_error(MP_EINVAL, "mp_popen_close_stdin: p is NULL");
   if (!p->had_pipe[0])
     return mp_set_error(MP_EINVAL, "the child's stdin is not a pipe (MP_STDIO_PIPE)");
-  mp_plat_popen_close(p->c.pipes[0]);
-  p->c.pipes[0] = MP_PLAT_INVALID;
+  mp_plat_pipe_close(p->pipes[0]);
+  p->pipes[0] = MP_PLAT_INVALID;
   return 0;
 }
 
@@ -327,9 +387,9 @@ int mp_popen_communicate(mp_popen *p, const void *in, size_t in_len, char **out,
   uint64_t start = mp_plat_monotonic_ns();
   if (p->in_off > in_len)
     p->in_off = in_len;
-  rc = mp_plat_popen_pump(p->c.pipes, in, in_len, &p->in_off, &p->out, &p->err, t);
+  rc = mp_plat_pipe_pump(p->pipes, in, in_len, &p->in_off, &p->out, &p->err, t);
   if (rc == 0)
-    rc = mp_plat_popen_wait(&p->c, remaining_ms(t, start));
+    rc = mp_plat_child_wait(&p->c, remaining_ms(t, start));
   if (rc == 0 || rc == MP_ETIMEDOUT) {
     int rc2 = buf_take(&p->out, out, out_len);
     if (rc2 == 0)
@@ -354,7 +414,7 @@ int mp_popen_wait(mp_popen *p, int timeout_ms) {
     return rc;
   if (p->c.reaped)
     return 0;
-  rc = mp_plat_popen_wait(&p->c, resolve_timeout(p, timeout_ms));
+  rc = mp_plat_child_wait(&p->c, resolve_timeout(p, timeout_ms));
   if (rc == MP_ETIMEDOUT)
     mp_set_error(rc, "process %lld is still running", (long long)p->c.pid);
   return rc;
@@ -365,7 +425,7 @@ int mp_popen_poll(mp_popen *p) {
     return mp_set_error(MP_EINVAL, "mp_popen_poll: p is NULL");
   if (p->c.reaped)
     return 1;
-  int rc = mp_plat_popen_wait(&p->c, 0);
+  int rc = mp_plat_child_wait(&p->c, 0);
   return rc == 0 ? 1 : rc == MP_ETIMEDOUT ? 0 : rc;
 }
 
@@ -383,39 +443,30 @@ int64_t mp_popen_pid(const mp_popen *p) { return p ? p->c.pid : 0; }
 int mp_popen_terminate(mp_popen *p) {
   if (p == NULL)
     return mp_set_error(MP_EINVAL, "mp_popen_terminate: p is NULL");
-  return mp_plat_popen_signal(&p->c, 15, 0);
+  return mp_plat_child_signal(&p->c, MP_SIG_TERM, 0);
 }
 
 int mp_popen_kill(mp_popen *p) {
   if (p == NULL)
     return mp_set_error(MP_EINVAL, "mp_popen_kill: p is NULL");
-  return mp_plat_popen_signal(&p->c, 9, 0);
+  return mp_plat_child_signal(&p->c, MP_SIG_KILL, 0);
 }
 
 int mp_popen_kill_tree(mp_popen *p) {
   if (p == NULL)
     return mp_set_error(MP_EINVAL, "mp_popen_kill_tree: p is NULL");
-  return mp_plat_popen_signal(&p->c, 9, 1);
+  return mp_plat_child_signal(&p->c, MP_SIG_KILL, 1);
 }
 
 void mp_popen_free(mp_popen *p) {
   if (p == NULL)
     return;
   for (int i = 0; i < 3; i++)
-    mp_plat_popen_close(p->c.pipes[i]);
-  if (!p->c.reaped)
-    (void)mp_plat_popen_wait(&p->c, 0);
-  mp_plat_popen_release(&p->c);
+    mp_plat_pipe_close(p->pipes[i]);
+  mp__child_abandon(&p->c);
   free(p->out.data);
   free(p->err.data);
   free(p);
-}
-
-void mp__popen_reap_all(void) { mp_plat_popen_reap_abandoned(); }
-
-void mp__popen_drop_wait_handle(mp_popen *p) {
-  mp_plat_popen_close(p->c.proc);
-  p->c.proc = MP_PLAT_INVALID;
 }
 
 /* ---- run, call, check_output --------------------------------------------------------- */
@@ -431,10 +482,10 @@ void mp_run_result_free(mp_run_result *r) {
 /* After a timeout: kill the whole tree, reap the child, keep what the pipes still hold. */
 static void run_kill_and_reap(mp_popen *p) {
   (void)mp_popen_kill_tree(p);
-  (void)mp_plat_popen_wait(&p->c, MP_FOREVER);
+  (void)mp_plat_child_wait(&p->c, MP_FOREVER);
   /* The tree is dead, so the pipes end at once; the bound only guards against a
    * descendant that escaped the group or job. */
-  (void)mp_plat_popen_pump(p->c.pipes, NULL, 0, &p->in_off, &p->out, &p->err, 100);
+  (void)mp_plat_pipe_pump(p->pipes, NULL, 0, &p->in_off, &p->out, &p->err, 100);
 }
 
 static int run_common(const char *const *argv, const char *shell_cmd, const mp_popen_opts *opts,
@@ -541,6 +592,7 @@ int mp_check_output(const char *const *argv, const mp_popen_opts *opts, char **o
     *out_len = r.out_len;
   free(r.err);
   if (rc == 0 && r.returncode != 0)
-    rc = mp_set_error(MP_ECHILD, "'%s' exited with code %d", argv[0], r.returncode);
+    rc = mp_set_error(MP_EEXIT, "command '%s' returned non-zero exit status %d", argv[0],
+                      r.returncode);
   return rc;
 }

@@ -11,4 +11,9 @@
  * (mp_wait then fails with MP_ESTATE). */
 mp_plat_handle mp__process_wait_handle(mp_process *p);
 
+/* The spawn bootstrap's decoders, for the fuzz targets: the marker argument and the call
+ * message (0 or MP_EPROTO with the reason). */
+int mp__boot_parse_marker(const char *arg, int64_t *ppid, int64_t *handle, int *flags);
+int mp__boot_check_call(const void *msg, size_t len);
+
 #endif /* MP_PROC_H */

@@ -1,8 +1,9 @@
 /* Processes: run a function in a child, by fork (POSIX) or by re-executing this program
- * (spawn, both systems), and follow its life. The spawn bootstrap:
+ * (spawn, both systems), and follow its life through the child engine (child.h, platform.h).
+ * The start methods are a table (methods[] below). The spawn bootstrap:
  *
- *   parent                                   child (mp_init sees the marker)
- *   spawn self --multiproc-child=ppid:h:f -> takes bootstrap handle h
+ *   parent                                   child (mp_init sees the marker as argv[1])
+ *   spawn self --multiproc-child=ppid:h:f -> takes bootstrap handle h, checks its peer
  *          <- ["hello", pid]                  (proves mp_init ran; bounded by start_timeout)
  *   ["call", target, name, handles, args] ->  resolves the target, imports the handles
  *          <- ["ok"] | ["error", code, msg]   (so start() reports bootstrap failures)
@@ -16,9 +17,9 @@
 #include "compat.h"
 #include "xfer.h"
 #include "args.h"
+#include "child.h"
 #include "connection.h"
 #include "proc.h"
-#include "popen.h"
 #include "platform.h"
 
 #define MP_DEFAULT_START_TIMEOUT_MS 30000
@@ -37,7 +38,7 @@ struct mp_process {
   mp_start_method method;
   int state;
   int freed; /* the user freed it while it ran: mp_shutdown reaps and frees it */
-  mp_plat_proc proc;
+  mp_plat_child proc;
   mp_process *next; /* registry of started, unreaped children */
 };
 
@@ -52,24 +53,52 @@ static int64_t parent_pid; /* known in children; 0: ask the OS */
 static const char *program_argv0;
 static int is_spawned_child_running; /* mp_init ran the bootstrap in this process */
 
+/* ---- start methods ------------------------------------------------------------------------ */
+/* One row per method. A new method (a forkserver, say) is one more row and its start
+ * function; the MULTIPROC_START_METHOD names and the checks come from this table. */
+
+static int start_fork(mp_process *p);
+static int start_spawn(mp_process *p);
+
+static int has_fork(void) { return (mp_plat_child_caps() & MP_CAP_FORK) != 0; }
+static int always(void) { return 1; }
+
+typedef struct start_method {
+  mp_start_method id;
+  const char *name;
+  int (*available)(void);
+  int (*start)(mp_process *p);
+} start_method;
+
+static const start_method methods[] = {
+    {MP_START_FORK, "fork", has_fork, start_fork},
+    {MP_START_SPAWN, "spawn", always, start_spawn},
+};
+#define NMETHODS (sizeof methods / sizeof methods[0])
+
+static const start_method *method_row(mp_start_method m) {
+  for (size_t i = 0; i < NMETHODS; i++)
+    if (methods[i].id == m)
+      return &methods[i];
+  return NULL;
+}
+
+/* The platform's default: fork where it exists (as Python on Linux), else spawn. */
 static mp_start_method platform_default(void) {
-#ifdef _WIN32
-  return MP_START_SPAWN;
-#else
-  return MP_START_FORK;
-#endif
+  return has_fork() ? MP_START_FORK : MP_START_SPAWN;
 }
 
 static int method_supported(mp_start_method m, const char *who) {
-#ifdef _WIN32
-  if (m == MP_START_FORK)
-    return mp_set_error(MP_EINVAL,
-                        "%s: the fork start method does not exist on Windows; "
-                        "use MP_START_SPAWN",
-                        who);
-#endif
-  if (m != MP_START_DEFAULT && m != MP_START_FORK && m != MP_START_SPAWN)
+  if (m == MP_START_DEFAULT)
+    return 0;
+  const start_method *row = method_row(m);
+  if (row == NULL)
     return mp_set_error(MP_EINVAL, "%s: unknown start method %d", who, (int)m);
+  if (!row->available())
+    return mp_set_error(MP_EINVAL,
+                        "%s: the %s start method does not exist on this system; "
+                        "use MP_START_SPAWN",
+                        who, row->name);
   return 0;
 }
 
@@ -110,6 +139,33 @@ static void registry_remove(mp_process *p) {
   mp_plat_global_unlock();
 }
 
+static void process_destroy(mp_process *p) {
+  mp_plat_child_release(&p->proc);
+  mp_args_free(p->args);
+  free(p->name);
+  free(p);
+}
+
+/* Children the user freed that have exited are reaped and freed now, as Python's start()
+ * cleans up finished children: they never stay zombies until mp_shutdown. */
+static void reap_freed(void) {
+  for (;;) {
+    mp_process *done = NULL;
+    mp_plat_global_lock();
+    for (mp_process **pp = &live; *pp; pp = &(*pp)->next) {
+      if ((*pp)->freed && mp_plat_child_wait(&(*pp)->proc, 0) == 0) {
+        done = *pp;
+        *pp = done->next;
+        break;
+      }
+    }
+    mp_plat_global_unlock();
+    if (done == NULL)
+      return;
+    process_destroy(done);
+  }
+}
+
 /* ---- the public object ------------------------------------------------------------------ */
 
 int mp_process_create(mp_process **out, mp_target_fn fn, const mp_args *args,
@@ -147,16 +203,9 @@ int mp_process_create(mp_process **out, mp_target_fn fn, const mp_args *args,
   p->method = opts->method;
   p->start_timeout_ms =
       opts->start_timeout_ms > 0 ? opts->start_timeout_ms : MP_DEFAULT_START_TIMEOUT_MS;
-  p->proc.wait_handle = MP_PLAT_INVALID;
+  p->proc.wait = p->proc.job = MP_PLAT_INVALID;
   *out = p;
   return 0;
-}
-
-static void process_destroy(mp_process *p) {
-  mp_plat_proc_release(&p->proc);
-  mp_args_free(p->args);
-  free(p->name);
-  free(p);
 }
 
 void mp_process_free(mp_process *p) {
@@ -186,18 +235,15 @@ int64_t mp_getppid(void) { return parent_pid ? parent_pid : mp_plat_getppid(); }
 
 /* ---- fork ----------------------------------------------------------------------------- */
 
-/* The handles a child's arguments name, found by asking each object to export itself. */
-static size_t args_handles(const mp_args *args, mp_plat_handle *out, size_t max) {
-  mp_plat_handle scratch[MP_MAX_CHILD_HANDLES];
-  size_t n = 0;
+/* The handles a child's arguments name, found by asking each object to export itself: an
+ * object that cannot travel (a closed connection) fails the start, as it does under spawn. */
+static int args_handles(const mp_args *args, mp_plat_handle *out, size_t *n) {
   char *buf = NULL;
   size_t len = 0;
-  if (mp__args_encode(args, &buf, &len, scratch, &n, MP_MAX_CHILD_HANDLES) != 0)
-    return 0;
+  *n = 0;
+  int rc = mp__args_encode(args, &buf, &len, out, n, MP_MAX_CHILD_HANDLES);
   free(buf);
-  n = n < max ? n : max;
-  memcpy(out, scratch, n * sizeof *out);
-  return n;
+  return rc;
 }
 
 static void become_child(const char *name, int64_t ppid) {
@@ -205,31 +251,28 @@ static void become_child(const char *name, int64_t ppid) {
   memcpy(current_name, name, n); /* not snprintf: its stack frame costs a fork child faults */
   current_name[n] = '\0';
   parent_pid = ppid;
-  /* The parent's children are not this process's to join or terminate. */
+  /* The parent's children are not this process's to join, terminate or reap. */
   live = NULL;
+  mp__child_forget_all();
 }
 
-typedef struct fork_ctx {
-  mp_process *p;
-  mp_plat_handle keep[MP_MAX_CHILD_HANDLES];
-  size_t nkeep;
-} fork_ctx;
-
 static int fork_child_main(void *ctx) {
-  fork_ctx *f = ctx;
-  mp_plat_fork_child_close_fds(f->keep, f->nkeep);
-  become_child(f->p->name, mp_plat_getppid());
-  int code = f->p->fn(f->p->args);
+  mp_process *p = ctx;
+  become_child(p->name, mp_plat_getppid());
+  int code = p->fn(p->args);
   mp_shutdown(); /* as Python's child does: its daemons end, its other children are joined */
   return code;
 }
 
 static int start_fork(mp_process *p) {
   /* Found before the fork: every page the child writes costs it a copy. */
-  fork_ctx f;
-  f.p = p;
-  f.nkeep = args_handles(p->args, f.keep, MP_MAX_CHILD_HANDLES);
-  return mp_plat_fork(&p->proc, !p->detached, fork_child_main, &f);
+  mp_plat_handle keep[MP_MAX_CHILD_HANDLES];
+  size_t nkeep = 0;
+  int rc = args_handles(p->args, keep, &nkeep);
+  if (rc == 0)
+    rc = mp_plat_child_fork(&p->proc, p->detached ? 0 : MP_CHILD_DIE_WITH_PARENT, keep, nkeep,
+                            fork_child_main, p);
+  return rc;
 }
 
 /* ---- spawn: the parent's side of the bootstrap -------------------------------------------- */
@@ -287,38 +330,63 @@ static int recv_from_child(mp_process *p, mp_conn *c, uint64_t deadline, const c
       return rc;
   }
   /* The child closed its end or exited: reap it (it is on its way out), then say how. */
-  if (mp_plat_proc_wait(&p->proc, (int)remaining_ms(deadline)) == MP_ETIMEDOUT) {
-    mp_plat_proc_signal(&p->proc, MP_SIG_KILL);
-    mp_plat_proc_wait(&p->proc, MP_FOREVER);
+  if (mp_plat_child_wait(&p->proc, (int)remaining_ms(deadline)) == MP_ETIMEDOUT) {
+    mp_plat_child_signal(&p->proc, MP_SIG_KILL, 0);
+    mp_plat_child_wait(&p->proc, MP_FOREVER);
   }
-  if (p->proc.exit_code == MP_EXIT_NO_INIT || strcmp(stage, "hello") == 0)
+  if (p->proc.status == MP_EXIT_NO_INIT || strcmp(stage, "hello") == 0)
     return mp_set_error(MP_ECHILD,
                         "child exited with code %d before calling mp_init: does main() "
                         "call mp_init(&argc, &argv) first?",
-                        p->proc.exit_code);
+                        p->proc.status);
   return mp_set_error(MP_ECHILD, "child exited with code %d during the bootstrap (%s)",
-                      p->proc.exit_code, stage);
+                      p->proc.status, stage);
+}
+
+/* The i-th item of a decoded message as text, bytes or an integer: 0 or MP_EPROTO. */
+static int item_str(const mp_value *m, size_t i, const char **s, size_t *n) {
+  mp_value *it = NULL;
+  return mp_value_at(m, i, &it) == 0 && mp_value_get_str(it, s, n) == 0 ? 0 : MP_EPROTO;
+}
+
+static int item_bytes(const mp_value *m, size_t i, const void **s, size_t *n) {
+  mp_value *it = NULL;
+  return mp_value_at(m, i, &it) == 0 && mp_value_get_bytes(it, s, n) == 0 ? 0 : MP_EPROTO;
+}
+
+static int item_int(const mp_value *m, size_t i, int64_t *v) {
+  mp_value *it = NULL;
+  return mp_value_at(m, i, &it) == 0 && mp_value_get_int(it, v) == 0 ? 0 : MP_EPROTO;
+}
+
+/* A message from the other side: one MessagePack list, decoded by value.c, which bounds
+ * what it allocates by the input's size (hostile bytes never make a giant allocation). */
+static int decode_list(const void *msg, size_t len, mp_value **m, size_t *n) {
+  *m = NULL;
+  if (mp_value_decode(msg, len, m) != 0 || mp_value_type_of(*m) != MP_VALUE_LIST ||
+      mp_value_len(*m, n) != 0) {
+    mp_value_free(*m);
+    *m = NULL;
+    return MP_EPROTO;
+  }
+  return 0;
 }
 
 /* Reads ["ok"] or ["error", code, message]; anything else is a protocol error. */
 static int check_reply(const void *msg, size_t len) {
-  msgpack_unpacked up;
-  msgpack_unpacked_init(&up);
-  size_t off = 0;
+  mp_value *m;
+  size_t n = 0, sl = 0;
+  const char *s = NULL;
+  int64_t code = 0;
   int rc = mp_set_error(MP_EPROTO, "start: malformed bootstrap reply from the child");
-  if (msgpack_unpack_next(&up, msg, len, &off) == MSGPACK_UNPACK_SUCCESS &&
-      up.data.type == MSGPACK_OBJECT_ARRAY && up.data.via.array.size >= 1) {
-    const msgpack_object *a = up.data.via.array.ptr;
-    if (a[0].type == MSGPACK_OBJECT_STR && a[0].via.str.size == 2 &&
-        memcmp(a[0].via.str.ptr, "ok", 2) == 0) {
-      rc = 0;
-    } else if (up.data.via.array.size == 3 && a[1].type == MSGPACK_OBJECT_NEGATIVE_INTEGER &&
-               a[2].type == MSGPACK_OBJECT_STR) {
-      rc = mp_set_error((int)a[1].via.i64, "child could not start its target: %.*s",
-                        (int)a[2].via.str.size, a[2].via.str.ptr);
-    }
-  }
-  msgpack_unpacked_destroy(&up);
+  if (decode_list(msg, len, &m, &n) != 0 || item_str(m, 0, &s, &sl) != 0)
+    rc = MP_EPROTO;
+  else if (n == 1 && sl == 2 && memcmp(s, "ok", 2) == 0)
+    rc = 0;
+  else if (n == 3 && item_int(m, 1, &code) == 0 && code < 0 && code > -1000 &&
+           item_str(m, 2, &s, &sl) == 0)
+    rc = mp_set_error((int)code, "child could not start its target: %.*s", (int)sl, s);
+  mp_value_free(m);
   return rc;
 }
 
@@ -339,8 +407,32 @@ static int handshake(mp_process *p, mp_conn *mine, const call_msg *call) {
   return rc;
 }
 
-/* Prepares the call, spawns, and runs the handshake; the child's bootstrap end is
- * closed in the parent once the child holds it (or has failed). */
+/* Spawns this program with the marker as argv[1], the bootstrap end and the handles. */
+static int spawn_self(mp_process *p, mp_plat_handle boot, const mp_plat_handle *handles,
+                      mp_plat_handle *child_handles, size_t nh) {
+  char marker[96], self[4096];
+  int flags = p->detached ? 0 : MP_CHILD_DIE_WITH_PARENT;
+  snprintf(marker, sizeof marker, MP_CHILD_MARKER "%lld:%lld:%d", (long long)mp_plat_getpid(),
+           (long long)mp_plat_bootstrap_value(boot), flags);
+  const char *argv0 = program_argv0;
+  if (argv0 == NULL)
+    argv0 = mp_plat_self_exe(self, sizeof self) == 0 ? self : "multiproc-child";
+  const char *argv[] = {argv0, marker, NULL};
+  mp_plat_child_spec spec;
+  memset(&spec, 0, sizeof spec);
+  spec.argv = argv;
+  for (int i = 0; i < 3; i++)
+    spec.stdio[i] = MP_PLAT_INVALID;
+  spec.bootstrap = boot;
+  spec.pass = handles;
+  spec.passed = child_handles;
+  spec.npass = nh;
+  spec.flags = flags;
+  return mp__child_spawn(&spec, &p->proc);
+}
+
+/* Prepares the call, spawns, and runs the handshake; a child that fails it is killed and
+ * reaped. The parent's copy of the child's bootstrap end goes as soon as the child holds it. */
 static int start_spawn(mp_process *p) {
   mp_plat_target t;
   mp_conn *mine = NULL, *theirs = NULL;
@@ -359,28 +451,18 @@ static int start_spawn(mp_process *p) {
     memset(&boot, 0, sizeof boot);
     rc = mp__conn_xfer.export_obj(theirs, &boot);
   }
-  if (rc == 0) {
-    mp_plat_spawn_req req = {program_argv0,   p->detached ? 0 : MP_CHILD_DIE_WITH_PARENT,
-                             boot.handles[0], handles,
-                             child_handles,   nh};
-    rc = mp_plat_spawn_self(&p->proc, &req);
-  }
   if (rc == 0)
-    rc = encode_call(p, &t, args_buf, args_len, child_handles, nh, &call);
+    rc = spawn_self(p, boot.handles[0], handles, child_handles, nh);
   if (rc == 0) {
-#ifndef _WIN32
-    mp_conn_free(theirs); /* the child has its copy; EOF now means the child is gone */
-    theirs = NULL;
-#endif
-    int hs = handshake(p, mine, &call);
-    if (hs != 0 && !p->proc.reaped) {
-      mp_plat_proc_signal(&p->proc, MP_SIG_KILL);
-      mp_plat_proc_wait(&p->proc, MP_FOREVER);
+    if (mp_plat_child_caps() & MP_CAP_BOOT_HANDED) {
+      mp_conn_free(theirs); /* the child has its copy; EOF now means the child is gone */
+      theirs = NULL;
     }
-    rc = hs;
-  } else if (p->proc.wait_handle != MP_PLAT_INVALID) {
-    mp_plat_proc_signal(&p->proc, MP_SIG_KILL);
-    mp_plat_proc_wait(&p->proc, MP_FOREVER);
+    rc = encode_call(p, &t, args_buf, args_len, child_handles, nh, &call);
+    if (rc == 0)
+      rc = handshake(p, mine, &call);
+    if (rc != 0)
+      mp__child_discard(&p->proc);
   }
   mp_conn_free(theirs);
   mp_conn_free(mine);
@@ -406,15 +488,18 @@ int mp_process_start(mp_process *p) {
                     "call mp_init(&argc, &argv) first; exiting\n");
     mp_plat_exit(MP_EXIT_NO_INIT);
   }
+  reap_freed();
   mp_start_method m = resolve_method(p->method);
   int rc = method_supported(m, "mp_process_start");
-  fflush(NULL); /* what the parent printed before start comes before what the child prints */
+  /* What the parent printed before start comes before what the child prints. Only stdout
+   * and stderr: fflush(NULL) would wait for a thread blocked reading stdin. */
+  fflush(stdout);
+  fflush(stderr);
   if (rc == 0)
-    rc = m == MP_START_FORK ? start_fork(p) : start_spawn(p);
+    rc = method_row(m)->start(p);
   if (rc) {
-    mp_plat_proc_release(&p->proc);
     memset(&p->proc, 0, sizeof p->proc);
-    p->proc.wait_handle = MP_PLAT_INVALID;
+    p->proc.wait = p->proc.job = MP_PLAT_INVALID;
     return rc;
   }
   p->state = ST_STARTED;
@@ -434,7 +519,7 @@ int mp_process_join(mp_process *p, int timeout_ms) {
     return mp_set_error(MP_ESTATE, "mp_process_join: %s was not started", p->name);
   if (p->state == ST_DONE)
     return 0;
-  int rc = mp_plat_proc_wait(&p->proc, timeout_ms);
+  int rc = mp_plat_child_wait(&p->proc, timeout_ms);
   if (rc == 0)
     mark_done(p);
   return rc;
@@ -453,7 +538,7 @@ int mp_process_exitcode(mp_process *p, int *code) {
     mp_process_join(p, 0);
   if (p->state != ST_DONE)
     return mp_set_error(MP_ESTATE, "mp_process_exitcode: %s has not exited", p->name);
-  *code = p->proc.exit_code;
+  *code = p->proc.status;
   return 0;
 }
 
@@ -462,7 +547,7 @@ static int send_signal(mp_process *p, int sig, const char *who) {
     return mp_set_error(MP_EINVAL, "%s: p is NULL", who);
   if (p->state == ST_CREATED)
     return mp_set_error(MP_ESTATE, "%s: %s was not started", who, p->name);
-  return p->state == ST_DONE ? 0 : mp_plat_proc_signal(&p->proc, sig);
+  return p->state == ST_DONE ? 0 : mp_plat_child_signal(&p->proc, sig, 0);
 }
 
 int mp_process_terminate(mp_process *p) {
@@ -472,7 +557,7 @@ int mp_process_terminate(mp_process *p) {
 int mp_process_kill(mp_process *p) { return send_signal(p, MP_SIG_KILL, "mp_process_kill"); }
 
 mp_plat_handle mp__process_wait_handle(mp_process *p) {
-  return p ? p->proc.wait_handle : MP_PLAT_INVALID; /* INVALID until spawned */
+  return p ? p->proc.wait : MP_PLAT_INVALID; /* INVALID until spawned */
 }
 
 /* Terminates daemons, then joins every child; frees those the user already freed. */
@@ -486,13 +571,13 @@ void mp_shutdown(void) {
     if (p == NULL)
       break;
     if (p->daemon)
-      mp_plat_proc_signal(&p->proc, MP_SIG_TERM);
-    mp_plat_proc_wait(&p->proc, MP_FOREVER);
+      mp_plat_child_signal(&p->proc, MP_SIG_TERM, 0);
+    mp_plat_child_wait(&p->proc, MP_FOREVER);
     p->state = ST_DONE;
     if (p->freed)
       process_destroy(p);
   }
-  mp__popen_reap_all();
+  mp__child_reap_abandoned();
 }
 
 /* ---- the child's side of the bootstrap ---------------------------------------------------- */
@@ -506,28 +591,49 @@ typedef struct child_call {
   size_t args_len;
 } child_call;
 
-static int parse_call(const msgpack_object *o, child_call *c) {
-  if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 7)
+static int parse_call(const mp_value *m, size_t n, child_call *c) {
+  const char *s = NULL, *module = NULL, *name = NULL;
+  const void *fp = NULL;
+  size_t sl = 0, ml = 0, nl = 0, fl = 0, nh = 0;
+  int64_t offset = -1;
+  mp_value *hs = NULL;
+  if (n != 7 || item_str(m, 0, &s, &sl) != 0 || sl != 4 || memcmp(s, "call", 4) != 0 ||
+      item_str(m, 1, &module, &ml) != 0 || ml >= sizeof c->target.module ||
+      item_int(m, 2, &offset) != 0 || offset < 0 || item_bytes(m, 3, &fp, &fl) != 0 ||
+      fl > MP_FINGERPRINT_MAX || item_str(m, 4, &name, &nl) != 0 || mp_value_at(m, 5, &hs) != 0 ||
+      mp_value_type_of(hs) != MP_VALUE_LIST || mp_value_len(hs, &nh) != 0 ||
+      nh > MP_MAX_CHILD_HANDLES || item_bytes(m, 6, (const void **)&c->args, &c->args_len) != 0)
     return mp_set_error(MP_EPROTO, "bootstrap: malformed call");
-  const msgpack_object *a = o->via.array.ptr;
-  if (a[1].type != MSGPACK_OBJECT_STR || a[1].via.str.size >= sizeof c->target.module ||
-      a[2].type != MSGPACK_OBJECT_POSITIVE_INTEGER || a[3].type != MSGPACK_OBJECT_BIN ||
-      a[3].via.bin.size > MP_FINGERPRINT_MAX || a[4].type != MSGPACK_OBJECT_STR ||
-      a[5].type != MSGPACK_OBJECT_ARRAY || a[5].via.array.size > MP_MAX_CHILD_HANDLES ||
-      a[6].type != MSGPACK_OBJECT_BIN)
-    return mp_set_error(MP_EPROTO, "bootstrap: malformed call fields");
-  memset(c, 0, sizeof *c);
-  memcpy(c->target.module, a[1].via.str.ptr, a[1].via.str.size);
-  c->target.offset = a[2].via.u64;
-  memcpy(c->target.fingerprint, a[3].via.bin.ptr, a[3].via.bin.size);
-  c->target.fingerprint_len = a[3].via.bin.size;
-  snprintf(c->name, sizeof c->name, "%.*s", (int)a[4].via.str.size, a[4].via.str.ptr);
-  c->nhandles = a[5].via.array.size;
-  for (size_t i = 0; i < c->nhandles; i++)
-    c->handles[i] = (mp_plat_handle)a[5].via.array.ptr[i].via.i64;
-  c->args = a[6].via.bin.ptr;
-  c->args_len = a[6].via.bin.size;
+  for (size_t i = 0; i < nh; i++) {
+    int64_t h = 0;
+    if (item_int(hs, i, &h) != 0)
+      return mp_set_error(MP_EPROTO, "bootstrap: handle %zu is not a number", i);
+    c->handles[i] = (mp_plat_handle)h;
+  }
+  c->nhandles = nh;
+  memset(&c->target, 0, sizeof c->target);
+  memcpy(c->target.module, module, ml);
+  c->target.offset = (uint64_t)offset;
+  memcpy(c->target.fingerprint, fp, fl);
+  c->target.fingerprint_len = fl;
+  snprintf(c->name, sizeof c->name, "%.*s", (int)nl, name);
   return 0;
+}
+
+/* Decodes and checks a call message; *m (freed by the caller) holds what call points into. */
+static int decode_call(const void *msg, size_t len, mp_value **m, child_call *call) {
+  size_t n = 0;
+  if (decode_list(msg, len, m, &n) != 0)
+    return mp_set_error(MP_EPROTO, "bootstrap: the call is not one MessagePack list");
+  return parse_call(*m, n, call);
+}
+
+int mp__boot_check_call(const void *msg, size_t len) {
+  mp_value *m = NULL;
+  child_call call;
+  int rc = decode_call(msg, len, &m, &call);
+  mp_value_free(m);
+  return rc;
 }
 
 static int send_reply(mp_conn *c, int code, const char *message) {
@@ -569,36 +675,56 @@ static int receive_call(mp_conn *c, mp_target_fn *fn, mp_args **args) {
   int rc = mp_conn_recv(c, &msg, &len, MP_FOREVER);
   if (rc)
     return rc;
-  msgpack_unpacked up;
-  msgpack_unpacked_init(&up);
-  size_t off = 0;
+  mp_value *m = NULL;
   child_call call;
-  if (msgpack_unpack_next(&up, msg, len, &off) != MSGPACK_UNPACK_SUCCESS)
-    rc = mp_set_error(MP_EPROTO, "bootstrap: the call is not MessagePack");
-  if (rc == 0)
-    rc = parse_call(&up.data, &call);
+  rc = decode_call(msg, len, &m, &call);
   void (*code)(void) = NULL;
   if (rc == 0)
     rc = mp_plat_target_resolve(&call.target, &code);
   if (rc == 0)
     rc = mp__args_decode(call.args, call.args_len, call.handles, call.nhandles, args);
   if (rc == 0) {
+    /* Whatever the target execs (system(), a subprocess) must not inherit these. */
+    mp_plat_child_seal(call.handles, call.nhandles);
     *fn = (mp_target_fn)code;
     snprintf(current_name, sizeof current_name, "%s", call.name);
   }
-  msgpack_unpacked_destroy(&up);
+  mp_value_free(m);
   mp_free(msg);
   return rc;
 }
 
-static int parse_marker(const char *arg, int64_t *ppid, int64_t *handle, int *flags) {
-  long long a = 0, b = 0;
-  int f = 0;
-  if (sscanf(arg + strlen(MP_CHILD_MARKER), "%lld:%lld:%d", &a, &b, &f) != 3)
+/* Reads a decimal number ending at stop; 0 or MP_EPROTO. */
+static int marker_number(const char **p, char stop, long long *out) {
+  long long v = 0;
+  const char *q = *p;
+  if (*q < '0' || *q > '9')
     return MP_EPROTO;
+  for (; *q >= '0' && *q <= '9'; q++) {
+    if (v > (0x7fffffffffffffffLL - 9) / 10)
+      return MP_EPROTO;
+    v = v * 10 + (*q - '0');
+  }
+  if (*q != stop)
+    return MP_EPROTO;
+  *p = q + (stop != '\0');
+  *out = v;
+  return 0;
+}
+
+/* "--multiproc-child=<ppid>:<bootstrap>:<flags>", nothing more, nothing less. */
+int mp__boot_parse_marker(const char *arg, int64_t *ppid, int64_t *handle, int *flags) {
+  long long a = 0, b = 0, f = 0;
+  size_t n = strlen(MP_CHILD_MARKER);
+  if (strncmp(arg, MP_CHILD_MARKER, n) != 0)
+    return mp_set_error(MP_EPROTO, "bootstrap: not a child marker");
+  const char *p = arg + n;
+  if (marker_number(&p, ':', &a) || marker_number(&p, ':', &b) || marker_number(&p, '\0', &f) ||
+      a == 0 || f > MP_CHILD_DIE_WITH_PARENT)
+    return mp_set_error(MP_EPROTO, "bootstrap: malformed child marker \"%.64s\"", arg);
   *ppid = a;
   *handle = b;
-  *flags = f;
+  *flags = (int)f;
   return 0;
 }
 
@@ -608,13 +734,18 @@ static void child_main(const char *marker) {
   int flags = 0;
   mp_plat_handle h = MP_PLAT_INVALID;
   mp_conn *c = NULL;
-  if (parse_marker(marker, &ppid, &value, &flags) != 0)
+  if (mp__boot_parse_marker(marker, &ppid, &value, &flags) != 0 ||
+      mp_plat_child_mode_allowed() != 0) {
+    fprintf(stderr, "multiproc: %s\n", mp_last_error());
     mp_plat_exit(MP_EXIT_BOOTSTRAP);
+  }
   is_spawned_child_running = 1;
   parent_pid = ppid;
-  mp_plat_child_setup(ppid, flags & MP_CHILD_DIE_WITH_PARENT);
-  if (mp_plat_bootstrap_handle(ppid, value, &h) != 0)
+  if (mp_plat_bootstrap_handle(ppid, value, &h) != 0) {
+    fprintf(stderr, "multiproc: %s\n", mp_last_error());
     mp_plat_exit(MP_EXIT_BOOTSTRAP);
+  }
+  mp_plat_child_setup(ppid, flags & MP_CHILD_DIE_WITH_PARENT);
   if (mp__conn_wrap_handle(h, &c) != 0 || send_hello(c) != 0)
     mp_plat_exit(MP_EXIT_BOOTSTRAP);
   mp_target_fn fn = NULL;
@@ -636,21 +767,21 @@ static void read_forced_method(void) {
   const char *env = getenv("MULTIPROC_START_METHOD");
   if (env == NULL || env[0] == '\0')
     return;
-  if (strcmp(env, "spawn") == 0)
-    forced_method = MP_START_SPAWN;
-  else if (strcmp(env, "fork") == 0 && method_supported(MP_START_FORK, "x") == 0)
-    forced_method = MP_START_FORK;
-  else
+  for (size_t i = 0; i < NMETHODS; i++)
+    if (strcmp(env, methods[i].name) == 0 && methods[i].available())
+      forced_method = methods[i].id;
+  if (forced_method == 0)
     mp_set_error(MP_EINVAL, "MULTIPROC_START_METHOD=%s is not a start method here; ignored", env);
 }
 
 int mp_init(int *argc, char ***argv) {
   static int initialised;
   if (argc && argv && *argv) {
-    for (int i = 1; i < *argc; i++)
-      if (strncmp((*argv)[i], MP_CHILD_MARKER, strlen(MP_CHILD_MARKER)) == 0)
-        child_main((*argv)[i]);
+    /* Child mode only for exactly "program marker": a marker anywhere else is an argument. */
+    if (*argc == 2 && strncmp((*argv)[1], MP_CHILD_MARKER, strlen(MP_CHILD_MARKER)) == 0)
+      child_main((*argv)[1]);
     program_argv0 = (*argv)[0];
+    mp_plat_note_argv0(program_argv0);
   }
   if (initialised)
     return 0;

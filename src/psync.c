@@ -91,6 +91,12 @@ int mp_psem_release(mp_psem *s) {
   return mp_plat_psem_release(s->p);
 }
 
+int mp_psem_get_value(mp_psem *s, unsigned *value) {
+  CHECK(s, "mp_psem_get_value");
+  CHECK(value, "mp_psem_get_value");
+  return mp_plat_psem_value(s->p, value);
+}
+
 void mp_psem_free(mp_psem *s) {
   if (s == NULL)
     return;

@@ -22,7 +22,14 @@
  * side stores its state, then sets the event only if the flag is up (a Dekker pair over
  * seq_cst atomics), so the fast path makes no system call. Only the lock holder waits on
  * not_empty / not_full, so each event has at most one sleeper. A short bounded spin
- * before sleeping avoids a futex round trip per message when both sides are busy. */
+ * before sleeping avoids a futex round trip per message when both sides are busy. A side
+ * killed between storing its state and setting the event wakes nobody, so every sleep here
+ * lasts at most MP_PLAT_RECHECK_NS before the sleeper looks again.
+ *
+ * JoinableQueue. Unfinished tasks are the messages started (wstate's count) minus
+ * `tasks_done` (under jlock): task_done calls plus the messages the queue discarded (a large
+ * message its writer abandoned, dropped by its reader). A put changes the count in the same
+ * store that publishes its first record, so no death can leave the two apart. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,9 +53,6 @@
 #define RING_MAX ((size_t)1 << 30)
 #define REC_HDR 16
 #define SPINS 200
-/* While a large message is in flight its reader re-checks the writer this often: a dead
- * process wakes nobody, so this bounds how long a killed writer can stall its reader. */
-#define WRITER_CHECK_NS ((int64_t)100 * 1000000)
 #define ABANDONED 1 /* internal: the partial message's writer is gone */
 
 enum { REC_SINGLE = 1, REC_FIRST, REC_MIDDLE, REC_LAST };
@@ -76,7 +80,7 @@ struct qhdr {
   _Alignas(64) _Atomic uint32_t reader_waiting;
   _Atomic uint32_t writer_waiting;
   _Atomic uint32_t closed;
-  int64_t unfinished; /* JoinableQueue: under jlock */
+  uint64_t tasks_done; /* JoinableQueue: tasks done (mod 2^28), under jlock */
 };
 
 #define HDR_SIZE ((sizeof(struct qhdr) + 63) & ~(size_t)63)
@@ -104,6 +108,17 @@ static uint64_t st_queued(uint64_t w, uint64_t r) { return (st_cnt(w) - st_cnt(r
 static uint64_t rec_size(uint64_t len) { return REC_HDR + ((len + 7) & ~(uint64_t)7); }
 static uint8_t rec_check(uint32_t len, uint8_t type) {
   return (uint8_t)(0x5a ^ type ^ len ^ (len >> 8) ^ (len >> 16) ^ (len >> 24));
+}
+
+/* The end of one sleep: the deadline, or sooner, so that a wake-up lost with a killed
+ * process costs at most MP_PLAT_RECHECK_NS. */
+static int64_t recheck_until(int64_t deadline) {
+  int64_t next = (int64_t)mp_plat_monotonic_ns() + MP_PLAT_RECHECK_NS;
+  return deadline >= 0 && deadline < next ? deadline : next;
+}
+
+static int passed(int64_t deadline) {
+  return deadline >= 0 && (int64_t)mp_plat_monotonic_ns() >= deadline;
 }
 
 static void ring_write(lq *q, uint64_t pos, const void *src, size_t n) {
@@ -179,8 +194,8 @@ static int wait_room(lq *q, uint64_t need, int slot, int64_t deadline) {
     mp_plat_pevent_clear(q->not_full);
     atomic_store(&h->writer_waiting, 1);
     if (!room_ok(q, need, slot) && !atomic_load(&h->closed)) {
-      int rc = mp_plat_pevent_wait(q->not_full, deadline);
-      if (rc == MP_ETIMEDOUT && !room_ok(q, need, slot)) {
+      int rc = mp_plat_pevent_wait(q->not_full, recheck_until(deadline));
+      if (rc == MP_ETIMEDOUT && passed(deadline) && !room_ok(q, need, slot)) {
         atomic_store(&h->writer_waiting, 0);
         return mp_set_error(MP_EFULL, "mp_queue_put: the queue stayed full until the timeout");
       }
@@ -238,32 +253,32 @@ static int put_parts(lq *q, const unsigned char *buf, size_t len, int64_t deadli
 
 /* ---- JoinableQueue bookkeeping (under jlock) ---------------------------------------- */
 
-/* The holder died: make the event agree with the count again. */
-static void repair_tasks(lq *q) {
-  if (q->h->unfinished < 0)
-    q->h->unfinished = 0;
-  if (q->h->unfinished == 0)
-    mp_plat_pevent_set(q->all_done);
-  else
-    mp_plat_pevent_clear(q->all_done);
+/* Messages started and not yet done (a count of at most 2^28 - 1). */
+static uint64_t unfinished(lq *q) {
+  return (st_cnt(atomic_load(&q->h->wstate)) - q->h->tasks_done) & CNT_MASK;
 }
 
-/* Adds delta (+1 at put, -1 at task_done or an undone put); the all_done event is set
- * exactly when the count is 0. */
-static int tasks_add(lq *q, int delta, const char *what) {
+/* The holder died: its task_done is counted or not; make the event agree with the count. */
+static void repair_tasks(lq *q) {
+  if (unfinished(q) == 0)
+    mp_plat_pevent_set(q->all_done);
+}
+
+/* Marks n messages done (task_done, or messages the queue itself discarded); all_done is set
+ * when nothing is left unfinished. Puts never touch it: joiners clear it (under jlock) when
+ * they find work left, and only a task_done can bring the count back to 0. */
+static int tasks_finish(lq *q, uint64_t n, const char *what) {
   int rc = take(q, q->jlock, -1, repair_tasks);
   if (rc != 0)
     return rc;
-  int64_t *n = &q->h->unfinished;
-  if (delta < 0 && *n == 0) {
+  uint64_t left = unfinished(q);
+  if (n > left) {
     rc = mp_set_error(MP_EINVAL, "%s: called more times than messages were put", what);
-  } else {
-    *n += delta;
-    if (*n == 0)
-      mp_plat_pevent_set(q->all_done);
-    else if (*n == 1 && delta > 0)
-      mp_plat_pevent_clear(q->all_done);
+    n = left;
   }
+  q->h->tasks_done = (q->h->tasks_done + n) & CNT_MASK;
+  if (left == n)
+    mp_plat_pevent_set(q->all_done);
   mp_plat_plock_release(q->jlock);
   return rc;
 }
@@ -287,16 +302,10 @@ static int lq_put(void *impl, const void *buf, size_t len, int timeout_ms) {
     return mp_set_error(MP_EFULL, "mp_queue_put: another putter held the queue until the timeout");
   if (rc != 0)
     return rc;
-  if (h->joinable && (rc = tasks_add(q, +1, "mp_queue_put")) != 0) {
-    mp_plat_plock_release(q->wlock);
-    return rc;
-  }
   if (len <= h->chunk)
     rc = put_record(q, REC_SINGLE, 0, NULL, buf, len, deadline);
   else
     rc = put_parts(q, buf, len, deadline);
-  if (rc != 0 && h->joinable)
-    tasks_add(q, -1, "mp_queue_put");
   mp_plat_plock_release(q->wlock);
   return rc;
 }
@@ -354,13 +363,12 @@ static int wait_data(lq *q, int64_t deadline, uint64_t id) {
     int rc = 0;
     if (!data_ready(q) && !(id == 0 && atomic_load(&h->closed)) &&
         !(id != 0 && atomic_load(&h->writing_id) != id)) {
-      int64_t until = id ? (int64_t)mp_plat_monotonic_ns() + WRITER_CHECK_NS : deadline;
-      rc = mp_plat_pevent_wait(q->not_empty, until);
+      rc = mp_plat_pevent_wait(q->not_empty, recheck_until(id ? -1 : deadline));
     }
     atomic_store(&h->reader_waiting, 0);
     if (rc == MP_ETIMEDOUT && id != 0)
       probe = 1;
-    else if (rc == MP_ETIMEDOUT && !data_ready(q))
+    else if (rc == MP_ETIMEDOUT && passed(deadline) && !data_ready(q))
       return mp_set_error(MP_EEMPTY, "mp_queue_get: no message before the timeout");
     else if (rc != 0 && rc != MP_ETIMEDOUT)
       return rc;
@@ -378,9 +386,13 @@ static void consume(lq *q, uint64_t size, int counted) {
     mp_plat_pevent_set(q->not_full);
 }
 
-/* A header that cannot be one: drop everything queued rather than deliver garbage. */
+/* A header that cannot be one: drop everything queued rather than deliver garbage (in a
+ * JoinableQueue the dropped messages count as done: nobody will ever get them). */
 static int broken(lq *q, const char *why) {
-  atomic_store(&q->h->rstate, atomic_load(&q->h->wstate));
+  uint64_t w = atomic_load(&q->h->wstate);
+  if (q->h->joinable)
+    tasks_finish(q, st_queued(w, atomic_load(&q->h->rstate)), "mp_queue_get");
+  atomic_store(&q->h->rstate, w);
   if (atomic_load(&q->h->writer_waiting))
     mp_plat_pevent_set(q->not_full);
   return mp_set_error(MP_EBROKEN,
@@ -411,12 +423,19 @@ static void drop(struct partial *p) {
   memset(p, 0, sizeof *p);
 }
 
+/* Drops a message begun and never to be delivered; in a JoinableQueue it counts as done. */
+static void discard(lq *q, struct partial *p) {
+  if (p->buf != NULL && q->h->joinable)
+    tasks_finish(q, 1, "mp_queue_get");
+  drop(p);
+}
+
 /* Handles one record; returns 1 when *p holds a complete message. */
 static int take_record(lq *q, const struct rec *r, struct partial *p) {
   uint64_t pos = st_pos(atomic_load_explicit(&q->h->rstate, memory_order_relaxed)) + REC_HDR;
   uint64_t size = rec_size(r->len);
   if (r->type == REC_SINGLE || r->type == REC_FIRST) {
-    drop(p);
+    discard(q, p); /* a message begun and never finished: its writer abandoned it */
     uint64_t total = r->len;
     if (r->type == REC_FIRST) {
       ring_read(q, pos, &total, 8);
@@ -427,6 +446,8 @@ static int take_record(lq *q, const struct rec *r, struct partial *p) {
     p->buf = malloc(total ? (size_t)total : 1);
     if (p->buf == NULL) {
       consume(q, size, 1);
+      if (q->h->joinable) /* dropped: nobody will get it (its other parts become orphans) */
+        tasks_finish(q, 1, "mp_queue_get");
       return mp_set_error(MP_ENOMEM, "mp_queue_get: no memory for a %llu-byte message (dropped)",
                           (unsigned long long)total);
     }
@@ -455,7 +476,7 @@ static int read_message(lq *q, void **out, size_t *outlen, int64_t deadline) {
     struct rec r;
     int rc = wait_data(q, deadline, p.buf ? p.id : 0);
     if (rc == ABANDONED) {
-      drop(&p);
+      discard(q, &p);
       continue;
     }
     if (rc == 0)
@@ -468,7 +489,7 @@ static int read_message(lq *q, void **out, size_t *outlen, int64_t deadline) {
       return 0;
     }
     if (rc < 0) {
-      drop(&p);
+      discard(q, &p); /* its remaining parts become orphans: nobody will get it */
       return rc;
     }
   }
@@ -544,24 +565,28 @@ static int not_joinable(const char *what) {
 
 static int lq_task_done(void *impl) {
   lq *q = impl;
-  return q->h->joinable ? tasks_add(q, -1, "mp_queue_task_done")
+  return q->h->joinable ? tasks_finish(q, 1, "mp_queue_task_done")
                         : not_joinable("mp_queue_task_done");
 }
 
+/* Waits for all_done in slices: a task_done killed between its count and its event leaves
+ * the event clear, and the next look under jlock sees the count. */
 static int lq_join(void *impl, int timeout_ms) {
   lq *q = impl;
   if (!q->h->joinable)
     return not_joinable("mp_queue_join");
   int64_t deadline;
   int rc = mp__deadline_ns(timeout_ms, &deadline);
-  while (rc == 0) {
+  while (rc == 0 || (rc == MP_ETIMEDOUT && !passed(deadline))) {
     if ((rc = take(q, q->jlock, deadline, repair_tasks)) != 0)
       break;
-    int64_t n = q->h->unfinished;
+    uint64_t n = unfinished(q);
+    if (n != 0)
+      mp_plat_pevent_clear(q->all_done); /* a put made work since it was last set */
     mp_plat_plock_release(q->jlock);
     if (n == 0)
       return 0;
-    rc = mp_plat_pevent_wait(q->all_done, deadline);
+    rc = mp_plat_pevent_wait(q->all_done, recheck_until(deadline));
   }
   if (rc == MP_ETIMEDOUT)
     return mp_set_error(MP_ETIMEDOUT,

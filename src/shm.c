@@ -1,5 +1,6 @@
 /* Anonymous shared memory (mp_shm) and, on top of it, multiprocessing's Value and Array
  * (mp_shared): typed elements in shared memory guarded by their own process-shared lock. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -142,8 +143,9 @@ void *mp_shared_data(mp_shared *s) {
 
 mp_plock *mp_shared_lock(mp_shared *s) { return s ? s->lock : NULL; }
 
-/* Checks the call and takes the lock. A holder that died leaves at worst a half-written
- * element: the value is still a valid number, so carry on, as multiprocessing would. */
+/* Checks the call and takes the lock. A holder that died inside a helper below left each
+ * element either old or new (one untorn 8-byte store), so carry on, as multiprocessing
+ * would; what a user's own critical section left is the user's to judge (MP_EOWNERDEAD). */
 static int shared_enter(mp_shared *s, size_t i, mp_shared_type type, const char *what) {
   if (s == NULL)
     return mp_set_error(MP_EINVAL, "%s: s is NULL", what);
@@ -163,11 +165,13 @@ static int shared_int(mp_shared *s, size_t i, int set, int64_t v, int64_t *resul
   int rc = shared_enter(s, i, MP_SHARED_INT64, what);
   if (rc != 0)
     return rc;
-  int64_t *e = (int64_t *)mp_shared_data(s) + i;
+  _Atomic int64_t *e = (_Atomic int64_t *)mp_shared_data(s) + i;
   /* Wraps around like Python's ctypes c_int64 instead of overflowing. */
-  *e = set ? v : (int64_t)((uint64_t)*e + (uint64_t)v);
+  int64_t now = atomic_load_explicit(e, memory_order_relaxed);
+  now = set ? v : (int64_t)((uint64_t)now + (uint64_t)v);
+  atomic_store_explicit(e, now, memory_order_relaxed);
   if (result)
-    *result = *e;
+    *result = now;
   return mp_plock_release(s->lock);
 }
 
@@ -176,10 +180,12 @@ static int shared_double(mp_shared *s, size_t i, int set, double v, double *resu
   int rc = shared_enter(s, i, MP_SHARED_DOUBLE, what);
   if (rc != 0)
     return rc;
-  double *e = (double *)mp_shared_data(s) + i;
-  *e = set ? v : *e + v;
+  _Atomic double *e = (_Atomic double *)mp_shared_data(s) + i;
+  double now = atomic_load_explicit(e, memory_order_relaxed);
+  now = set ? v : now + v;
+  atomic_store_explicit(e, now, memory_order_relaxed);
   if (result)
-    *result = *e;
+    *result = now;
   return mp_plock_release(s->lock);
 }
 

@@ -12,3 +12,8 @@ int mp_random_bytes(void *buf, size_t len) {
     return mp_set_error(MP_EINVAL, "mp_random_bytes: buf is NULL");
   return mp_plat_random_bytes(buf, len);
 }
+
+void mp_sleep_ms(int ms) {
+  if (ms > 0)
+    mp_plat_sleep_ms(ms);
+}

@@ -6,6 +6,7 @@
 #     else: no tests, no examples, no install rules, no cmocka, and its own BUILD_TESTING
 #     does not turn multiproc's tests on;
 #  4. warnings are errors only with MP_WERROR.
+string(REPLACE "|" ";" MP_PREFIX_PATH "${MP_PREFIX_PATH}") # tests/CMakeLists.txt joined it
 function(configure label expect_rc)
   set(dir ${MP_WORK_DIR}/${label})
   file(REMOVE_RECURSE ${dir})

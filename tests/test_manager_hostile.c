@@ -145,7 +145,7 @@ static void wait_idle(mp_manager *m) {
     assert_mp_ok(mp_manager_get_status(m, &st));
     if (st.connections == 0 && st.handshakes == 0)
       return;
-    mp_test_sleep_ms(10);
+    mp_sleep_ms(10);
   } while (ms_since(t0) < 20000);
   fail_msg("the manager still has %u connections and %u handshakes", (unsigned)st.connections,
            (unsigned)st.handshakes);
@@ -187,7 +187,7 @@ static void idle_connections_cannot_lock_clients_out(void **state) {
   uint64_t t0 = mp_plat_monotonic_ns();
   do {
     assert_mp_ok(mp_manager_get_status(m, &st));
-    mp_test_sleep_ms(5);
+    mp_sleep_ms(5);
   } while (st.handshakes < IDLE && ms_since(t0) < 20000);
   assert_true(st.handshakes >= IDLE);
   good_clients_are_served(m, "500 idle connections held:");
@@ -233,7 +233,7 @@ static void flood_main(void *arg) {
         mp_plat_atomic_add(&f->reconnects, 1);
       }
     }
-    mp_test_sleep_ms(20); /* the attacker's pace, not a synchronisation */
+    mp_sleep_ms(20); /* the attacker's pace, not a synchronisation */
   }
 }
 
@@ -256,7 +256,7 @@ static void idle_sockets_that_reconnect(void **state) {
     f.c[i] = raw_connect(m);
   mp_test_thread *t = mp_test_thread_start(flood_main, &f);
   while (mp_plat_atomic_add(&f.reconnects, 0) < 300) /* a round of drops and reconnects */
-    mp_test_sleep_ms(20);
+    mp_sleep_ms(20);
   for (int round = 0; round < 3; round++)
     good_clients_are_served(m, "300 idle sockets reconnecting:");
   mp_plat_atomic_add(&f.stop, 1);
@@ -304,7 +304,7 @@ static void vanished_clients_give_back_their_calls(void **state) {
                  mp__manager_waiters(m, "joined") <
              64 &&
          ms_since(t0) < 20000)
-    mp_test_sleep_ms(5);
+    mp_sleep_ms(5);
   assert_int_equal(mp__manager_waiters(m, "q") + mp__manager_waiters(m, "small") +
                        mp__manager_waiters(m, "joined"),
                    64);
@@ -568,8 +568,8 @@ static void shutdown_is_not_delayed_by_slow_clients(void **state) {
   send_req(joiner, joined, "join", NULL, NULL);
   uint64_t t0 = mp_plat_monotonic_ns();
   while (mp__manager_waiters(m, "joined") < 1 && ms_since(t0) < 20000)
-    mp_test_sleep_ms(5);
-  mp_test_sleep_ms(100); /* most likely the big reply fills the socket buffers by now; the
+    mp_sleep_ms(5);
+  mp_sleep_ms(100); /* most likely the big reply fills the socket buffers by now; the
                           * bound below holds either way */
   t0 = mp_plat_monotonic_ns();
   assert_mp_ok(mp_manager_shutdown(m));
@@ -680,7 +680,7 @@ static void accept_errors_back_off_and_serving_goes_on(void **state) {
       if ((fds[nfds] = dup(0)) >= 0) /* take the descriptor back if the server freed one */
         nfds++;
     }
-    mp_test_sleep_ms(rand() % 50); /* the server meets EMFILE meanwhile */
+    mp_sleep_ms(rand() % 50); /* the server meets EMFILE meanwhile */
     while (nfds > 0)
       close(fds[--nfds]);
     while (nsocks > 0)

@@ -53,7 +53,7 @@ static void a_child_that_never_reaches_mp_init_times_out(void **state) {
 int main(void) {
   const char *hang = getenv("MP_TEST_NOINIT_HANG");
   if (hang && hang[0] == '1') {
-    mp_test_sleep_ms(120000); /* a child whose main never gets to spawning */
+    mp_sleep_ms(120000); /* a child whose main never gets to spawning */
     return 0;
   }
   const struct CMUnitTest tests[] = {

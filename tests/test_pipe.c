@@ -48,7 +48,6 @@ static void join_job(thread_t t) {
   WaitForSingleObject(t, INFINITE);
   CloseHandle(t);
 }
-static void sleep_ms(int ms) { Sleep((DWORD)ms); }
 #else
 static void *thread_main(void *arg) {
   job *j = arg;
@@ -59,10 +58,6 @@ static void start_job(thread_t *t, job *j) {
   assert_int_equal(pthread_create(t, NULL, thread_main, j), 0);
 }
 static void join_job(thread_t t) { pthread_join(t, NULL); }
-static void sleep_ms(int ms) {
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
 #endif
 
 /* The byte at offset i of a message of n bytes: differs per message and per position. */
@@ -78,7 +73,7 @@ static unsigned char *make_message(size_t n) {
 
 static void send_sizes(job *j) {
   if (j->delay_ms)
-    sleep_ms(j->delay_ms);
+    mp_sleep_ms(j->delay_ms);
   for (size_t k = 0; k < j->nsizes && j->rc == 0; k++) {
     unsigned char *m = make_message(j->sizes[k]);
     j->rc = mp_conn_send(j->conn, m, j->sizes[k]);
@@ -810,7 +805,7 @@ static void *pester(void *arg) {
   pest *p = arg;
   while (signals_seen < 5) {
     pthread_kill(p->target, SIGUSR1);
-    sleep_ms(5);
+    mp_sleep_ms(5);
   }
   if (p->drain) {
     void *buf;

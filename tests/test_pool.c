@@ -80,7 +80,7 @@ static int init_state(const mp_value *in, mp_value **out) {
 
 static int sleep_ms_task(const mp_value *in, mp_value **out) {
   (void)out;
-  mp_test_sleep_ms((int)int_of(in));
+  mp_sleep_ms((int)int_of(in));
   return 0;
 }
 
@@ -118,7 +118,7 @@ static int announce_and_sleep(const mp_value *in, mp_value **out) {
   fprintf(f, "%lld\n", (long long)mp_getpid());
   fclose(f);
   rename(tmp, path); /* the reader sees the whole pid or nothing */
-  mp_test_sleep_ms(60000);
+  mp_sleep_ms(60000);
   return 0;
 }
 
@@ -174,7 +174,7 @@ static int64_t read_pid_file(const char *path) {
       if (ok)
         return pid;
     }
-    mp_test_sleep_ms(10); /* waiting for another process's file: there is no event */
+    mp_sleep_ms(10); /* waiting for another process's file: there is no event */
   }
   fail_msg("the task never wrote %s", path);
   return 0;

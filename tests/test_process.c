@@ -7,11 +7,13 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "connection.h"
 #include "platform.h"
 
 #ifdef _WIN32
 #  include <windows.h>
 #else
+#  include <fcntl.h>
 #  include <signal.h>
 #  include <unistd.h>
 #endif
@@ -676,7 +678,160 @@ static void start_methods_are_validated(void **state) {
   assert_int_equal(mp_get_start_method(), m);
 }
 
+/* ---- what a child receives (bugs: a 64-handle cap under fork, swallowed export errors,
+ * passed handles left inheritable in a spawned child) -------------------------------------- */
+
+#define NPIPES 100
+
+static int answer_on_every_pipe(mp_args *a) {
+  for (size_t i = 0; i < NPIPES; i++) {
+    mp_conn *c = NULL;
+    if (mp_args_get_conn(a, i, &c) != 0)
+      return 1;
+    char msg[16];
+    snprintf(msg, sizeof msg, "%zu", i);
+    if (mp_conn_send(c, msg, strlen(msg)) != 0)
+      return 2;
+  }
+  return 0;
+}
+
+static void more_than_64_handles_reach_the_child(void **state) {
+  (void)state;
+  mp_conn *mine[NPIPES], *theirs[NPIPES];
+  mp_args *a = NULL;
+  assert_mp_ok(mp_args_create(&a));
+  for (int i = 0; i < NPIPES; i++) {
+    assert_mp_ok(mp_pipe(&mine[i], &theirs[i], 1));
+    assert_mp_ok(mp_args_add_conn(a, theirs[i]));
+  }
+  mp_process *p = start(answer_on_every_pipe, a);
+  for (int i = 0; i < NPIPES; i++) {
+    char want[16];
+    snprintf(want, sizeof want, "%d", i);
+    char *got = recv_text(mine[i], 60000);
+    assert_string_equal(got, want);
+    free(got);
+  }
+  assert_mp_ok(mp_process_join(p, 60000));
+  int code = -1;
+  assert_mp_ok(mp_process_exitcode(p, &code));
+  assert_int_equal(code, 0);
+  mp_process_free(p);
+  mp_args_free(a);
+  for (int i = 0; i < NPIPES; i++) {
+    mp_conn_free(mine[i]);
+    mp_conn_free(theirs[i]);
+  }
+}
+
+static int never_runs(mp_args *a) {
+  (void)a;
+  return 99;
+}
+
+static void an_object_that_cannot_travel_fails_the_start(void **state) {
+  (void)state;
+  mp_conn *x, *y;
+  assert_mp_ok(mp_pipe(&x, &y, 1));
+  mp_args *a = args_with_conn(y);
+  assert_mp_ok(mp_conn_close(y));
+  mp_process *p = NULL;
+  assert_mp_ok(mp_process_create(&p, never_runs, a, NULL));
+  int rc = mp_process_start(p);
+  assert_true(rc < 0); /* under fork too: no child that silently lacks its handles */
+  assert_int_equal(mp_process_pid(p), 0);
+  mp_process_free(p);
+  mp_args_free(a);
+  mp_conn_free(x);
+  mp_conn_free(y);
+}
+
+/* 0 if the connection's handle would not pass to a program the child starts. */
+static int handle_is_private(mp_args *a) {
+  mp_conn *c = NULL;
+  if (mp_args_get_conn(a, 0, &c) != 0)
+    return 2;
+  mp_plat_handle h = mp_plat_chan_handle(mp__conn_chan(c));
+#ifdef _WIN32
+  DWORD flags = 0;
+  if (!GetHandleInformation((HANDLE)h, &flags))
+    return 3;
+  return (flags & HANDLE_FLAG_INHERIT) ? 1 : 0;
+#else
+  int fl = fcntl((int)h, F_GETFD);
+  return fl < 0 ? 3 : (fl & FD_CLOEXEC) ? 0 : 1;
+#endif
+}
+
+static void passed_handles_do_not_leak_into_what_the_child_runs(void **state) {
+  (void)state;
+  mp_conn *x, *y;
+  assert_mp_ok(mp_pipe(&x, &y, 1));
+  mp_args *a = args_with_conn(y);
+  assert_int_equal(run_to_exit(handle_is_private, a), 0);
+  mp_args_free(a);
+  mp_conn_free(x);
+  mp_conn_free(y);
+}
+
+/* ---- child mode only where it belongs (bug: a marker anywhere in argv was obeyed) --------- */
+
+static void run_self(const char *const *extra, mp_run_result *r) {
+  char self[4096];
+  assert_mp_ok(mp_plat_self_exe(self, sizeof self));
+  const char *argv[8] = {self};
+  for (int i = 0; extra[i]; i++)
+    argv[i + 1] = extra[i];
+  mp_popen_opts o;
+  memset(&o, 0, sizeof o);
+  o.std_out.mode = o.std_err.mode = MP_STDIO_PIPE;
+  o.std_in.mode = MP_STDIO_PIPE;
+  assert_mp_ok(mp_run(argv, &o, r));
+}
+
+static void a_marker_elsewhere_is_an_ordinary_argument(void **state) {
+  (void)state;
+  char marker[96];
+  snprintf(marker, sizeof marker, "--multiproc-child=%lld:3:1", (long long)mp_getpid());
+  const char *extra[] = {"--probe-init", marker, NULL};
+  mp_run_result r;
+  run_self(extra, &r);
+  assert_int_equal(r.returncode, 0);
+  assert_non_null(strstr(r.out, "main ran"));
+  mp_run_result_free(&r);
+}
+
+static void a_bootstrap_not_from_the_parent_is_refused(void **state) {
+  (void)state;
+  /* A live process that is not the child's creator claims to be its parent. */
+  mp_popen *other;
+  const char *argv[] = {mp_test_child_program(), "sleep", "60000", NULL};
+  assert_mp_ok(mp_popen_create(&other, argv, NULL));
+  char marker[96];
+  snprintf(marker, sizeof marker, "--multiproc-child=%lld:3:1", (long long)mp_popen_pid(other));
+  const char *extra[] = {marker, NULL};
+  mp_run_result r;
+  run_self(extra, &r);
+  assert_int_equal(r.returncode, 120);
+  assert_non_null(strstr(r.err, "bootstrap:"));
+  mp_run_result_free(&r);
+  /* The real parent, but the handle is not a channel from it. */
+  snprintf(marker, sizeof marker, "--multiproc-child=%lld:0:1", (long long)mp_getpid());
+  run_self(extra, &r);
+  assert_int_equal(r.returncode, 120);
+  assert_non_null(strstr(r.err, "bootstrap"));
+  mp_run_result_free(&r);
+  mp_popen_kill(other);
+  mp_popen_free(other);
+}
+
 int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "--probe-init") == 0) {
+    mp_init(&argc, &argv); /* must not take the marker in argv[2] for its own */
+    printf("main ran\n");
+    return 0;
+  }
   mp_init(&argc, &argv);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(exit_codes_are_return_values),
@@ -697,6 +852,11 @@ int main(int argc, char **argv) {
       cmocka_unit_test(a_target_in_a_shared_library_runs),
       cmocka_unit_test(target_references_are_checked),
       cmocka_unit_test(start_methods_are_validated),
+      cmocka_unit_test(more_than_64_handles_reach_the_child),
+      cmocka_unit_test(an_object_that_cannot_travel_fails_the_start),
+      cmocka_unit_test(passed_handles_do_not_leak_into_what_the_child_runs),
+      cmocka_unit_test(a_marker_elsewhere_is_an_ordinary_argument),
+      cmocka_unit_test(a_bootstrap_not_from_the_parent_is_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

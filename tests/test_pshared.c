@@ -37,7 +37,7 @@ static int hold_lock_forever(mp_args *a) {
     return 91;
   mp_pevent_set(held);
   for (;;)
-    mp_test_sleep_ms(1000);
+    mp_sleep_ms(1000);
 }
 
 /* args: shm. Checks the parent's pattern, writes its own in the second half. */

@@ -121,6 +121,7 @@ static void malformed_imports_are_refused(void **state) {
 /* ---- semaphore -------------------------------------------------------------------- */
 
 static void post_psem(void *arg) { mp_psem_release(arg); }
+static void take_psem(void *arg) { mp_psem_acquire(arg, MP_FOREVER); }
 
 static void psem_bounds_timeouts_and_wakeups(void **state) {
   (void)state;
@@ -158,6 +159,65 @@ static void psem_bounds_timeouts_and_wakeups(void **state) {
   mp_psem_free(s);
 }
 
+/* get_value counts free units; a sleeper never makes it negative (POSIX lets sem_getvalue
+ * say so) and a refused release leaves it alone. */
+static void psem_get_value_counts_free_units(void **state) {
+  (void)state;
+  mp_psem *s;
+  unsigned v = 99;
+  assert_mp_ok(mp_psem_create(&s, 2, 3));
+  assert_mp_ok(mp_psem_get_value(s, &v));
+  assert_int_equal(v, 2);
+  assert_mp_ok(mp_psem_acquire(s, 0));
+  assert_mp_ok(mp_psem_get_value(s, &v));
+  assert_int_equal(v, 1);
+  assert_mp_ok(mp_psem_release(s));
+  assert_mp_ok(mp_psem_release(s));
+  assert_mp(MP_EINVAL, mp_psem_release(s));
+  mp_psem *child = simulate_child(&mp__psem_xfer, s);
+  assert_mp_ok(mp_psem_get_value(child, &v));
+  assert_int_equal(v, 3);
+  for (int i = 0; i < 3; i++)
+    assert_mp_ok(mp_psem_acquire(child, 0));
+  assert_mp_ok(mp_psem_get_value(s, &v));
+  assert_int_equal(v, 0);
+  mp_thread *t;
+  assert_mp_ok(mp_thread_create(&t, take_psem, s, NULL)); /* sleeps until the release */
+  mp_sleep_ms(20); /* asleep by now or not yet: the value is 0 either way */
+  assert_mp_ok(mp_psem_get_value(s, &v));
+  assert_int_equal(v, 0);
+  assert_mp_ok(mp_psem_release(child));
+  assert_mp_ok(mp_thread_join(t, MP_FOREVER));
+  mp_thread_free(t);
+  assert_mp_ok(mp_psem_get_value(s, &v));
+  assert_int_equal(v, 0);
+  mp__psem_xfer.release_imported(child);
+  mp_psem_free(s);
+}
+
+/* Releases made while several sleep are all taken: a release that wakes the sleepers and
+ * the releases right after it (which find none announced) lose no unit. */
+static void psem_units_reach_every_sleeper(void **state) {
+  (void)state;
+  enum { SLEEPERS = 4 };
+  mp_psem *s;
+  mp_thread *t[SLEEPERS];
+  assert_mp_ok(mp_psem_create(&s, 0, MP_SEM_UNBOUNDED));
+  for (int round = 0; round < 20; round++) {
+    for (int i = 0; i < SLEEPERS; i++)
+      assert_mp_ok(mp_thread_create(&t[i], take_psem, s, NULL));
+    mp_sleep_ms(round % 2 ? 5 : 0); /* asleep or not yet: both must work */
+    for (int i = 0; i < SLEEPERS; i++)
+      assert_mp_ok(mp_psem_release(s));
+    for (int i = 0; i < SLEEPERS; i++) {
+      assert_mp_ok(mp_thread_join(t[i], MP_FOREVER));
+      mp_thread_free(t[i]);
+    }
+  }
+  assert_mp(MP_ETIMEDOUT, mp_psem_acquire(s, 0));
+  mp_psem_free(s);
+}
+
 /* ---- event ------------------------------------------------------------------------ */
 
 static void set_pevent(void *arg) { mp_pevent_set(arg); }
@@ -180,7 +240,41 @@ static void pevent_set_clear_wait(void **state) {
   assert_int_equal(mp_pevent_is_set(e), 1);
   assert_mp_ok(mp_pevent_clear(child));
   assert_int_equal(mp_pevent_is_set(e), 0);
+  assert_mp(MP_ETIMEDOUT, mp_pevent_wait(e, 30)); /* a set then cleared leaves nothing */
   mp__pevent_xfer.release_imported(child);
+  mp_pevent_free(e);
+}
+
+struct waiter {
+  mp_pevent *e;
+  int rc;
+};
+
+static void wait_pevent(void *arg) {
+  struct waiter *w = arg;
+  w->rc = mp_pevent_wait(w->e, 60000);
+}
+
+/* One set wakes every waiter. */
+static void pevent_set_wakes_every_waiter(void **state) {
+  (void)state;
+  enum { WAITERS = 4 };
+  mp_pevent *e;
+  mp_thread *t[WAITERS];
+  struct waiter w[WAITERS];
+  assert_mp_ok(mp_pevent_create(&e));
+  for (int i = 0; i < WAITERS; i++) {
+    w[i].e = e;
+    w[i].rc = 1;
+    assert_mp_ok(mp_thread_create(&t[i], wait_pevent, &w[i], NULL));
+  }
+  mp_sleep_ms(20); /* most are asleep by now; the result is the same if not */
+  assert_mp_ok(mp_pevent_set(e));
+  for (int i = 0; i < WAITERS; i++) {
+    assert_mp_ok(mp_thread_join(t[i], MP_FOREVER));
+    mp_thread_free(t[i]);
+    assert_int_equal(w[i].rc, 0);
+  }
   mp_pevent_free(e);
 }
 
@@ -192,6 +286,8 @@ static void bad_arguments_are_rejected(void **state) {
   assert_mp(MP_EINVAL, mp_psem_create(NULL, 0, 0));
   assert_mp(MP_EINVAL, mp_psem_acquire(NULL, 0));
   assert_mp(MP_EINVAL, mp_psem_release(NULL));
+  unsigned v;
+  assert_mp(MP_EINVAL, mp_psem_get_value(NULL, &v));
   assert_mp(MP_EINVAL, mp_pevent_create(NULL));
   assert_mp(MP_EINVAL, mp_pevent_wait(NULL, 0));
   assert_mp(MP_EINVAL, mp_pevent_set(NULL));
@@ -201,6 +297,10 @@ static void bad_arguments_are_rejected(void **state) {
   assert_mp_ok(mp_plock_create(&l));
   assert_mp(MP_EINVAL, mp_plock_acquire(l, -3));
   mp_plock_free(l);
+  mp_psem *s;
+  assert_mp_ok(mp_psem_create(&s, 0, 0));
+  assert_mp(MP_EINVAL, mp_psem_get_value(s, NULL));
+  mp_psem_free(s);
   mp_plock_free(NULL);
   mp_psem_free(NULL);
   mp_pevent_free(NULL);
@@ -308,7 +408,10 @@ int main(void) {
       cmocka_unit_test(plock_exported_and_imported_is_the_same_lock),
       cmocka_unit_test(malformed_imports_are_refused),
       cmocka_unit_test(psem_bounds_timeouts_and_wakeups),
+      cmocka_unit_test(psem_get_value_counts_free_units),
+      cmocka_unit_test(psem_units_reach_every_sleeper),
       cmocka_unit_test(pevent_set_clear_wait),
+      cmocka_unit_test(pevent_set_wakes_every_waiter),
       cmocka_unit_test(bad_arguments_are_rejected),
 #ifndef _WIN32
       cmocka_unit_test(four_processes_count_exactly_under_the_plock),

@@ -367,7 +367,7 @@ static void close_drains_then_eof(void **state) {
   assert_mp_ok(mp_queue_create(&q2, 0));
   struct blocked_call getter = {q2, 1};
   assert_mp_ok(mp_thread_create(&t, get_forever, &getter, NULL));
-  mp_test_sleep_ms(50); /* let it block; the result is the same if it has not yet */
+  mp_sleep_ms(50); /* let it block; the result is the same if it has not yet */
   assert_mp_ok(mp_queue_close(q2));
   assert_mp_ok(mp_thread_join(t, MP_FOREVER));
   mp_thread_free(t);
@@ -486,7 +486,7 @@ static int wait_for(int (*pred)(mp_queue *), mp_queue *q) {
   for (int i = 0; i < 2000; i++) {
     if (pred(q))
       return 1;
-    mp_test_sleep_ms(5);
+    mp_sleep_ms(5);
   }
   return 0;
 }
@@ -560,6 +560,48 @@ static void abandoned_large_put_is_never_delivered(void **state) {
   assert_int_equal(n, 4);
   assert_memory_equal(buf, "next", 4);
   mp_free(buf);
+  mp_queue_free(q);
+}
+
+/* Another process holds the write lock: a polling put says so. */
+static int putter_is_blocked(mp_queue *q) {
+  int rc = mp_queue_put(q, "x", 1, 0);
+  return rc == MP_EFULL && strstr(mp_last_error(), "another putter") != NULL;
+}
+
+/* A JoinableQueue counts a message when its first record is published, in the same store:
+ * a putter killed while it waits for room, or in the middle of a large message, leaves no
+ * unfinished task behind (the abandoned message counts as done when a getter drops it). */
+static void joinable_forgets_killed_putters(void **state) {
+  (void)state;
+  mp_queue *q;
+  mp_queue_opts o = {1, 0, 0, 1};
+  assert_mp_ok(mp_queue_create_ex(&q, &o));
+  assert_mp_ok(mp_queue_put(q, "first", 5, 0));
+  mp_process *p = start_with_queue(big_putter, q, 1000); /* finds the queue full */
+  assert_true(wait_for(putter_is_blocked, q));
+  assert_mp_ok(mp_process_kill(p));
+  assert_mp_ok(mp_process_join(p, 10000));
+  mp_process_free(p);
+  void *buf = NULL;
+  size_t n = 0;
+  assert_mp_ok(mp_queue_get(q, &buf, &n, 0));
+  mp_free(buf);
+  assert_mp_ok(mp_queue_task_done(q));
+  assert_mp_ok(mp_queue_join(q, 1000));
+  mp_queue_free(q);
+
+  o.maxsize = 0;
+  assert_mp_ok(mp_queue_create_ex(&q, &o));
+  p = start_with_queue(big_putter, q, 4 * 1024 * 1024); /* the ring holds 1 MiB */
+  assert_true(wait_for(big_put_started, q));
+  assert_mp_ok(mp_process_kill(p));
+  assert_mp_ok(mp_process_join(p, 10000));
+  mp_process_free(p);
+  assert_mp(MP_ETIMEDOUT, mp_queue_join(q, 0)); /* its first part is still queued */
+  assert_mp(MP_EEMPTY, mp_queue_get(q, &buf, &n, 200));
+  assert_mp_ok(mp_queue_join(q, 1000));
+  assert_mp(MP_EINVAL, mp_queue_task_done(q));
   mp_queue_free(q);
 }
 
@@ -684,6 +726,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(threads_share_a_queue),
       cmocka_unit_test(killed_peers_do_not_stop_the_others),
       cmocka_unit_test(abandoned_large_put_is_never_delivered),
+      cmocka_unit_test(joinable_forgets_killed_putters),
 #ifndef _WIN32
       cmocka_unit_test(killed_reader_mid_message_loses_only_that_message),
 #endif

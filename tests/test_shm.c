@@ -43,6 +43,14 @@ static void shm_is_zeroed_and_shared_with_an_imported_copy(void **state) {
   mp_shm_free(m);
 }
 
+/* Where memfd_create is refused (vm.memfd_noexec=2 with an old flag set, sandboxes, old
+ * kernels) shared memory comes from shm_open and is shared all the same. */
+static void shm_works_where_memfd_is_refused(void **state) {
+  mp_plat_shm_test_no_memfd(1);
+  shm_is_zeroed_and_shared_with_an_imported_copy(state);
+  mp_plat_shm_test_no_memfd(0);
+}
+
 static void shm_bad_arguments(void **state) {
   (void)state;
   mp_shm *m = NULL;
@@ -184,6 +192,7 @@ static void value_and_shm_are_shared_across_fork(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(shm_is_zeroed_and_shared_with_an_imported_copy),
+      cmocka_unit_test(shm_works_where_memfd_is_refused),
       cmocka_unit_test(shm_bad_arguments),
       cmocka_unit_test(value_counts_exactly_under_its_lock),
       cmocka_unit_test(array_of_doubles_and_an_imported_copy),

@@ -9,6 +9,11 @@
 #include <unistd.h>
 
 #include "../platform.h"
+#include "features.h"
+
+#if MP_LINUX && !defined(MFD_NOEXEC_SEAL)
+#  define MFD_NOEXEC_SEAL 0x0008U /* Linux 6.3; older headers lack it */
+#endif
 
 struct mp_plat_shm {
   int fd;
@@ -16,11 +21,21 @@ struct mp_plat_shm {
   size_t size;
 };
 
+static int no_memfd_for_tests;
+void mp_plat_shm_test_no_memfd(int on) { no_memfd_for_tests = on; }
+
 static int anon_fd(void) {
-#ifdef MFD_CLOEXEC
-  int fd = memfd_create("multiproc-shm", MFD_CLOEXEC);
-  if (fd >= 0 || errno != ENOSYS)
-    return fd;
+#if MP_LINUX
+  /* Not executable, and sealed so: where vm.memfd_noexec=2 a memfd without this flag is
+   * refused. Kernels before 6.3 do not know the flag (EINVAL): ask again without it. Any
+   * other refusal (ENOSYS, a sandbox's EPERM) falls through to shm_open. */
+  if (!no_memfd_for_tests) {
+    int fd = memfd_create("multiproc-shm", MFD_CLOEXEC | MFD_NOEXEC_SEAL);
+    if (fd < 0 && errno == EINVAL)
+      fd = memfd_create("multiproc-shm", MFD_CLOEXEC);
+    if (fd >= 0)
+      return fd;
+  }
 #endif
   /* No memfd: a random name that nobody else can guess, gone from the namespace at once. */
   for (int tries = 0; tries < 8; tries++) {
@@ -60,7 +75,7 @@ static int map_fd(mp_plat_shm **out, int fd, size_t size) {
 int mp_plat_shm_create(mp_plat_shm **out, size_t size) {
   int fd = anon_fd();
   if (fd < 0)
-    return mp__os_error("memfd_create");
+    return mp__os_error("memfd_create / shm_open");
   if (ftruncate(fd, (off_t)size) != 0) {
     int rc = mp__os_error_code(errno == EFBIG || errno == EINVAL ? MP_EINVAL : MP_ENOMEM, errno,
                                "ftruncate(shared memory)");

@@ -60,3 +60,9 @@ void mp_plat_global_lock(void) {
 }
 
 void mp_plat_global_unlock(void) { pthread_mutex_unlock(&global_mu); }
+
+void mp_plat_sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}

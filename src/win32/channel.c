@@ -11,6 +11,7 @@
 
 #include "../platform.h"
 #include "chan.h"
+#include "wide.h"
 
 #define PIPE_BUFSIZE 65536
 #define MAX_IO ((DWORD)1 << 30)     /* one ReadFile/WriteFile moves at most 1 GiB */
@@ -66,48 +67,6 @@ static int make_name(wchar_t *name, size_t size) {
   return 0;
 }
 
-/* A security descriptor whose DACL grants full access to the current user only. */
-typedef struct user_sd {
-  SECURITY_ATTRIBUTES sa;
-  SECURITY_DESCRIPTOR sd;
-  TOKEN_USER *user;
-  ACL *acl;
-} user_sd;
-
-static void user_sd_free(user_sd *s) {
-  free(s->user);
-  free(s->acl);
-}
-
-static int user_sd_init(user_sd *s) {
-  HANDLE tok;
-  DWORD len = 0;
-  memset(s, 0, sizeof *s);
-  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &tok))
-    return mp__os_error("OpenProcessToken");
-  GetTokenInformation(tok, TokenUser, NULL, 0, &len);
-  s->user = malloc(len ? len : 1);
-  BOOL ok = s->user && GetTokenInformation(tok, TokenUser, s->user, len, &len);
-  int rc = ok ? 0 : (s->user ? mp__os_error("GetTokenInformation(TokenUser)") : MP_ENOMEM);
-  CloseHandle(tok);
-  if (rc < 0)
-    return rc == MP_ENOMEM ? mp_set_error(MP_ENOMEM, "out of memory") : rc;
-  PSID sid = s->user->User.Sid;
-  DWORD acl_len = sizeof(ACL) + sizeof(ACCESS_ALLOWED_ACE) + GetLengthSid(sid);
-  s->acl = malloc(acl_len);
-  if (s->acl == NULL)
-    return mp_set_error(MP_ENOMEM, "out of memory");
-  if (!InitializeAcl(s->acl, acl_len, ACL_REVISION) ||
-      !AddAccessAllowedAce(s->acl, ACL_REVISION, FILE_ALL_ACCESS, sid) ||
-      !InitializeSecurityDescriptor(&s->sd, SECURITY_DESCRIPTOR_REVISION) ||
-      !SetSecurityDescriptorDacl(&s->sd, TRUE, s->acl, FALSE))
-    return mp__os_error("building the pipe's security descriptor");
-  s->sa.nLength = sizeof s->sa;
-  s->sa.lpSecurityDescriptor = &s->sd;
-  s->sa.bInheritHandle = FALSE;
-  return 0;
-}
-
 static HANDLE create_server(const wchar_t *name, int duplex, SECURITY_ATTRIBUTES *sa) {
   DWORD open_mode = (duplex ? PIPE_ACCESS_DUPLEX : PIPE_ACCESS_INBOUND) | FILE_FLAG_OVERLAPPED |
                     FILE_FLAG_FIRST_PIPE_INSTANCE;
@@ -132,14 +91,14 @@ static int connect_server(HANDLE server, HANDLE event) {
 
 static int open_pair(HANDLE *server, HANDLE *client, int duplex) {
   wchar_t name[96];
-  user_sd sd;
+  mp__user_sd sd;
   int rc = make_name(name, sizeof name / sizeof name[0]);
   if (rc == 0)
-    rc = user_sd_init(&sd);
+    rc = mp__user_sd_init(&sd);
   if (rc < 0)
     return rc;
   *server = create_server(name, duplex, &sd.sa);
-  user_sd_free(&sd);
+  mp__user_sd_free(&sd);
   if (*server == INVALID_HANDLE_VALUE)
     return mp__os_error("CreateNamedPipeW");
   /* SECURITY_SQOS_PRESENT | SECURITY_ANONYMOUS: the server end may not impersonate us. */

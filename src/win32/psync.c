@@ -63,25 +63,32 @@ static DWORD wait_until(HANDLE h, int64_t deadline_ns) {
   return r;
 }
 
+/* NtQueryMutant and NtQuerySemaphore share one shape; both are in ntdll on every Windows
+ * since NT and in Wine. Looked up once (a benign race: every thread finds the same address). */
+typedef LONG(NTAPI *nt_query_fn)(HANDLE, int, void *, ULONG, ULONG *);
+
+static nt_query_fn nt_query(const char *name) {
+  HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+  return ntdll ? (nt_query_fn)(void (*)(void))GetProcAddress(ntdll, name) : NULL;
+}
+
 /* ---- lock ------------------------------------------------------------------------- */
 
 /* Windows mutexes are recursive; multiproc's lock is not. NtQueryMutant tells whether the
  * caller already held the mutex before this wait: its count is 1 when free and drops by
- * one per acquisition, so below 0 means twice (measured under Wine 8: 1, 0, -1). It is in
- * ntdll on every Windows since NT and in Wine; without it re-entry is simply allowed. */
+ * one per acquisition, so below 0 means twice (measured under Wine 8: 1, 0, -1). Without
+ * it re-entry is simply allowed. */
 typedef struct {
   LONG current_count;
   BOOLEAN owned_by_caller;
   BOOLEAN abandoned;
 } mutant_info;
-typedef LONG(NTAPI *query_mutant_fn)(HANDLE, int, void *, ULONG, ULONG *);
 
 static int held_recursively(HANDLE h) {
-  static query_mutant_fn query;
+  static nt_query_fn query;
   static int looked_up;
-  if (!looked_up) { /* a benign race: every thread finds the same address */
-    HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
-    query = ntdll ? (query_mutant_fn)(void (*)(void))GetProcAddress(ntdll, "NtQueryMutant") : NULL;
+  if (!looked_up) {
+    query = nt_query("NtQueryMutant");
     looked_up = 1;
   }
   mutant_info info;
@@ -170,6 +177,28 @@ int mp_plat_psem_release(mp_plat_psem *s) {
   if (GetLastError() == ERROR_TOO_MANY_POSTS)
     return mp_set_error(MP_EINVAL, "mp_psem_release: released too many times");
   return mp__os_error("ReleaseSemaphore");
+}
+
+typedef struct {
+  LONG current_count, maximum_count;
+} semaphore_info;
+
+int mp_plat_psem_value(mp_plat_psem *s, unsigned *value) {
+  static nt_query_fn query;
+  static int looked_up;
+  if (!looked_up) {
+    query = nt_query("NtQuerySemaphore");
+    looked_up = 1;
+  }
+  if (query == NULL)
+    return mp_set_error(MP_ENOTSUP, "mp_psem_get_value: ntdll has no NtQuerySemaphore");
+  semaphore_info info;
+  LONG status = query(s->o.h, 0 /* SemaphoreBasicInformation */, &info, sizeof info, NULL);
+  if (status < 0)
+    return mp_set_error(MP_EOS, "mp_psem_get_value: NtQuerySemaphore failed (NTSTATUS 0x%08lx)",
+                        (unsigned long)status);
+  *value = (unsigned)info.current_count;
+  return 0;
 }
 
 void mp_plat_psem_free(mp_plat_psem *s) { pobj_free(s ? &s->o : NULL); }

@@ -56,3 +56,5 @@ void mp_plat_shm_free(mp_plat_shm *m) {
   CloseHandle(m->h);
   free(m);
 }
+
+void mp_plat_shm_test_no_memfd(int on) { (void)on; /* sections are Windows' only kind */ }

@@ -3,6 +3,8 @@
 #include <bcrypt.h>
 #include <tlhelp32.h>
 
+#include <stdio.h>
+
 #include "../platform.h"
 
 uint64_t mp_plat_monotonic_ns(void) {
@@ -63,7 +65,7 @@ void mp_plat_os_error_text(long err, char *buf, size_t size) {
   if (n == 0 || WideCharToMultiByte(CP_UTF8, 0, wide, -1, buf, (int)size, NULL, NULL) == 0) {
     buf[0] = '\0';
     if (size > 24)
-      wsprintfA(buf, "Windows error %lu", (unsigned long)err);
+      snprintf(buf, size, "Windows error %lu", (unsigned long)err);
   }
 }
 
@@ -72,3 +74,5 @@ static SRWLOCK global_lock = SRWLOCK_INIT;
 void mp_plat_global_lock(void) { AcquireSRWLockExclusive(&global_lock); }
 
 void mp_plat_global_unlock(void) { ReleaseSRWLockExclusive(&global_lock); }
+
+void mp_plat_sleep_ms(int ms) { Sleep((DWORD)ms); }

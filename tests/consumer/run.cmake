@@ -1,6 +1,7 @@
 # Installs the build tree into a scratch prefix, builds tests/consumer against it with
 # find_package (and pkg-config on native builds), and runs the results. MP_STATIC says
 # whether this build made the static library (pkg-config then links with --static).
+string(REPLACE "|" ";" MP_PREFIX_PATH "${MP_PREFIX_PATH}") # tests/CMakeLists.txt joined it
 function(run)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(NOT rc EQUAL 0)

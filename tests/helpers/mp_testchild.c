@@ -11,6 +11,8 @@
  *                  "grandchild <pid>\n"
  *   fds            Linux: write "fds N\n", N = open descriptors other than 0, 1, 2
  *   ids            POSIX: write "pid P pgid G sid S\n"
+ *   crash          write through a null pointer (Windows: the exit code is the exception's,
+ *                  as for any crashing program, not a dialog)
  * Arguments arrive as UTF-8: on Windows they are read with CommandLineToArgvW, as every
  * program built with the Microsoft C runtime would see them. */
 #if !defined(_WIN32) && !defined(_GNU_SOURCE)
@@ -27,6 +29,7 @@
 #  include <time.h>
 #  include <unistd.h>
 #endif
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +186,24 @@ static void print_fds(void) {
 }
 #endif
 
+#ifdef _WIN32
+static LONG WINAPI end_with_code(EXCEPTION_POINTERS *ep) {
+  TerminateProcess(GetCurrentProcess(), ep->ExceptionRecord->ExceptionCode);
+  return EXCEPTION_EXECUTE_HANDLER;
+}
+#endif
+
+static void crash(void) {
+#ifdef _WIN32
+  SetErrorMode(SEM_FAILCRITICALERRORS | SEM_NOGPFAULTERRORBOX);
+  SetUnhandledExceptionFilter(end_with_code);
+#endif
+  /* Not NULL, so no sanitizer intercepts; read through a volatile so that an optimising
+   * compiler cannot see (and warn about) the constant address. */
+  volatile uintptr_t addr = 16;
+  *(volatile int *)addr = 1;
+}
+
 static int run(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *c = argv[i], *a = i + 1 < argc ? argv[i + 1] : "0";
@@ -220,6 +241,8 @@ static int run(int argc, char **argv) {
         print_fds();
       else if (strcmp(c, "ids") == 0)
         print_ids();
+      else if (strcmp(c, "crash") == 0)
+        crash();
       else {
         fprintf(stderr, "mp_testchild: unknown command '%s'\n", c);
         return 99;

@@ -82,14 +82,27 @@ int mp_test_open_handles(void) {
 #endif
 }
 
-void mp_test_sleep_ms(int ms) {
-#ifdef _WIN32
-  Sleep((DWORD)ms);
+const char *mp_test_child_program(void) {
+  static char path[4096];
+#ifndef MP_TESTCHILD
+  fail_msg("this test was built without MP_TESTCHILD");
 #else
-  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-  while (nanosleep(&ts, &ts) != 0) {
+  const char *src = MP_TESTCHILD;
+  size_t n = 0;
+#  ifdef _WIN32
+  if (src[0] == '/') { /* under Wine the build's Unix path is reachable as Z:\ */
+    path[n++] = 'Z';
+    path[n++] = ':';
   }
+  for (; *src && n + 1 < sizeof path; src++)
+    path[n++] = *src == '/' ? '\\' : *src;
+#  else
+  for (; *src && n + 1 < sizeof path; src++)
+    path[n++] = *src;
+#  endif
+  path[n] = '\0';
 #endif
+  return path;
 }
 
 /* ---- verified messages ------------------------------------------------------------- */

@@ -40,8 +40,9 @@ size_t mp_test_heap_in_use(void);
  * returns its stdout (free with mp_free); fails the test unless it exits with 0. */
 char *mp_test_run(const char *program, const char *const *args);
 
-/* Sleeps; for tests that must let time pass (never to paper over a race). */
-void mp_test_sleep_ms(int ms);
+
+/* The path of tests/helpers/mp_testchild (under Wine: its Z:\ path). */
+const char *mp_test_child_program(void);
 
 /* Verified messages for queue tests: a header (producer, sequence number, payload length,
  * checksum), then payload bytes derived from (producer, seq), so a consumer can check each

@@ -1,0 +1,77 @@
+/* The one registry of children that nobody waits for any more, and the policy around a
+ * child's end, for processes and subprocesses alike. The backend starts, waits and signals
+ * (src/posix/child.c, src/win32/child.c); this file decides when. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "child.h"
+
+static mp_plat_child *abandoned; /* guarded by mp_plat_global_lock */
+static size_t n_abandoned, cap_abandoned;
+
+int mp__child_spawn(const mp_plat_child_spec *spec, mp_plat_child *c) {
+  mp__child_reap_abandoned(); /* like Python's _cleanup(): reap what free() left */
+  return mp_plat_child_spawn(spec, c);
+}
+
+void mp__child_discard(mp_plat_child *c) {
+  if (c->wait == MP_PLAT_INVALID && !c->reaped && c->pid == 0)
+    return; /* never started */
+  mp_plat_child_signal(c, MP_SIG_KILL, 0);
+  mp_plat_child_wait(c, MP_FOREVER);
+  mp_plat_child_release(c);
+}
+
+void mp__child_abandon(mp_plat_child *c) {
+  if (!c->reaped)
+    (void)mp_plat_child_wait(c, 0);
+  if (c->reaped || !(mp_plat_child_caps() & MP_CAP_ZOMBIES)) {
+    mp_plat_child_release(c);
+    return;
+  }
+  mp_plat_global_lock();
+  if (n_abandoned == cap_abandoned) {
+    size_t cap = cap_abandoned ? cap_abandoned * 2 : 16;
+    mp_plat_child *na = realloc(abandoned, cap * sizeof *na);
+    if (na != NULL)
+      abandoned = na, cap_abandoned = cap;
+  }
+  int kept = n_abandoned < cap_abandoned;
+  if (kept)
+    abandoned[n_abandoned++] = *c;
+  mp_plat_global_unlock();
+  if (!kept) /* out of memory: a zombie until exit is better than a blocked caller */
+    mp_plat_child_release(c);
+}
+
+void mp__child_reap_abandoned(void) {
+  mp_plat_global_lock();
+  size_t w = 0;
+  for (size_t r = 0; r < n_abandoned; r++) {
+    if (mp_plat_child_wait(&abandoned[r], 0) == MP_ETIMEDOUT) {
+      abandoned[w++] = abandoned[r]; /* still running: keep it */
+      continue;
+    }
+    mp_plat_child_release(&abandoned[r]);
+  }
+  n_abandoned = w;
+  if (n_abandoned == 0) {
+    free(abandoned);
+    abandoned = NULL;
+    cap_abandoned = 0;
+  }
+  mp_plat_global_unlock();
+}
+
+void mp__child_forget_all(void) {
+  free(abandoned); /* their handles are gone with the fork child's close-on-exec sweep */
+  abandoned = NULL;
+  n_abandoned = cap_abandoned = 0;
+}
+
+size_t mp__child_abandoned_count(void) {
+  mp_plat_global_lock();
+  size_t n = n_abandoned;
+  mp_plat_global_unlock();
+  return n;
+}

@@ -1,0 +1,474 @@
+/* Win32 backend for a child's standard streams: overlapped named pipes with a user-only
+ * DACL (so that reads, writes and communicate honour timeouts and never deadlock), files and
+ * NUL for the child, program lookup with PATH and PATHEXT, and the environment. */
+#include <windows.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../platform.h"
+#include "wide.h"
+
+#define CHUNK 65536
+
+/* A string argument that is not valid UTF-8 cannot be converted faithfully. */
+static int bad_utf8(const char *what, const char *s) {
+  return mp_set_error(MP_EINVAL, "%s is not valid UTF-8: \"%s\"", what, s);
+}
+
+/* ---- finding the program ------------------------------------------------------------- */
+
+static int is_file(const wchar_t *path) {
+  DWORD a = GetFileAttributesW(path);
+  return a != INVALID_FILE_ATTRIBUTES && !(a & FILE_ATTRIBUTE_DIRECTORY);
+}
+
+/* Normalises path (relative to our cwd; trailing dots and spaces dropped, so "x.bat."
+ * is seen as the batch file it is) into out. */
+static int full_path(const wchar_t *path, wchar_t *out, DWORD size) {
+  DWORD n = GetFullPathNameW(path, size, out, NULL);
+  return n > 0 && n < size;
+}
+
+/* Tries dir\name and dir\name+ext for each PATHEXT entry. */
+static int try_dir(const wchar_t *dir, size_t dlen, const wchar_t *name, const wchar_t *exts,
+                   int has_ext, wchar_t *out) {
+  wchar_t cand[MAX_PATH * 4];
+  size_t nlen = wcslen(name);
+  if (dlen + nlen + 2 >= MAX_PATH * 4)
+    return 0;
+  memcpy(cand, dir, dlen * sizeof *cand);
+  if (dlen > 0 && cand[dlen - 1] != L'\\' && cand[dlen - 1] != L'/')
+    cand[dlen++] = L'\\';
+  memcpy(cand + dlen, name, (nlen + 1) * sizeof *cand);
+  if (has_ext && is_file(cand) && full_path(cand, out, MAX_PATH * 4))
+    return 1;
+  for (const wchar_t *e = exts; *e;) {
+    const wchar_t *semi = wcschr(e, L';');
+    size_t elen = semi ? (size_t)(semi - e) : wcslen(e);
+    if (elen > 0 && dlen + nlen + elen + 1 < MAX_PATH * 4) {
+      memcpy(cand + dlen + nlen, e, elen * sizeof *cand);
+      cand[dlen + nlen + elen] = 0;
+      if (is_file(cand) && full_path(cand, out, MAX_PATH * 4))
+        return 1;
+    }
+    e += elen + (semi != NULL);
+  }
+  return 0;
+}
+
+/* PATH lookup with PATHEXT: the child's PATH (or ours), then the system directories. */
+static int search_path(const char *path8, const wchar_t *name, wchar_t *out) {
+  wchar_t sysdirs[2 * MAX_PATH + 2], exts[4096];
+  wchar_t *child_path = path8 ? mp__to_wide(path8) : NULL;
+  wchar_t *parent_path = child_path ? NULL : malloc(32768 * sizeof(wchar_t));
+  const wchar_t *path = child_path;
+  if (path == NULL) {
+    if (parent_path == NULL)
+      return mp_set_error(MP_ENOMEM, "out of memory searching PATH");
+    DWORD n = GetEnvironmentVariableW(L"PATH", parent_path, 32768);
+    path = n > 0 && n < 32768 ? parent_path : L"";
+  }
+  DWORD ne = GetEnvironmentVariableW(L"PATHEXT", exts, 4096);
+  if (ne == 0 || ne >= 4096)
+    wcscpy(exts, L".COM;.EXE;.BAT;.CMD");
+  UINT s1 = GetSystemDirectoryW(sysdirs, MAX_PATH);
+  sysdirs[s1] = L';';
+  UINT s2 = GetWindowsDirectoryW(sysdirs + s1 + 1, MAX_PATH);
+  sysdirs[s1 + 1 + s2] = 0;
+  const wchar_t *dot = wcsrchr(name, L'.');
+  int found = 0;
+  for (int pass = 0; pass < 2 && !found; pass++) {
+    for (const wchar_t *d = pass == 0 ? path : sysdirs; *d && !found;) {
+      const wchar_t *semi = wcschr(d, L';');
+      size_t dlen = semi ? (size_t)(semi - d) : wcslen(d);
+      if (dlen > 0)
+        found = try_dir(d, dlen, name, exts, dot != NULL, out);
+      d += dlen + (semi != NULL);
+    }
+  }
+  free(child_path);
+  free(parent_path);
+  return found ? 0 : MP_ENOENT;
+}
+
+/* A name given with a directory part: relative to our cwd, and with ".exe" added when it has
+ * no extension, as a shell would (CreateProcess adds none to an application name). */
+static int resolve_direct(const char *name8, const wchar_t *name, wchar_t *out) {
+  if (!full_path(name, out, MAX_PATH * 4))
+    return mp__os_error("GetFullPathNameW");
+  if (is_file(out))
+    return 0;
+  const wchar_t *base = wcsrchr(out, L'\\');
+  size_t n = wcslen(out);
+  if (wcschr(base ? base + 1 : out, L'.') == NULL && n + 5 < MAX_PATH * 4) {
+    wcscat(out, L".exe");
+    if (is_file(out))
+      return 0;
+  }
+  return mp_set_error(MP_ENOENT, "cannot start '%s': no such file", name8);
+}
+
+int mp_plat_find_program(const char *name8, const char *path, int search, char **found) {
+  size_t n = strlen(name8);
+  /* No Windows file name holds '"'; one ending in a separator names a directory, which
+   * GetFullPathNameW would turn into "dir\.exe". */
+  if (strchr(name8, '"') != NULL || n == 0 || name8[n - 1] == '\\' || name8[n - 1] == '/')
+    return mp_set_error(MP_EINVAL, "program name \"%s\" holds '\"' or ends in a path separator",
+                        name8);
+  wchar_t *name = mp__to_wide(name8);
+  wchar_t *out = malloc(MAX_PATH * 4 * sizeof *out);
+  int rc = name == NULL ? bad_utf8("argv[0]", name8) : out == NULL ? MP_ENOMEM : 0;
+  if (rc == 0 && search && wcspbrk(name, L"\\/:") == NULL) {
+    rc = search_path(path, name, out);
+    if (rc == MP_ENOENT)
+      mp_set_error(MP_ENOENT, "'%s' not found in PATH (with the extensions of PATHEXT)", name8);
+  } else if (rc == 0) {
+    rc = resolve_direct(name8, name, out);
+  }
+  if (rc == 0 && (*found = mp__to_utf8(out, -1)) == NULL)
+    rc = MP_ENOMEM;
+  if (rc == MP_ENOMEM)
+    mp_set_error(MP_ENOMEM, "out of memory finding '%s'", name8);
+  free(name);
+  free(out);
+  return rc;
+}
+
+/* ---- the child's standard handles ---------------------------------------------------- */
+
+/* A pipe for one stream: the parent's end overlapped, the child's an ordinary synchronous
+ * handle as programs expect of stdio; only the current user may open the name. */
+static int make_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
+  static volatile LONG counter;
+  wchar_t name[96];
+  unsigned r = 0;
+  mp__user_sd sd;
+  mp_plat_random_bytes(&r, sizeof r);
+  _snwprintf(name, sizeof name / sizeof name[0], L"\\\\.\\pipe\\multiproc-popen-%lu-%ld-%08x",
+             GetCurrentProcessId(), InterlockedIncrement(&counter), r);
+  name[sizeof name / sizeof name[0] - 1] = 0;
+  int rc = mp__user_sd_init(&sd);
+  if (rc != 0) {
+    mp__user_sd_free(&sd);
+    return rc;
+  }
+  int parent_reads = index != 0;
+  HANDLE p =
+      CreateNamedPipeW(name,
+                       (parent_reads ? PIPE_ACCESS_INBOUND : PIPE_ACCESS_OUTBOUND) |
+                           FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
+                       PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
+                       1, CHUNK, CHUNK, 0, &sd.sa);
+  mp__user_sd_free(&sd);
+  if (p == INVALID_HANDLE_VALUE)
+    return mp__os_error("CreateNamedPipeW");
+  HANDLE ch = CreateFileW(name, parent_reads ? GENERIC_WRITE : GENERIC_READ, 0, NULL, OPEN_EXISTING,
+                          0, NULL);
+  if (ch == INVALID_HANDLE_VALUE) {
+    rc = mp__os_error("CreateFileW (pipe client)");
+    CloseHandle(p);
+    return rc;
+  }
+  *parent = (mp_plat_handle)p;
+  *child = (mp_plat_handle)ch;
+  return 0;
+}
+
+static int open_file(const struct mp_stdio *s, int index, HANDLE *out) {
+  wchar_t *path = mp__to_wide(s->path);
+  if (path == NULL)
+    return bad_utf8("file path", s->path);
+  DWORD access = index == 0  ? GENERIC_READ
+                 : s->append ? FILE_APPEND_DATA | SYNCHRONIZE
+                             : GENERIC_WRITE;
+  DWORD disp = index == 0 ? OPEN_EXISTING : s->append ? OPEN_ALWAYS : CREATE_ALWAYS;
+  *out = CreateFileW(path, access, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
+                     disp, FILE_ATTRIBUTE_NORMAL, NULL);
+  free(path);
+  if (*out == INVALID_HANDLE_VALUE) {
+    DWORD e = GetLastError();
+    int code = e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND ? MP_ENOENT
+               : e == ERROR_ACCESS_DENIED                             ? MP_EPERM
+                                                                      : MP_EOS;
+    return mp__os_error_code(code, (long)e, s->path);
+  }
+  return 0;
+}
+
+int mp_plat_stdio_open(const struct mp_stdio *s, int index, mp_plat_handle *child,
+                       mp_plat_handle *parent) {
+  HANDLE h = NULL;
+  int rc = 0;
+  *child = *parent = MP_PLAT_INVALID;
+  switch (s->mode) {
+  case MP_STDIO_PIPE: return make_pipe(index, child, parent);
+  case MP_STDIO_DEVNULL:
+    h = CreateFileW(L"NUL", GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL,
+                    OPEN_EXISTING, 0, NULL);
+    if (h == INVALID_HANDLE_VALUE)
+      return mp__os_error("CreateFileW(NUL)");
+    break;
+  case MP_STDIO_FILE: rc = open_file(s, index, &h); break;
+  default:
+    return mp_set_error(MP_EINVAL, "std stream %d: mode %d opens nothing", index, (int)s->mode);
+  }
+  if (rc == 0)
+    *child = (mp_plat_handle)h;
+  return rc;
+}
+
+mp_plat_handle mp_plat_stdio_parent(int index) {
+  static const DWORD ids[3] = {STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
+  HANDLE h = GetStdHandle(ids[index]);
+  return h == NULL || h == INVALID_HANDLE_VALUE ? MP_PLAT_INVALID : (mp_plat_handle)h;
+}
+
+int mp_plat_stdio_check(mp_plat_handle h, int index) {
+  DWORD flags;
+  if (!GetHandleInformation((HANDLE)h, &flags))
+    return mp_set_error(MP_EINVAL, "std stream %d: %p is not an open handle", index, (void *)h);
+  return 0;
+}
+
+void mp_plat_pipe_close(mp_plat_handle h) {
+  if (h != MP_PLAT_INVALID)
+    CloseHandle((HANDLE)h);
+}
+
+/* ---- overlapped I/O ------------------------------------------------------------------ */
+
+static DWORD wait_ms(int timeout_ms) { return timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms; }
+
+static int broken(DWORD e) {
+  return e == ERROR_BROKEN_PIPE || e == ERROR_NO_DATA || e == ERROR_PIPE_NOT_CONNECTED;
+}
+
+/* One overlapped operation on h, waited for up to timeout_ms; cancelled (keeping what it
+ * moved) when the time runs out. Returns 0, MP_ETIMEDOUT, MP_EEOF (pipe closed) or MP_EOS. */
+static int io_once(HANDLE h, int writing, void *buf, DWORD len, DWORD *done, int timeout_ms) {
+  OVERLAPPED ov;
+  memset(&ov, 0, sizeof ov);
+  *done = 0;
+  ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+  if (ov.hEvent == NULL)
+    return mp__os_error("CreateEventW");
+  BOOL ok = writing ? WriteFile(h, buf, len, NULL, &ov) : ReadFile(h, buf, len, NULL, &ov);
+  DWORD e = ok ? 0 : GetLastError();
+  int rc = 0;
+  if (!ok && e != ERROR_IO_PENDING) {
+    rc = broken(e) ? MP_EEOF
+                   : mp__os_error_code(MP_EOS, (long)e, writing ? "WriteFile" : "ReadFile");
+  } else {
+    int timed_out = !ok && WaitForSingleObject(ov.hEvent, wait_ms(timeout_ms)) == WAIT_TIMEOUT;
+    if (timed_out)
+      CancelIoEx(h, &ov);
+    if (!GetOverlappedResult(h, &ov, done, TRUE)) {
+      e = GetLastError();
+      rc = e == ERROR_OPERATION_ABORTED ? MP_ETIMEDOUT
+           : broken(e)                  ? MP_EEOF
+                                        : mp__os_error_code(MP_EOS, (long)e, "GetOverlappedResult");
+    } else if (timed_out && *done == 0) {
+      rc = MP_ETIMEDOUT;
+    }
+  }
+  CloseHandle(ov.hEvent);
+  return rc;
+}
+
+static int ms_left(uint64_t deadline, int timeout_ms) {
+  if (timeout_ms < 0)
+    return -1;
+  uint64_t now = mp_plat_monotonic_ns();
+  return now >= deadline ? 0 : (int)((deadline - now + 999999u) / 1000000u);
+}
+
+int mp_plat_pipe_read(mp_plat_handle h, void *buf, size_t cap, size_t *n, int timeout_ms) {
+  uint64_t deadline =
+      mp_plat_monotonic_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  for (;;) {
+    DWORD got;
+    int rc = io_once((HANDLE)h, 0, buf, cap > CHUNK ? CHUNK : (DWORD)cap, &got,
+                     ms_left(deadline, timeout_ms));
+    if (rc == MP_EEOF)
+      return mp_set_error(MP_EEOF, "end of the child's output");
+    if (rc == MP_ETIMEDOUT)
+      return mp_set_error(rc, "no output from the child in time");
+    if (rc != 0)
+      return rc;
+    if (got > 0) {
+      *n = got;
+      return 0;
+    }
+    /* A zero-byte message is not end of file on a pipe; wait for more. */
+  }
+}
+
+int mp_plat_pipe_write(mp_plat_handle h, const void *buf, size_t len, size_t *written,
+                       int timeout_ms) {
+  uint64_t deadline =
+      mp_plat_monotonic_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  while (*written < len) {
+    DWORD done, chunk = len - *written > CHUNK ? CHUNK : (DWORD)(len - *written);
+    int rc =
+        io_once((HANDLE)h, 1, (char *)buf + *written, chunk, &done, ms_left(deadline, timeout_ms));
+    *written += done;
+    if (rc == MP_EEOF)
+      return mp_set_error(MP_EBROKEN, "the child closed its stdin");
+    if (rc == MP_ETIMEDOUT)
+      return mp_set_error(rc, "the child did not read its stdin in time");
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* communicate's engine: one overlapped operation in flight per pipe, all waited for at
+ * once, so a child blocked writing stderr never stalls our writes to its stdin. */
+typedef struct stream {
+  OVERLAPPED ov;
+  int pending;
+  DWORD asked;
+} stream;
+
+static void close_stream(mp_plat_handle *h) {
+  CloseHandle((HANDLE)*h);
+  *h = MP_PLAT_INVALID;
+}
+
+/* Starts an operation on pipe i unless one is in flight; closes pipes that are finished. */
+static int pump_issue(mp_plat_handle pipes[3], stream *s, int i, const char *in, size_t in_len,
+                      size_t in_off, mp_plat_outbuf *b) {
+  if (s->pending || pipes[i] == MP_PLAT_INVALID)
+    return 0;
+  if (i == 0 && in_off >= in_len) {
+    close_stream(&pipes[0]);
+    return 0;
+  }
+  ResetEvent(s->ov.hEvent);
+  BOOL ok;
+  if (i == 0) {
+    s->asked = in_len - in_off > CHUNK ? CHUNK : (DWORD)(in_len - in_off);
+    ok = WriteFile((HANDLE)pipes[0], in + in_off, s->asked, NULL, &s->ov);
+  } else {
+    char *dst = mp__outbuf_reserve(b, CHUNK);
+    if (dst == NULL)
+      return mp_set_error(MP_ENOMEM, "out of memory for the child's output");
+    ok = ReadFile((HANDLE)pipes[i], dst, CHUNK, NULL, &s->ov);
+  }
+  DWORD e = ok ? 0 : GetLastError();
+  if (ok || e == ERROR_IO_PENDING) {
+    s->pending = 1;
+    return 0;
+  }
+  if (broken(e)) {
+    close_stream(&pipes[i]); /* end of output, or a child that stopped reading its input */
+    return 0;
+  }
+  return mp__os_error_code(MP_EOS, (long)e, i == 0 ? "WriteFile" : "ReadFile");
+}
+
+/* Collects a finished operation on pipe i (wait: block until it finishes). */
+static int pump_collect(mp_plat_handle pipes[3], stream *s, int i, size_t *in_off,
+                        mp_plat_outbuf *b, BOOL wait) {
+  DWORD done = 0;
+  BOOL ok = GetOverlappedResult((HANDLE)pipes[i], &s->ov, &done, wait);
+  DWORD e = ok ? 0 : GetLastError();
+  if (!ok && e == ERROR_IO_INCOMPLETE)
+    return 0;
+  s->pending = 0;
+  if (i == 0)
+    *in_off += done;
+  else
+    b->len += done;
+  if (ok || e == ERROR_OPERATION_ABORTED)
+    return 0;
+  if (broken(e)) {
+    close_stream(&pipes[i]);
+    return 0;
+  }
+  return mp__os_error_code(MP_EOS, (long)e, "GetOverlappedResult");
+}
+
+static void pump_cancel(mp_plat_handle pipes[3], stream *s, size_t *in_off, mp_plat_outbuf **bufs) {
+  for (int i = 0; i < 3; i++) {
+    if (!s[i].pending)
+      continue;
+    CancelIoEx((HANDLE)pipes[i], &s[i].ov);
+    (void)pump_collect(pipes, &s[i], i, in_off, bufs[i], TRUE);
+  }
+}
+
+int mp_plat_pipe_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, size_t *in_off,
+                      mp_plat_outbuf *out, mp_plat_outbuf *err, int timeout_ms) {
+  mp_plat_outbuf *bufs[3] = {NULL, out, err};
+  stream s[3];
+  uint64_t deadline =
+      mp_plat_monotonic_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  int rc = 0, rounds = 0;
+  memset(s, 0, sizeof s);
+  for (int i = 0; i < 3; i++)
+    if ((s[i].ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL)) == NULL)
+      rc = mp__os_error("CreateEventW");
+  while (rc == 0) {
+    HANDLE evs[3];
+    int idx[3], n = 0;
+    for (int i = 0; i < 3 && rc == 0; i++)
+      rc = pump_issue(pipes, &s[i], i, in, in_len, *in_off, bufs[i]);
+    for (int i = 0; i < 3; i++)
+      if (s[i].pending)
+        evs[n] = s[i].ov.hEvent, idx[n++] = i;
+    if (rc != 0 || n == 0)
+      break;
+    /* A child that never stops writing must not hold us past the deadline. */
+    if (rounds++ > 0 && timeout_ms >= 0 && ms_left(deadline, timeout_ms) == 0) {
+      rc = MP_ETIMEDOUT;
+      break;
+    }
+    DWORD r = WaitForMultipleObjects((DWORD)n, evs, FALSE, wait_ms(ms_left(deadline, timeout_ms)));
+    if (r == WAIT_TIMEOUT) {
+      rc = MP_ETIMEDOUT;
+      break;
+    }
+    if (r >= WAIT_OBJECT_0 + (DWORD)n) {
+      rc = mp__os_error("WaitForMultipleObjects");
+      break;
+    }
+    int k = idx[r - WAIT_OBJECT_0];
+    rc = pump_collect(pipes, &s[k], k, in_off, bufs[k], FALSE);
+  }
+  pump_cancel(pipes, s, in_off, bufs);
+  for (int i = 0; i < 3; i++)
+    if (s[i].ov.hEvent)
+      CloseHandle(s[i].ov.hEvent);
+  return rc;
+}
+
+/* ---- environment --------------------------------------------------------------------- */
+
+int mp_plat_environ(char ***env) {
+  wchar_t *block = GetEnvironmentStringsW();
+  if (block == NULL)
+    return mp__os_error("GetEnvironmentStringsW");
+  size_t n = 0;
+  for (wchar_t *p = block; *p; p += wcslen(p) + 1)
+    n++;
+  char **out = calloc(n + 1, sizeof *out);
+  int rc = out ? 0 : mp_set_error(MP_ENOMEM, "out of memory copying the environment");
+  size_t i = 0;
+  for (wchar_t *p = block; rc == 0 && *p; p += wcslen(p) + 1, i++)
+    if ((out[i] = mp__to_utf8(p, -1)) == NULL)
+      rc = mp_set_error(MP_ENOMEM, "out of memory copying the environment");
+  FreeEnvironmentStringsW(block);
+  if (rc != 0) {
+    for (size_t j = 0; out && j < i; j++)
+      free(out[j]);
+    free(out);
+    return rc;
+  }
+  *env = out;
+  return 0;
+}
+
+int mp_plat_env_icase(void) { return 1; }
