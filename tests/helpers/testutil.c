@@ -246,3 +246,61 @@ void mp_test_crash(void) {
   volatile uintptr_t addr = 16;
   *(volatile int *)addr = 1;
 }
+
+/* ---- heap in use -------------------------------------------------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#  define MP_TEST_SANITIZER_HEAP 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#    define MP_TEST_SANITIZER_HEAP 1
+#  endif
+#endif
+
+#if defined(MP_TEST_SANITIZER_HEAP)
+/* The sanitizers' allocator statistics (clang's sanitizer/allocator_interface.h; GCC ships
+ * the function but not the header). */
+size_t __sanitizer_get_current_allocated_bytes(void);
+size_t mp_test_heap_in_use(void) { return __sanitizer_get_current_allocated_bytes(); }
+#elif defined(_WIN32)
+#  include <malloc.h>
+size_t mp_test_heap_in_use(void) {
+  _HEAPINFO h;
+  size_t used = 0;
+  h._pentry = NULL;
+  while (_heapwalk(&h) == _HEAPOK)
+    if (h._useflag == _USEDENTRY)
+      used += h._size;
+  return used;
+}
+#else
+#  include <malloc.h>
+size_t mp_test_heap_in_use(void) {
+  struct mallinfo2 mi = mallinfo2();
+  return mi.uordblks + mi.hblkhd; /* small blocks in arenas + blocks mmap'd on their own */
+}
+#endif
+
+/* ---- running a program ----------------------------------------------------------- */
+
+char *mp_test_run(const char *program, const char *const *args) {
+  const char *argv[16] = {program};
+  size_t n = 1;
+  for (; args[n - 1] && n < 15; n++)
+    argv[n] = args[n - 1];
+  argv[n] = NULL;
+  mp_popen_opts o;
+  memset(&o, 0, sizeof o);
+  o.std_out.mode = MP_STDIO_PIPE;
+  o.std_in.mode = MP_STDIO_DEVNULL;
+  mp_popen *p = NULL;
+  char *out = NULL;
+  int code = -1;
+  assert_mp_ok(mp_popen_create(&p, argv, &o));
+  assert_mp_ok(mp_popen_communicate(p, NULL, 0, &out, NULL, NULL, NULL, 60000));
+  assert_mp_ok(mp_popen_returncode(p, &code));
+  mp_popen_free(p);
+  if (code != 0)
+    fail_msg("%s %s exited with %d; output:\n%s", program, args[0], code, out);
+  return out;
+}

@@ -36,6 +36,15 @@ void mp_test_crash(void);
 /* Open file descriptors (Linux) or handles (Windows) of this process, to detect leaks. */
 int mp_test_open_handles(void);
 
+/* Bytes the C heap has handed out and not taken back (glibc's mallinfo2, the sanitizers'
+ * allocator, msvcrt's heap walk): tests compare it before and after a workload. */
+size_t mp_test_heap_in_use(void);
+
+/* Runs program with args (NULL-terminated, at most 14) to completion within 60 s and
+ * returns its stdout (free with mp_free); fails the test unless it exits with 0. */
+char *mp_test_run(const char *program, const char *const *args);
+
+
 /* The path of tests/helpers/mp_testchild (under Wine: its Z:\ path). */
 const char *mp_test_child_program(void);
 
