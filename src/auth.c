@@ -73,8 +73,8 @@ int mp__auth_digest(const unsigned char *msg, size_t n, int *alg, size_t *prefix
 
 int mp__auth_verify(const void *key, size_t keylen, const unsigned char *msg, size_t mlen,
                     const unsigned char *answer, size_t alen) {
-  int alg;
-  size_t skip;
+  int alg = 0; /* set whenever mp__auth_digest succeeds; GCC's -O2 cannot tell */
+  size_t skip = 0;
   unsigned char want[32];
   size_t wlen = 0;
   int rc = mp__auth_digest(answer, alen, &alg, &skip);

@@ -170,10 +170,11 @@ static int on_frame(front *f, pending *p) {
   mp__frame_take(&p->rx, &body, &len);
   int rc = mp__auth_server_feed(&p->auth, body, len, out, &olen);
   free(body);
+  if (rc == MP_EAUTH) /* counted before the refusal goes out: a peer that saw it, and the
+                         owner it told, find the failure in the status and in the penalty */
+    failed(f, p->peer);
   if (olen > 0 && send_frame(p, out, olen) < 0 && rc >= 0)
     rc = MP_EBROKEN;
-  if (rc == MP_EAUTH)
-    failed(f, p->peer);
   if (rc == MP_AUTH_DONE)
     p->state = P_READY;
   return rc < 0 ? rc : 0;
