@@ -236,7 +236,7 @@ static int take_len(rd *r, int n, size_t *len) {
 static int op_blob(rd *r, int kind, int nlen) {
   size_t n = 0;
   const unsigned char *at = NULL;
-  uint32_t id;
+  uint32_t id = 0;
   int rc = take_len(r, nlen, &n);
   if (rc == 0)
     rc = take(r, n, &at);
@@ -250,7 +250,7 @@ static int op_blob(rd *r, int kind, int nlen) {
 }
 
 static int push_int(rd *r, int64_t i) {
-  uint32_t id;
+  uint32_t id = 0;
   int rc = push_new(r, K_INT, &id);
   if (rc == 0)
     r->nodes[id].u.i = i;
@@ -291,7 +291,7 @@ static int op_long(rd *r, int nlen) {
 
 static int op_float(rd *r) {
   const unsigned char *at = NULL;
-  uint32_t id;
+  uint32_t id = 0;
   int rc = take(r, 8, &at);
   if (rc == 0)
     rc = push_new(r, K_FLOAT, &id);
@@ -335,7 +335,7 @@ static int fill(rd *r, uint32_t c, size_t from, int dict) {
 
 /* A new container of kind holding stack[from..sp). */
 static int make_container(rd *r, int kind, size_t from) {
-  uint32_t id;
+  uint32_t id = 0;
   int rc = new_node(r, kind, &id);
   if (rc == 0)
     rc = fill(r, id, from, kind == K_DICT);
@@ -348,14 +348,14 @@ static int op_tuple_n(rd *r, size_t k) {
 }
 
 static int op_with_mark(rd *r, int kind) {
-  size_t from;
+  size_t from = 0;
   int rc = pop_mark(r, &from);
   return rc < 0 ? rc : make_container(r, kind, from);
 }
 
 /* APPEND/APPENDS/SETITEM/SETITEMS: add the items to the list or dict just below them. */
 static int op_add(rd *r, int dict, int with_mark) {
-  size_t from;
+  size_t from = 0;
   int rc = 0;
   if (with_mark)
     rc = pop_mark(r, &from);
@@ -460,7 +460,7 @@ static int push_global(rd *r, const unsigned char *module, size_t mlen, const un
   memcpy(n, name, nlen);
   n[nlen] = 0;
   int gid = 0;
-  uint32_t id;
+  uint32_t id = 0;
   int rc = lookup_global(r, m, n, &gid);
   if (rc == 0)
     rc = push_new(r, K_GLOBAL, &id);
@@ -530,7 +530,7 @@ static int latin1_bytes(rd *r, const node *args) {
       return malformed("_codecs.encode text outside latin-1");
     }
   }
-  uint32_t id;
+  uint32_t id = 0;
   if ((rc = push_new(r, K_BYTES, &id)) < 0)
     return rc;
   node *b = &r->nodes[id];
@@ -552,7 +552,7 @@ static int op_reduce(rd *r) {
   int gid = g->u.g.gid;
   node args = *a; /* the arena may move as nodes are added */
   r->sp -= 2;
-  uint32_t id;
+  uint32_t id = 0;
   if (gid == G_BYTES) {
     if (args.n != 0)
       return malformed("bytes() with arguments");
@@ -578,7 +578,7 @@ static int op_newobj(rd *r) {
   if (g->kind != K_GLOBAL || g->u.g.gid != G_TOKEN || a->kind != K_TUPLE || a->n != 0)
     return malformed("NEWOBJ is only allowed for multiprocessing.managers.Token()");
   r->sp -= 2;
-  uint32_t id;
+  uint32_t id = 0;
   return push_new(r, K_TOKEN, &id);
 }
 
@@ -963,7 +963,7 @@ static int load(rd *r, mp_value **out) {
 /* The arena starts with None, True and False at K_NONE, K_TRUE and K_FALSE. */
 static int arena_init(rd *r) {
   for (int k = K_NONE; k <= K_FALSE; k++) {
-    uint32_t id;
+    uint32_t id = 0;
     int rc = new_node(r, k, &id);
     if (rc < 0)
       return rc;
