@@ -345,8 +345,12 @@ int mp_plat_self_exe(char *buf, size_t size);
 /* 1 if this process's command line is that of a spawned child (argv[1] is the marker). */
 int mp_plat_started_as_child(void);
 
-/* Flushes stdout and stderr (never every stream: another thread may hold stdin's lock while
- * it blocks reading) and exits the process now with code. */
+/* Flushes stdout and stderr where they hold unwritten output (never every stream: another
+ * thread may hold stdin's lock while it blocks reading). A stream with nothing to write is
+ * left untouched: after a fork, taking its lock is a copy-on-write page fault. */
+void mp_plat_flush_stdio(void);
+
+/* Flushes stdout and stderr (mp_plat_flush_stdio) and exits the process now with code. */
 void mp_plat_exit(int code);
 
 /* ---- a child's standard streams and pipes (posix/stdio.c, win32/stdio.c) --------------- */

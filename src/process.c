@@ -247,8 +247,11 @@ static int args_handles(const mp_args *args, mp_plat_handle *out, size_t *n) {
 }
 
 static void become_child(const char *name, int64_t ppid) {
-  size_t n = strlen(name) < sizeof current_name - 1 ? strlen(name) : sizeof current_name - 1;
-  memcpy(current_name, name, n); /* not snprintf: its stack frame costs a fork child faults */
+  /* A plain loop, not snprintf or strlen: every page of code a fork child runs for the first
+   * time is a page fault (its parent's text mappings are not copied). */
+  size_t n = 0;
+  for (; name[n] != '\0' && n < sizeof current_name - 1; n++)
+    current_name[n] = name[n];
   current_name[n] = '\0';
   parent_pid = ppid;
   /* The parent's children are not this process's to join, terminate or reap. */
@@ -491,10 +494,8 @@ int mp_process_start(mp_process *p) {
   reap_freed();
   mp_start_method m = resolve_method(p->method);
   int rc = method_supported(m, "mp_process_start");
-  /* What the parent printed before start comes before what the child prints. Only stdout
-   * and stderr: fflush(NULL) would wait for a thread blocked reading stdin. */
-  fflush(stdout);
-  fflush(stderr);
+  /* What the parent printed before start comes before what the child prints. */
+  mp_plat_flush_stdio();
   if (rc == 0)
     rc = method_row(m)->start(p);
   if (rc) {

@@ -192,25 +192,28 @@ static int close_if_cloexec(int fd, const mp_plat_handle *keep, size_t nkeep, in
 }
 
 #if MP_LINUX
-/* getdents64 into a small stack buffer: safe after fork in a threaded parent, and cheap,
- * since every page the child touches is a copy-on-write fault. Closing while listing may
- * skip entries, so the listing repeats until a pass closes nothing. */
+/* getdents64 into a small stack buffer: safe after fork in a threaded parent. One pass is
+ * enough: /proc lists descriptors by number from a position, so closing those already
+ * listed skips none. Cheap on purpose, since every page a fork child touches costs it a
+ * fault: the path is built on the stack (the kernel would fault in a read-only data page
+ * to read a literal) and names are parsed here, not by strtol's code and locale tables. */
 static void close_cloexec_except(const mp_plat_handle *keep, size_t nkeep) {
-  int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  char path[] = {'/', 'p', 'r', 'o', 'c', '/', 's', 'e', 'l', 'f', '/', 'f', 'd', '\0'};
+  int dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0)
     return;
   char buf[1024];
-  for (int closed = 1; closed;) {
-    closed = 0;
-    lseek(dir, 0, SEEK_SET);
-    long n;
-    while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
-      for (long off = 0; off < n;) {
-        struct dirent64 *d = (struct dirent64 *)(buf + off);
-        off += d->d_reclen;
-        if (d->d_name[0] >= '0' && d->d_name[0] <= '9')
-          closed |= close_if_cloexec(atoi(d->d_name), keep, nkeep, dir);
-      }
+  long n;
+  while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < n;) {
+      struct dirent64 *d = (struct dirent64 *)(buf + off);
+      off += d->d_reclen;
+      int fd = 0;
+      const char *c = d->d_name;
+      for (; *c >= '0' && *c <= '9' && fd < (1 << 24); c++)
+        fd = fd * 10 + (*c - '0');
+      if (c != d->d_name && *c == '\0')
+        close_if_cloexec(fd, keep, nkeep, dir);
     }
   }
   close(dir);
@@ -287,10 +290,8 @@ static int run_fork(fork_req *r) {
   if (r->flags & MP_CHILD_DIE_WITH_PARENT)
     life = lifeline_read_end();
 #endif
-  /* Or buffered output would be written twice, by parent and child. Only the two streams
-   * programs write to: fflush(NULL) would wait for a thread blocked reading stdin. */
-  fflush(stdout);
-  fflush(stderr);
+  /* Or buffered output would be written twice, by parent and child. */
+  mp_plat_flush_stdio();
   pid_t pid = fork();
   if (pid < 0) {
     r->err = errno;
@@ -704,7 +705,6 @@ int mp_plat_started_as_child(void) {
 }
 
 void mp_plat_exit(int code) {
-  fflush(stdout);
-  fflush(stderr);
+  mp_plat_flush_stdio();
   _exit(code);
 }
