@@ -12,6 +12,7 @@
 #include "connection.h"
 #include "deadline.h"
 #include "pool_wire.h"
+#include "proc.h"
 
 /* Tasks queued on one worker at most, and their bytes: below every pipe buffer (64 KiB
  * on Windows), so writing to a busy worker never blocks while it writes its results. A
@@ -930,13 +931,7 @@ static int check_opts(const mp_pool_opts *o) {
     return mp_set_error(MP_EINVAL, "mp_pool_create: maxtasksperchild is %d", o->maxtasksperchild);
   if (o->task_timeout_ms < 0)
     return mp_set_error(MP_EINVAL, "mp_pool_create: task_timeout_ms is %d", o->task_timeout_ms);
-#ifdef _WIN32
-  if (o->method == MP_START_FORK)
-    return mp_set_error(MP_EINVAL, "mp_pool_create: no fork start method on Windows");
-#endif
-  if (o->method != MP_START_DEFAULT && o->method != MP_START_FORK && o->method != MP_START_SPAWN)
-    return mp_set_error(MP_EINVAL, "mp_pool_create: unknown start method %d", (int)o->method);
-  return 0;
+  return mp__start_method_check(o->method, "mp_pool_create");
 }
 
 /* mp_values have no copy function: a round trip through MessagePack is one. */

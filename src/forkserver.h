@@ -1,0 +1,26 @@
+/* The fork server's life as its client sees it (forkserver.c), and what process.c does for
+ * it. Not part of the public API. */
+#ifndef MP_FORKSERVER_H
+#define MP_FORKSERVER_H
+
+#include "multiproc.h"
+#include "platform.h"
+
+/* Starts a child through this process's fork server, starting the server first if none runs
+ * and a new one if it died: c tracks the child, child_handles[0..nh) receives the values of
+ * handles in it. Errors: as mp_plat_forkserver_fork, but a server that cannot start, went
+ * away or did not answer within timeout_ms is MP_ECHILD (and is replaced at the next start). */
+int mp__forkserver_launch(mp_plat_child *c, int flags, int timeout_ms, mp_plat_handle boot,
+                          const mp_plat_handle *handles, mp_plat_handle *child_handles, size_t nh);
+
+/* Stops this process's fork server if one runs (mp_shutdown, after the joins): what it still
+ * runs dies with it unless detached. */
+void mp__forkserver_stop(void);
+
+/* process.c: spawns a fork server, this program bootstrapped like a spawned child, whose
+ * target is preload (NULL: none), run once before it serves; *ctl receives the control
+ * handle (the bootstrap connection's, kept), proc tracks the server. */
+int mp__process_spawn_server(mp_preload_fn preload, int timeout_ms, mp_plat_child *proc,
+                             mp_plat_handle *ctl);
+
+#endif /* MP_FORKSERVER_H */
