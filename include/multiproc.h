@@ -1,10 +1,67 @@
 /* multiproc — processes, pipes, queues, pools, subprocesses, threads and network managers
  * for C programs on Linux and Windows, in the manner of Python's multiprocessing.
  *
- * The whole public API. Conventions: every call returns 0 or a negative MP_E* code;
- * mp_strerror() names a code and mp_last_error() gives the calling thread's detailed
- * message. Objects are opaque; mp_X_create(&obj, ...) makes one, mp_X_free(obj) releases
- * it. Timeouts are int milliseconds: MP_FOREVER blocks, 0 polls. Strings are UTF-8. */
+ * The whole public API. The rules below hold for every function; a function's own comment
+ * says only where it differs or adds.
+ *
+ * WHAT A FUNCTION RETURNS
+ * - Calls return int: 0, or a negative MP_E* code (never a positive one, except as said
+ *   next). mp_strerror() names a code; mp_last_error() gives the calling thread's detailed
+ *   message (which call, which object or path, which OS error).
+ * - Questions (mp_X_is_alive, mp_result_ready, mp_conn_poll, mp_queue_empty, ...) return 1
+ *   or 0, or a negative code when they cannot answer.
+ * - Value constructors (mp_value_int, mp_value_copy, ...) return the new value, or NULL
+ *   with mp_last_error_code() set: the one exception, so values can be built inline.
+ * - Plain readers of a property (mp_args_count, mp_process_pid, mp_pool_size,
+ *   mp_thread_name, mp_version, ...) return the property itself and never fail; given NULL
+ *   they return 0 or NULL. Functions that return void (mp_X_free, ...) accept NULL.
+ *
+ * TIMEOUTS: int milliseconds, and three named values
+ * - In a call (timeout_ms argument): n > 0 waits up to n ms; 0 polls (never blocks);
+ *   MP_FOREVER (-1) blocks until done (a peer that dies still ends the wait: MP_EEOF,
+ *   MP_EBROKEN); MP_DEFAULT_TIMEOUT (-2) uses the object's own default, where it has one
+ *   (mp_popen_*). Anything else below 0 is MP_EINVAL.
+ * - In an option struct, 0 is never "poll": a zeroed field (a zeroed struct, or opts ==
+ *   NULL) takes that field's default, and MP_DEFAULT_TIMEOUT says the same by name. The
+ *   defaults differ by field — today 0 means four different things in four structs:
+ *     mp_process_opts.start_timeout_ms      0: 30 s (a start is always bounded)
+ *     mp_pool_opts.task_timeout_ms          0: no limit
+ *     mp_popen_opts.timeout_ms              0: no limit
+ *     mp_manager_opts.handshake_timeout_ms  0: 5 s (a handshake is always bounded)
+ *   (and mp_map_opts.timeout_ms 0: no limit). MP_NO_LIMIT (-1, the value of MP_FOREVER)
+ *   turns a limit off where a field allows it (task_timeout_ms, popen and map timeout_ms);
+ *   in the two always-bounded fields every negative value means the default.
+ * - Size and count fields follow the same rule: 0 is the default, named in each field's
+ *   comment (maxsize 0: no message-count bound; max_message 0: MP_CONN_DEFAULT_MAX_MESSAGE;
+ *   maxtasksperchild 0: never replaced; max_connections 0: 64; ...).
+ *
+ * OWNERSHIP
+ * - Objects are opaque: mp_X_create(&obj, ...) makes one and mp_X_free(obj) releases it;
+ *   freeing a process, pool or popen whose work still runs lets the work finish (see each).
+ * - What a call hands back through a pointer argument is YOURS to free — buffers with
+ *   mp_free, values with mp_value_free, objects with their mp_X_free — unless its comment
+ *   says BORROWED: then the object it came from owns it, and it stays valid until that
+ *   object is freed or changed (mp_value_at, mp_args_get_str, mp_result_get, ...).
+ * - What you pass in stays yours: values, strings and bytes are copied when kept (pool
+ *   inputs, initargs, arguments); objects added to an mp_args are referenced, not owned.
+ *   The exceptions take ownership even when they fail: mp_value_append, mp_value_dict_set.
+ *
+ * THREADS
+ * - Any thread may call any function; what one thread may do to an object while another
+ *   uses it depends on the object:
+ *   shared freely:  mp_pool, mp_result, mp_imap, mp_queue (a local queue or a manager's
+ *                   proxy), mp_lock, mp_rlock, mp_cond, mp_sem, mp_event, mp_barrier,
+ *                   mp_plock, mp_psem, mp_pevent, mp_shared (through its lock), mp_tls,
+ *                   mp_manager (mp_manager_shutdown from any thread ends a serve),
+ *                   mp_manager_client;
+ *   one sender and one receiver at a time: mp_conn;
+ *   one thread at a time:  mp_process, mp_popen, mp_args, mp_thread, and mp_value while
+ *                   anyone changes it (values that nobody changes may be read by many);
+ *   mp_shm's memory is yours to synchronise. Freeing an object while another thread uses
+ *   it is never allowed.
+ * - Errors are per thread: mp_last_error() is the calling thread's.
+ *
+ * Strings are UTF-8 everywhere (converted to UTF-16 at the Windows boundary). */
 #ifndef MULTIPROC_H
 #define MULTIPROC_H
 
@@ -41,9 +98,15 @@ extern "C" {
  * project(VERSION): the one place the version is written. */
 #include "multiproc_version.h"
 
-/* ---- errors ------------------------------------------------------------------------ */
+/* ---- errors and timeouts (see the rules at the top) --------------------------------- */
 
+/* Block until done (in a call's timeout_ms). */
 #define MP_FOREVER (-1)
+/* In an option field that limits a time: no limit (the same value as MP_FOREVER). */
+#define MP_NO_LIMIT MP_FOREVER
+/* Use the default: in an option field, the field's default (as 0 does); in a call that has
+ * one, the object's default timeout (mp_popen_wait, mp_popen_communicate, ...). */
+#define MP_DEFAULT_TIMEOUT (-2)
 
 typedef enum mp_error {
   MP_OK = 0,
@@ -149,6 +212,8 @@ MP_API mp_value *mp_value_list(void);
 MP_API mp_value *mp_value_tuple(void);
 /** Returns a new empty dict, or NULL if out of memory. */
 MP_API mp_value *mp_value_dict(void);
+/** Returns a deep copy of v (yours), or NULL (v is NULL: MP_EINVAL; out of memory). */
+MP_API mp_value *mp_value_copy(const mp_value *v);
 /** Frees a value and everything it contains; NULL is ignored. */
 MP_API void mp_value_free(mp_value *v);
 
@@ -250,6 +315,10 @@ MP_API mp_waitable mp_waitable_process(mp_process *process);
 MP_API int mp_wait(mp_waitable *objs, size_t n, int timeout_ms);
 
 /* ---- arguments (args.c) ------------------------------------------------------------- */
+/* The arguments of a process's target or of a pool task (mp_pool_apply_args): a tuple of
+ * values plus objects (connections, queues, locks, shared memory). Values are copied in;
+ * objects are referenced, and the receiving process gets its own handle on each. A value
+ * may be any mp_value, a list or dict too (mp_args_add_value). */
 
 typedef enum mp_arg_type {
   MP_ARG_NIL = 0,
@@ -260,7 +329,13 @@ typedef enum mp_arg_type {
   MP_ARG_BYTES,
   MP_ARG_CONN,
   MP_ARG_OBJECT, /* another passable object (queue, lock, shared memory) */
+  MP_ARG_LIST,   /* a value argument holding a list (mp_args_get_value) */
+  MP_ARG_TUPLE,  /* ... a tuple */
+  MP_ARG_DICT,   /* ... a dict */
 } mp_arg_type;
+
+/* The most arguments one list holds (more is MP_EINVAL, and MP_EPROTO when decoded). */
+#define MP_ARGS_MAX 4096
 
 /** Creates an empty argument list. */
 MP_API int mp_args_create(mp_args **args);
@@ -278,6 +353,8 @@ MP_API int mp_args_add_double(mp_args *args, double value);
 MP_API int mp_args_add_str(mp_args *args, const char *value);
 /** Appends len bytes (copied; may contain NULs; data may be NULL when len is 0). */
 MP_API int mp_args_add_bytes(mp_args *args, const void *data, size_t len);
+/** Appends a copy of v, which may be any value (a list, tuple or dict too). */
+MP_API int mp_args_add_value(mp_args *args, const mp_value *v);
 /** Appends a connection: the child gets its own handle to the same pipe end. */
 MP_API int mp_args_add_conn(mp_args *args, mp_conn *conn);
 /** Returns the number of arguments. */
@@ -294,6 +371,9 @@ MP_API int mp_args_get_double(const mp_args *args, size_t i, double *value);
 MP_API int mp_args_get_str(const mp_args *args, size_t i, const char **value, size_t *len);
 /** Reads argument i as bytes (borrowed). */
 MP_API int mp_args_get_bytes(const mp_args *args, size_t i, const void **data, size_t *len);
+/** Reads value argument i of any value type (borrowed: valid while args lives); MP_EINVAL
+ * for a connection or another object. */
+MP_API int mp_args_get_value(const mp_args *args, size_t i, const mp_value **v);
 /** Reads argument i as a connection (borrowed: valid while the target runs). */
 MP_API int mp_args_get_conn(const mp_args *args, size_t i, mp_conn **conn);
 
@@ -316,7 +396,8 @@ typedef struct mp_process_opts {
   int detached;           /* may outlive this process (no parent-death kill) */
   mp_start_method method; /* MP_START_DEFAULT: see mp_set_start_method */
   int start_timeout_ms;   /* spawn, forkserver: how long the child may take to reach mp_init
-                             or the fork server to answer (0: 30 s) */
+                             (forkserver: or the server to answer); 0 or
+                             MP_DEFAULT_TIMEOUT: 30 s (always bounded: see the top) */
 } mp_process_opts;
 
 /* The fork server's initialisation (mp_set_forkserver_preload): runs once in the server,
@@ -616,6 +697,10 @@ typedef struct mp_imap mp_imap;     /* the results of mp_pool_imap_unordered */
 typedef int (*mp_task_fn)(const mp_value *input, mp_value **output);
 /* A starmap task: the items of one input tuple or list, as separate arguments. */
 typedef int (*mp_star_fn)(mp_value *const *args, size_t nargs, mp_value **output);
+/* A task that takes an argument list: values and objects (queues, connections, locks,
+ * shared memory), as a process target does (mp_pool_apply_args). args is valid while it
+ * runs; its objects are the worker's own handles on the caller's. */
+typedef int (*mp_args_task_fn)(mp_args *args, mp_value **output);
 /* Runs once in each worker before its first task; non-zero fails the pool's start-up. */
 typedef int (*mp_pool_init_fn)(const mp_value *initargs);
 /* Runs in the creating process (on the pool's thread) when a result becomes ready; it must
@@ -626,10 +711,16 @@ typedef struct mp_pool_opts {
   mp_start_method method;      /* MP_START_DEFAULT: see mp_set_start_method */
   mp_pool_init_fn initializer; /* NULL: none */
   const mp_value *initargs;    /* copied; NULL: nil */
-  int maxtasksperchild;        /* a worker is replaced after this many tasks (0: never) */
+  int maxtasksperchild;        /* a worker is replaced after this many tasks; 0: never */
   int task_timeout_ms;         /* a task running longer is killed with its worker and fails
-                                  with MP_ETIMEDOUT (0: no limit) */
+                                  with MP_ETIMEDOUT; 0 or MP_NO_LIMIT: no limit */
 } mp_pool_opts;
+
+/* Options of mp_pool_map_ex; a zeroed struct is the defaults. */
+typedef struct mp_map_opts {
+  size_t chunksize; /* inputs per task; 0: n / (4 * workers), rounded up, as Python */
+  int timeout_ms;   /* for the whole map; 0 or MP_NO_LIMIT: none */
+} mp_map_opts;
 
 /** Starts nworkers workers (0: mp_cpu_count()) and waits until each ran its initializer;
  * opts may be NULL. */
@@ -640,13 +731,28 @@ MP_API int mp_pool_apply_async(mp_pool *pool, mp_task_fn fn, const mp_value *inp
 /** Like mp_pool_apply_async; cb(result, arg) runs in this process once it is ready. */
 MP_API int mp_pool_apply_async_cb(mp_pool *pool, mp_task_fn fn, const mp_value *input,
                                   mp_result_cb cb, void *arg, mp_result **result);
-/** Runs fn(input) in a worker and waits: *output (may be NULL) is the caller's to free. */
+/** Runs fn(input) in a worker and waits: *output (may be NULL) is yours to free. */
 MP_API int mp_pool_apply(mp_pool *pool, mp_task_fn fn, const mp_value *input, mp_value **output);
+/** Queues fn(args) and returns its pending result. args is copied and its objects' handles
+ * duplicated at once, so the caller may free both right after. */
+MP_API int mp_pool_apply_args_async(mp_pool *pool, mp_args_task_fn fn, const mp_args *args,
+                                    mp_result **result);
+/** Runs fn(args) in a worker and waits: *output (may be NULL) is yours to free. */
+MP_API int mp_pool_apply_args(mp_pool *pool, mp_args_task_fn fn, const mp_args *args,
+                              mp_value **output);
 /** outputs[i] = fn(inputs[i]) for i < n, in order, sent in chunks of chunksize inputs (0:
  * n / (4 * workers), rounded up). On failure every output is NULL and the error of the
  * lowest failed index is returned. The outputs are the caller's to free. */
 MP_API int mp_pool_map(mp_pool *pool, mp_task_fn fn, const mp_value *const *inputs, size_t n,
                        size_t chunksize, mp_value **outputs);
+/** outputs[i] = fn(inputs[i]) with per-item results and an optional timeout (opts may be
+ * NULL): codes[i] (codes may be NULL) receives 0 or item i's error, and every item that
+ * succeeded keeps its output even when others failed; failed items' outputs are NULL. On
+ * timeout what finished in time is kept and the rest is MP_ETIMEDOUT: tasks not yet sent
+ * are cancelled, running ones finish in the workers and are dropped. Returns 0, MP_ETIMEDOUT,
+ * or the error of the lowest failed index. The outputs are yours to free in every case. */
+MP_API int mp_pool_map_ex(mp_pool *pool, mp_task_fn fn, const mp_value *const *inputs, size_t n,
+                          const mp_map_opts *opts, mp_value **outputs, int *codes);
 /** Like mp_pool_map with each input a tuple or list whose items become fn's arguments. */
 MP_API int mp_pool_starmap(mp_pool *pool, mp_star_fn fn, const mp_value *const *inputs, size_t n,
                            size_t chunksize, mp_value **outputs);
@@ -669,9 +775,13 @@ MP_API void mp_pool_free(mp_pool *pool);
 
 /** Waits for the result: 0 or MP_ETIMEDOUT. */
 MP_API int mp_result_wait(mp_result *r, int timeout_ms);
-/** Waits and gives the output (borrowed: owned by r; may be NULL): 0, MP_ETIMEDOUT, or the
- * task's failure (MP_ETASK, MP_EWORKER, MP_ETIMEDOUT, MP_ECANCELED) with its message. */
+/** Waits and gives the output, BORROWED: r owns it and mp_result_free frees it (may be NULL;
+ * use mp_result_take to own it): 0, MP_ETIMEDOUT, or the task's failure (MP_ETASK,
+ * MP_EWORKER, MP_ETIMEDOUT, MP_ECANCELED) with its message. */
 MP_API int mp_result_get(mp_result *r, mp_value **value, int timeout_ms);
+/** Waits and takes the output: *value (may be NULL) is yours to free, as from mp_pool_apply;
+ * r keeps nothing, and a later get or take is MP_ESTATE. Errors as mp_result_get. */
+MP_API int mp_result_take(mp_result *r, mp_value **value, int timeout_ms);
 /** Returns 1 if the result is ready, 0 if not. */
 MP_API int mp_result_ready(mp_result *r);
 /** Returns 1 if the task succeeded, 0 if it failed, MP_ESTATE if it is not ready. */
@@ -714,9 +824,6 @@ typedef struct mp_stdio {
 /* mp_popen_opts.search_path: never search PATH for argv[0]. */
 #define MP_NO_SEARCH_PATH (-1)
 
-/* Use the popen's default timeout (mp_popen_opts.timeout_ms) in wait/communicate. */
-#define MP_DEFAULT_TIMEOUT (-2)
-
 typedef struct mp_popen_opts {
   mp_stdio std_in, std_out, std_err; /* zero: inherit all three */
   const char *cwd;                   /* NULL: the parent's */
@@ -733,7 +840,8 @@ typedef struct mp_popen_opts {
                             Windows: CREATE_NEW_PROCESS_GROUP */
   int detached;          /* POSIX: new session (setsid); Windows: DETACHED_PROCESS, outside
                             the job; free() never waits for it */
-  int timeout_ms;        /* default timeout for mp_run and MP_DEFAULT_TIMEOUT; 0 = none */
+  int timeout_ms;        /* default timeout for mp_run and for calls given
+                            MP_DEFAULT_TIMEOUT; 0 or MP_NO_LIMIT: none */
   const void *input;     /* mp_run/mp_check_output only: bytes written to stdin (which
                             becomes a pipe), then stdin is closed */
   size_t input_len;
@@ -914,7 +1022,8 @@ typedef struct mp_manager_client mp_manager_client; /* a connection to a server 
 
 typedef struct mp_manager_opts {
   int max_connections;       /* connections served at once; 0: 64. More wait to be accepted */
-  int handshake_timeout_ms;  /* for authentication and the first request; 0: 5000 */
+  int handshake_timeout_ms;  /* for authentication and the first request; 0 or
+                                MP_DEFAULT_TIMEOUT: 5000 ms (always bounded: see the top) */
   size_t max_message;        /* largest request after authentication; 0: 64 MiB */
   int allow_empty_authkey;   /* an empty authkey is refused (MP_EINVAL) unless this is set */
   int allow_remote_shutdown; /* let clients call 'shutdown' (Python's manager.shutdown()) */

@@ -6,11 +6,13 @@
 #include <string.h>
 
 #include "xfer.h"
+#include "buf.h"
 #include "connection.h"
 #include "platform.h"
 
 #define HDR_SHORT 4
-#define HDR_LONG 12 /* -1 marker + 8-byte length */
+#define HDR_LONG 12  /* -1 marker + 8-byte length */
+#define RA_MIN 65536 /* a read-ahead buffer's least size */
 
 struct mp_conn {
   mp_plat_chan *chan; /* NULL once closed */
@@ -23,6 +25,17 @@ struct mp_conn {
   size_t body_len, body_got;
   uint64_t skip; /* bytes of an oversized message still to discard */
   int desync;    /* a malformed prefix was read: message boundaries are lost for good */
+  /* Read-ahead (mp__conn_set_readahead): each read takes what has arrived, and messages
+   * are served out of ra[ra_start..ra_len) instead of the frame state above. */
+  int readahead, accepts_handles;
+  unsigned char *ra;
+  size_t ra_start, ra_len, ra_cap;
+  /* Handles that came along the data (POSIX), oldest first, until a message takes them. */
+  mp_plat_handle *in_h;
+  size_t in_n, in_cap;
+  /* Handles to go along the next mp__conn_send_batch (POSIX); owned by the caller. */
+  mp_plat_handle *out_h;
+  size_t out_n;
 };
 
 static void reset_rx(mp_conn *c) {
@@ -112,8 +125,8 @@ int mp_conn_send(mp_conn *c, const void *buf, size_t len) {
 
 /* Milliseconds left until deadline_ns, or MP_FOREVER. */
 static int remaining(uint64_t deadline_ns, int timeout_ms) {
-  if (timeout_ms < 0)
-    return MP_FOREVER;
+  if (timeout_ms <= 0)
+    return timeout_ms < 0 ? MP_FOREVER : 0; /* no clock reading: polls and blocks are many */
   uint64_t now = mp_plat_monotonic_ns();
   return now >= deadline_ns ? 0 : (int)((deadline_ns - now + 999999) / 1000000);
 }
@@ -188,8 +201,7 @@ static int read_header(mp_conn *c, uint64_t deadline, int timeout_ms) {
 }
 
 static int recv_frame(mp_conn *c, int timeout_ms) {
-  uint64_t deadline =
-      mp_plat_monotonic_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
+  uint64_t deadline = timeout_ms > 0 ? mp_plat_monotonic_ns() + (uint64_t)timeout_ms * 1000000u : 0;
   int rc = skip_oversized(c, deadline, timeout_ms);
   if (rc == 0 && !c->in_body)
     rc = read_header(c, deadline, timeout_ms);
@@ -202,12 +214,249 @@ static int recv_frame(mp_conn *c, int timeout_ms) {
   return rc;
 }
 
+/* ---- read-ahead: many small messages per system call ------------------------------- */
+
+enum { RA_PART = 0, RA_WHOLE = 1, RA_BAD_PREFIX = 2, RA_TOO_LARGE = 3 };
+
+/* Looks at the next message in the read-ahead buffer (changing nothing): RA_WHOLE when it
+ * is all there, RA_PART when more bytes are needed (*need: how many in all), or why it
+ * cannot be received. */
+static int ra_peek(const mp_conn *c, size_t *hdr, uint64_t *body, size_t *need) {
+  size_t avail = c->ra_len - c->ra_start;
+  const unsigned char *p = c->ra + c->ra_start;
+  *need = HDR_SHORT;
+  if (avail < HDR_SHORT)
+    return RA_PART;
+  int32_t n = (int32_t)(uint32_t)get_be(p, 4);
+  if (n < -1)
+    return RA_BAD_PREFIX;
+  *hdr = n == -1 ? HDR_LONG : HDR_SHORT;
+  *need = *hdr;
+  if (avail < *hdr)
+    return RA_PART;
+  *body = n == -1 ? get_be(p + 4, 8) : (uint64_t)n;
+  if (*body > (uint64_t)c->max_message)
+    return RA_TOO_LARGE;
+  *need = *hdr + (size_t)*body;
+  return avail >= *need ? RA_WHOLE : RA_PART;
+}
+
+/* The errors of ra_peek, as mp_conn_recv reports them. */
+static int ra_refuse(mp_conn *c, int why, size_t hdr, uint64_t body) {
+  if (why == RA_BAD_PREFIX) {
+    c->desync = 1;
+    return mp_set_error(MP_EPROTO, "bad message length prefix %ld",
+                        (long)(int32_t)(uint32_t)get_be(c->ra + c->ra_start, 4));
+  }
+  /* What is buffered of it goes now; the rest is skipped by the next reads. */
+  size_t avail = c->ra_len - c->ra_start - hdr;
+  uint64_t here = avail < body ? avail : body;
+  c->ra_start += hdr + (size_t)here;
+  c->skip = body - here;
+  return mp_set_error(MP_EPROTO,
+                      "message of %llu bytes exceeds the connection's maximum of "
+                      "%llu bytes (mp_conn_set_max_message); it is skipped",
+                      (unsigned long long)body, (unsigned long long)c->max_message);
+}
+
+/* Makes room for need bytes from ra_start on, moving the unread part to the front. */
+static int ra_room(mp_conn *c, size_t need) {
+  if (c->ra_start > 0) {
+    memmove(c->ra, c->ra + c->ra_start, c->ra_len - c->ra_start);
+    c->ra_len -= c->ra_start;
+    c->ra_start = 0;
+  }
+  size_t want = need > RA_MIN ? need : RA_MIN;
+  if (c->ra_cap >= want && c->ra_cap - c->ra_len >= RA_MIN / 4)
+    return 0;
+  size_t cap = c->ra_cap ? c->ra_cap : RA_MIN;
+  while (cap < want || cap - c->ra_len < RA_MIN / 4)
+    cap *= 2;
+  unsigned char *d = realloc(c->ra, cap);
+  if (d == NULL)
+    return mp_set_error(MP_ENOMEM, "out of memory for a %llu-byte receive buffer",
+                        (unsigned long long)cap);
+  c->ra = d;
+  c->ra_cap = cap;
+  return 0;
+}
+
+/* Reads what has arrived (at least one byte, waiting until the deadline) into the buffer,
+ * queueing the handles that came along. */
+static int ra_fill(mp_conn *c, uint64_t deadline, int timeout_ms) {
+  mp_plat_handle h[MP_PLAT_MAX_PASS];
+  size_t got = 0, nh = 0;
+  void *into = c->ra + c->ra_len;
+  size_t room = c->ra_cap - c->ra_len;
+  int ms = remaining(deadline, timeout_ms);
+  int rc = c->accepts_handles
+               ? mp_plat_chan_read_along(c->chan, into, room, ms, &got, h, MP_PLAT_MAX_PASS, &nh)
+               : mp_plat_chan_read(c->chan, into, room, ms, &got);
+  if (rc == MP_EEOF && c->ra_len > c->ra_start) {
+    char cause[256];
+    snprintf(cause, sizeof cause, "%s", mp_last_error());
+    return mp_set_error(MP_EBROKEN,
+                        "the peer closed the connection in the middle of a message (%s)", cause);
+  }
+  if (rc < 0)
+    return rc;
+  c->ra_len += got;
+  if (nh > c->in_cap - c->in_n) {
+    size_t cap = (c->in_n + nh) * 2;
+    mp_plat_handle *in = realloc(c->in_h, cap * sizeof *in);
+    if (in == NULL) {
+      for (size_t i = 0; i < nh; i++)
+        mp_plat_handle_close(h[i]);
+      c->desync = 1; /* a message will miss its handles: nothing after can be trusted */
+      return mp_set_error(MP_ENOMEM, "out of memory queueing %zu received handles", nh);
+    }
+    c->in_h = in;
+    c->in_cap = cap;
+  }
+  if (nh > 0)
+    memcpy(c->in_h + c->in_n, h, nh * sizeof *h);
+  c->in_n += nh;
+  return 0;
+}
+
+int mp__conn_set_readahead(mp_conn *c) {
+  if (c->hdr_got > 0 || c->in_body || c->skip > 0)
+    return mp_set_error(MP_ESTATE, "read-ahead must be chosen before receiving");
+  c->readahead = 1;
+  return 0;
+}
+
+int mp__conn_accept_handles(mp_conn *c) {
+  int rc = c->readahead ? 0 : mp__conn_set_readahead(c);
+  c->accepts_handles = rc == 0;
+  return rc;
+}
+
+int mp__conn_buffered(const mp_conn *c) {
+  size_t hdr = 0, need = 0;
+  uint64_t body = 0;
+  if (c == NULL || !c->readahead || c->ra_len - c->ra_start < HDR_SHORT)
+    return 0;
+  return ra_peek(c, &hdr, &body, &need) != RA_PART; /* a message, or an error to report */
+}
+
+int mp__conn_recv_borrow(mp_conn *c, const unsigned char **msg, size_t *len, int timeout_ms) {
+  int rc = check(c, MP_CHAN_READ, "mp_conn_recv");
+  if (rc < 0)
+    return rc;
+  if (c->desync)
+    return mp_set_error(MP_EPROTO, "mp_conn_recv: the connection lost its message boundaries "
+                                   "after a malformed length prefix; close it");
+  uint64_t deadline = timeout_ms > 0 ? mp_plat_monotonic_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+  rc = skip_oversized(c, deadline, timeout_ms);
+  while (rc == 0) {
+    size_t hdr = 0, need = 0;
+    uint64_t body = 0;
+    int state = ra_peek(c, &hdr, &body, &need);
+    if (state == RA_WHOLE) {
+      *msg = c->ra + c->ra_start + hdr;
+      *len = (size_t)body;
+      c->ra_start += need;
+      return 0;
+    }
+    if (state != RA_PART)
+      return ra_refuse(c, state, hdr, body);
+    rc = ra_room(c, need);
+    rc = rc < 0 ? rc : ra_fill(c, deadline, timeout_ms);
+  }
+  return rc;
+}
+
+/* mp_conn_recv on a read-ahead connection: the message copied out of the buffer. */
+static int recv_copy(mp_conn *c, void **buf, size_t *len, int timeout_ms) {
+  const unsigned char *msg = NULL;
+  size_t n = 0;
+  int rc = mp__conn_recv_borrow(c, &msg, &n, timeout_ms);
+  if (rc < 0)
+    return rc;
+  *buf = malloc(n ? n : 1);
+  if (*buf == NULL)
+    return mp_set_error(MP_ENOMEM, "out of memory for a message of %zu bytes", n);
+  memcpy(*buf, msg, n);
+  *len = n;
+  return 0;
+}
+
+/* ---- batches of messages, and handles that go with them -------------------------------- */
+
+int mp__conn_msg_begin(mp__buf *b, size_t *at) {
+  *at = b->len;
+  return mp__buf_put_u32(b, 0);
+}
+
+int mp__conn_msg_end(mp__buf *b, size_t at) {
+  size_t n = b->len - at - HDR_SHORT;
+  if (n > 0x7fffffffu) {
+    b->len = at;
+    return mp_set_error(MP_EINVAL, "a batched message of %zu bytes exceeds 2 GiB - 1", n);
+  }
+  put_be(b->data + at, n, 4);
+  return 0;
+}
+
+int mp__conn_send_batch(mp_conn *c, mp__buf *b) {
+  int rc = check(c, MP_CHAN_WRITE, "mp_conn_send");
+  if (rc == 0 && (b->len > 0 || c->out_n > 0)) {
+    mp_plat_buf piece = {b->data, b->len};
+    rc = mp_plat_chan_write_along(c->chan, &piece, 1, c->out_h, c->out_n);
+  }
+  b->len = 0;
+  c->out_n = 0;
+  return rc;
+}
+
+int mp__conn_give_handles(mp_conn *c, mp_plat_handle peer, const mp_plat_handle *h, size_t n,
+                          uint64_t *theirs) {
+  if (mp_plat_handle_passing() == MP_PLAT_PASS_INTO) {
+    for (size_t i = 0; i < n; i++) {
+      mp_plat_handle t;
+      int rc = mp_plat_handle_into(peer, h[i], &t);
+      if (rc < 0)
+        return rc; /* those already given stay with the peer until it exits */
+      theirs[i] = (uint64_t)t;
+    }
+    return 0;
+  }
+  if (n > MP_PLAT_MAX_PASS - c->out_n)
+    return mp_set_error(MP_EINVAL, "more than %d handles for one batch", MP_PLAT_MAX_PASS);
+  if (c->out_h == NULL && (c->out_h = malloc(MP_PLAT_MAX_PASS * sizeof *c->out_h)) == NULL)
+    return mp_set_error(MP_ENOMEM, "out of memory for handles to send");
+  for (size_t i = 0; i < n; i++) {
+    c->out_h[c->out_n++] = h[i];
+    theirs[i] = 0; /* they arrive in order; the receiver takes the next ones */
+  }
+  return 0;
+}
+
+int mp__conn_take_handles(mp_conn *c, const uint64_t *theirs, size_t n, mp_plat_handle *out) {
+  if (mp_plat_handle_passing() == MP_PLAT_PASS_INTO) {
+    for (size_t i = 0; i < n; i++)
+      out[i] = (mp_plat_handle)theirs[i];
+    return 0;
+  }
+  if (n > c->in_n)
+    return mp_set_error(MP_EPROTO, "a message names %zu handles but %zu came along", n, c->in_n);
+  if (n == 0)
+    return 0;
+  memcpy(out, c->in_h, n * sizeof *out);
+  memmove(c->in_h, c->in_h + n, (c->in_n - n) * sizeof *out);
+  c->in_n -= n;
+  return 0;
+}
+
 int mp_conn_recv(mp_conn *c, void **buf, size_t *len, int timeout_ms) {
   int rc = check(c, MP_CHAN_READ, "mp_conn_recv");
   if (rc < 0)
     return rc;
   if (buf == NULL || len == NULL)
     return mp_set_error(MP_EINVAL, "mp_conn_recv: buf or len is NULL");
+  if (c->readahead)
+    return recv_copy(c, buf, len, timeout_ms);
   if (c->desync)
     return mp_set_error(MP_EPROTO, "mp_conn_recv: the connection lost its message boundaries "
                                    "after a malformed length prefix; close it");
@@ -256,6 +505,8 @@ int mp_conn_poll(mp_conn *c, int timeout_ms) {
   int rc = check(c, MP_CHAN_READ, "mp_conn_poll");
   if (rc < 0)
     return rc;
+  if (mp__conn_buffered(c))
+    return 1;
   mp_plat_waitsrc src = {c->chan, MP_PLAT_INVALID, 0};
   rc = mp_plat_wait_many(&src, 1, timeout_ms);
   if (rc == MP_ETIMEDOUT)
@@ -289,6 +540,17 @@ int mp_conn_close(mp_conn *c) {
   free(c->body);
   reset_rx(c);
   c->skip = 0;
+  free(c->ra);
+  c->ra = NULL;
+  c->ra_start = c->ra_len = c->ra_cap = 0;
+  for (size_t i = 0; i < c->in_n; i++)
+    mp_plat_handle_close(c->in_h[i]);
+  free(c->in_h);
+  c->in_h = NULL;
+  c->in_n = c->in_cap = 0;
+  free(c->out_h);
+  c->out_h = NULL;
+  c->out_n = 0;
   return 0;
 }
 
@@ -311,7 +573,7 @@ static int conn_export(void *obj, mp__xfer *out) {
     return mp_set_error(MP_EINVAL, "cannot pass a NULL connection");
   if (c->chan == NULL)
     return mp_set_error(MP_ECLOSED, "cannot pass a closed connection to a child");
-  if (c->hdr_got > 0 || c->in_body || c->skip > 0)
+  if (c->hdr_got > 0 || c->in_body || c->skip > 0 || c->ra_len > c->ra_start || c->in_n > 0)
     return mp_set_error(MP_ESTATE, "cannot pass a connection to a child while it is in the "
                                    "middle of receiving a message");
   out->blob[0] = XFER_VERSION;

@@ -363,14 +363,8 @@ static int call_put(mp_conn *c, reg_obj *o, const request *r, int nowait) {
   if (ms == -2)
     return send_error(c, MP_PK_EXC_VALUE, err);
   /* Detach the item from the request so the queue can own it. */
-  mp_value *item = NULL;
-  void *buf;
-  size_t len;
-  int rc = mp_value_encode(a[0], &buf, &len);
-  if (rc == 0) {
-    rc = mp_value_decode(buf, len, &item);
-    free(buf);
-  }
+  mp_value *item = mp_value_copy(a[0]);
+  int rc = item ? 0 : mp_last_error_code();
   if (rc == 0 && (rc = mp__squeue_put(o->q, item, ms)) < 0)
     mp_value_free(item);
   if (rc == MP_EFULL)

@@ -61,14 +61,8 @@ static int remote_error(const mp__pk_exc *exc) {
 
 /* Copies what a reply carries out of the reply tuple. */
 static int detach(const mp_value *v, mp_value **out) {
-  void *buf;
-  size_t len;
-  int rc = mp_value_encode(v, &buf, &len);
-  if (rc == 0) {
-    rc = mp_value_decode(buf, len, out);
-    free(buf);
-  }
-  return rc;
+  *out = mp_value_copy(v);
+  return *out ? 0 : mp_last_error_code();
 }
 
 static int parse_reply(void *buf, size_t len, mp_value **result) {

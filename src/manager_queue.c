@@ -209,19 +209,8 @@ void mp__squeue_close(mp__squeue *q) {
 
 /* ---- the master's direct handle (mp_manager_local_queue) ------------------------------ */
 
-static mp_value *copy_value(const mp_value *v) {
-  void *buf;
-  size_t len;
-  mp_value *out = NULL;
-  if (mp_value_encode(v, &buf, &len) == 0) {
-    mp_value_decode(buf, len, &out);
-    free(buf);
-  }
-  return out;
-}
-
 static int local_put_value(void *impl, const mp_value *v, int timeout_ms) {
-  mp_value *copy = copy_value(v);
+  mp_value *copy = mp_value_copy(v);
   if (copy == NULL)
     return mp_last_error_code();
   int rc = mp__squeue_put(impl, copy, timeout_ms);

@@ -732,14 +732,8 @@ static int copy_bounded(pk_in *r, const mp_value *v, int level, mp_value **out, 
     return *out ? 0 : MP_ENOMEM;
   }
   if (type != MP_VALUE_LIST && type != MP_VALUE_TUPLE && type != MP_VALUE_DICT) {
-    void *buf; /* scalars: a MessagePack round trip is the simplest exact copy */
-    size_t len;
-    int rc = mp_value_encode(v, &buf, &len);
-    if (rc == 0) {
-      rc = mp_value_decode(buf, len, out);
-      free(buf);
-    }
-    return rc;
+    *out = mp_value_copy(v);
+    return *out ? 0 : mp_last_error_code();
   }
   if (level > MP_VALUE_MAX_DEPTH)
     return mp_set_error(MP_EPROTO, "pickle: containers nested deeper than %d", MP_VALUE_MAX_DEPTH);

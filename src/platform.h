@@ -91,6 +91,31 @@ int mp_plat_chan_write(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nbufs);
 /* Closes the handle and frees the channel; NULL is ignored. */
 void mp_plat_chan_close(mp_plat_chan *c);
 
+/* Handing handles to a process that already runs, at the other end of a duplex channel
+ * (a pool worker). How depends on the system, as mp_plat_handle_passing says:
+ * MP_PLAT_PASS_ALONG (POSIX): the handles ride along the data of a write
+ *   (mp_plat_chan_write_along, SCM_RIGHTS on the socket) and come out of the reader's
+ *   mp_plat_chan_read_along, in the order they were sent;
+ * MP_PLAT_PASS_INTO (Windows): the sender duplicates each handle into the peer process
+ *   (mp_plat_handle_into) and tells it the values there inside its message. */
+enum { MP_PLAT_PASS_ALONG = 1, MP_PLAT_PASS_INTO = 2 };
+#define MP_PLAT_MAX_PASS 253 /* handles along one write (Linux's SCM_MAX_FD) */
+int mp_plat_handle_passing(void);
+/* Writes like mp_plat_chan_write with nh (<= MP_PLAT_MAX_PASS) handles attached to the
+ * first byte; the caller keeps its own. MP_EINVAL on a channel that cannot carry them.
+ * Where handles do not travel along (Windows), only nh == 0 is accepted. */
+int mp_plat_chan_write_along(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nbufs,
+                             const mp_plat_handle *h, size_t nh);
+/* Reads like mp_plat_chan_read and stores in h[0..*nh) the handles (new, close-on-exec)
+ * that came with the bytes read; none ever come on Windows. Handles beyond max are
+ * closed and reported as MP_EPROTO. */
+int mp_plat_chan_read_along(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, size_t *nread,
+                            mp_plat_handle *h, size_t max, size_t *nh);
+/* MP_PLAT_PASS_INTO: duplicates h into the process proc (a process handle, see
+ * mp_plat_child.wait) and gives its value there; the caller keeps h. MP_ENOTSUP
+ * elsewhere. */
+int mp_plat_handle_into(mp_plat_handle proc, mp_plat_handle h, mp_plat_handle *theirs);
+
 /* ---- wait: block on several channels and processes at once (wait.c) ------------------ */
 
 /* One thing mp_plat_wait_many watches: a channel (readable, or its peer gone) when chan is
@@ -218,6 +243,9 @@ int mp_plat_pevent_set(mp_plat_pevent *e);
 int mp_plat_pevent_clear(mp_plat_pevent *e);
 int mp_plat_pevent_is_set(mp_plat_pevent *e);
 int mp_plat_pevent_wait(mp_plat_pevent *e, int64_t deadline_ns);
+/* Tests: 1 once a waiter has announced that it sleeps (it then sees any later set, even one
+ * cleared before it runs), 0 before; MP_ENOTSUP where the backend cannot tell. */
+int mp_plat_pevent_sleepers(mp_plat_pevent *e);
 void mp_plat_pevent_free(mp_plat_pevent *e);
 
 /* ---- the child engine: start, wait, signal, release (posix/child.c, win32/child.c) ------ */

@@ -1,81 +1,58 @@
-/* The pool's wire between the master and one worker (pool.c, pool_worker.c). Not public.
+/* The pool's messages between the master and one worker (pool_master.c, pool_worker.c),
+ * carried by the worker's connection, which frames them (connection.c). Not public.
  *
- * Every frame is a 4-byte big-endian length and a body whose first byte is its kind:
- *   master -> worker   'I' init: has_initializer u8, [target], maxtasks u64, initargs
- *                      'D' function definition: fnid u32, target
- *                      'T' task: fnid u32, flags u8, n u32, n x (len u32, MessagePack input)
- *                      'S' stop
- *   worker -> master   'H' hello: pid u64          'F' initializer failed: message
- *                      'R' result of one task: n u32, n x (status u8, len u32, payload)
- *                          status 0: MessagePack output; 1: code u32 then a message
- * Integers are big-endian. A target is module (len u16 + bytes), offset u64, fingerprint
- * (len u8 + bytes). A worker answers its tasks in the order it got them, one 'R' frame per
- * task, written before it starts the next one: the oldest unanswered task of a dead worker
- * is therefore the one it was running. */
+ * Every message starts with its kind byte; integers are big-endian, values are value.c's
+ * MessagePack, one after another, and function references are target.c's:
+ *   master -> worker  'I' init: has_initializer u8, [fnref], maxtasks u64, initargs value
+ *                     'D' function definition: fnid u32, fnref
+ *                     'T' task: fnid u32, flags u8, n u32, then n input values
+ *                     'A' argument task: fnid u32, nh u8, nh x handle u64 (the names of the
+ *                         handles that came with it, mp__conn_take_handles), then the
+ *                         argument list (args.c)
+ *                     'S' stop
+ *   worker -> master  'H' hello: pid u64          'F' initializer failed: message
+ *                     'R' result of one task: n u32, then n items, each an output value or
+ *                         a failure: extension MP__PW_EXT_FAIL holding code i32 + message
+ * A worker answers its tasks in the order it got them, one 'R' message per task, written
+ * before it starts the next one: the oldest unanswered task of a dead worker is therefore
+ * the one it was running. */
 #ifndef MP_POOL_WIRE_H
 #define MP_POOL_WIRE_H
 
-#include "platform.h"
+#include "multiproc.h"
+#include "buf.h"
+#include "value.h"
 
 enum {
-  PW_INIT = 'I',
-  PW_DEF = 'D',
-  PW_TASK = 'T',
-  PW_STOP = 'S',
-  PW_HELLO = 'H',
-  PW_INITFAIL = 'F',
-  PW_RESULT = 'R'
+  MP__PW_INIT = 'I',
+  MP__PW_DEF = 'D',
+  MP__PW_TASK = 'T',
+  MP__PW_ARGS_TASK = 'A',
+  MP__PW_STOP = 'S',
+  MP__PW_HELLO = 'H',
+  MP__PW_INITFAIL = 'F',
+  MP__PW_RESULT = 'R'
 };
-enum { PW_STAR = 1 };            /* task flag: call an mp_star_fn with the input's items */
-enum { PW_OK = 0, PW_FAIL = 1 }; /* result item status */
+/* Task flags: call an mp_star_fn with the input's items; the task is an argument list. */
+enum { MP__PW_STAR = 1, MP__PW_ARGS = 2 };
+#define MP__PW_EXT_FAIL 17 /* the extension type of a failed item (values never use it) */
 
-/* A growable output buffer. */
-typedef struct pw_buf {
-  unsigned char *data;
-  size_t len, cap;
-} pw_buf;
+/* The head of a 'T' message after its kind: MP_EPROTO if malformed, or if it claims more
+ * items than there are bytes left. */
+int mp__pw_read_task_head(mp__reader *r, uint32_t *fnid, unsigned *flags, uint32_t *n);
+/* The head of an 'A' message after its kind: the function, and the names of nh (at most
+ * 255) handles into theirs[256]. */
+int mp__pw_read_args_head(mp__reader *r, uint32_t *fnid, size_t *nh, uint64_t *theirs);
 
-int pw_reserve(pw_buf *b, size_t extra);
-int pw_put(pw_buf *b, const void *p, size_t n);
-int pw_put_u8(pw_buf *b, unsigned v);
-int pw_put_u32(pw_buf *b, uint32_t v);
-int pw_put_u64(pw_buf *b, uint64_t v);
-/* Appends MessagePack of v (nil when v is NULL) prefixed by its u32 length. */
-int pw_put_value(pw_buf *b, const mp_value *v);
-int pw_put_target(pw_buf *b, const mp_plat_target *t);
-/* Decodes one MessagePack value (integers without msgpack-c), like mp_value_decode. */
-int pw_decode_value(const unsigned char *p, size_t len, mp_value **v);
-/* Starts a frame (returns where its length goes) and fills in the length at the end. */
-int pw_frame_begin(pw_buf *b, size_t *at);
-void pw_frame_end(pw_buf *b, size_t at);
-void pw_buf_free(pw_buf *b);
-
-/* Reads a frame body; any read past the end sets bad and yields zeros. */
-typedef struct pw_reader {
-  const unsigned char *p;
-  size_t left;
-  int bad;
-} pw_reader;
-
-unsigned pw_get_u8(pw_reader *r);
-uint32_t pw_get_u32(pw_reader *r);
-uint64_t pw_get_u64(pw_reader *r);
-/* Borrows n bytes. */
-const unsigned char *pw_get_bytes(pw_reader *r, size_t n);
-int pw_get_target(pw_reader *r, mp_plat_target *t);
-
-/* A receive buffer that holds as many frames as one read brings. */
-typedef struct pw_rx {
-  unsigned char *data;
-  size_t start, len, cap;
-} pw_rx;
-
-/* Reads what the channel has (waiting up to timeout_ms): 0, MP_ETIMEDOUT, MP_EEOF, ... */
-int pw_rx_fill(pw_rx *r, mp_plat_chan *c, int timeout_ms);
-/* 1 and the next whole frame's body (valid until the next fill), 0 if none is complete,
- * MP_EPROTO for a length beyond the connection maximum. */
-int pw_rx_frame(pw_rx *r, pw_reader *body);
-void pw_rx_free(pw_rx *r);
+/* Appends a failed item: code and message. */
+int mp__pw_put_failure(mp__buf *b, int code, const char *msg);
+/* Checks that r holds exactly n result items (their structure: a value's contents are
+ * checked when it is decoded), so that nothing is recorded from a malformed answer. */
+int mp__pw_check_results(mp__reader r, size_t n);
+/* Reads one result item: 0 with *v (yours; its storage from arena a, which may be NULL),
+ * or the item's failure code with its message in msg; MP_EPROTO (and msg) for an output
+ * that does not decode. */
+int mp__pw_read_item(mp__reader *r, mp__value_arena *a, mp_value **v, char *msg, size_t size);
 
 /* The worker process's target (pool_worker.c); args[0] is its connection. */
 int mp__pool_worker_main(mp_args *args);

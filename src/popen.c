@@ -233,8 +233,8 @@ static int popen_start(mp_popen **pp, const char *const *argv, const char *shell
   for (int i = 0; i < 3; i++)
     if ((rc = check_stdio(stdio[i], i)) != 0)
       return rc;
-  if (o->timeout_ms < 0)
-    return mp_set_error(MP_EINVAL, "timeout_ms must be 0 (none) or positive, not %d",
+  if (o->timeout_ms < 0 && o->timeout_ms != MP_NO_LIMIT && o->timeout_ms != MP_DEFAULT_TIMEOUT)
+    return mp_set_error(MP_EINVAL, "timeout_ms must be positive, 0 or MP_NO_LIMIT (none), not %d",
                         o->timeout_ms);
   if (o->search_path < MP_NO_SEARCH_PATH || o->search_path > 1)
     return mp_set_error(MP_EINVAL, "search_path must be 0, 1 or MP_NO_SEARCH_PATH, not %d",

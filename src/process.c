@@ -24,6 +24,7 @@
 #include "forkserver.h"
 #include "proc.h"
 #include "platform.h"
+#include "target.h"
 
 #define MP_DEFAULT_START_TIMEOUT_MS 30000
 #define MP_MAX_CHILD_HANDLES 256
@@ -294,18 +295,16 @@ typedef struct call_msg {
   size_t len;
 } call_msg;
 
-static int encode_call(mp_process *p, const mp_plat_target *t, const char *args_buf,
+static int encode_call(mp_process *p, const mp__buf *fnref, const char *args_buf,
                        size_t args_len, const mp_plat_handle *child_handles, size_t nh,
                        call_msg *out) {
   msgpack_sbuffer sb;
   msgpack_packer pk;
   msgpack_sbuffer_init(&sb);
   msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  size_t mlen = strlen(t->module), nlen = strlen(p->name);
-  int bad = msgpack_pack_array(&pk, 7) || msgpack_pack_str_with_body(&pk, "call", 4) ||
-            msgpack_pack_str_with_body(&pk, t->module, mlen) ||
-            msgpack_pack_uint64(&pk, t->offset) ||
-            msgpack_pack_bin_with_body(&pk, t->fingerprint, t->fingerprint_len) ||
+  size_t nlen = strlen(p->name);
+  int bad = msgpack_pack_array(&pk, 5) || msgpack_pack_str_with_body(&pk, "call", 4) ||
+            msgpack_pack_bin_with_body(&pk, fnref->data, fnref->len) ||
             msgpack_pack_str_with_body(&pk, p->name, nlen) || msgpack_pack_array(&pk, nh);
   for (size_t i = 0; i < nh && !bad; i++)
     bad = msgpack_pack_int64(&pk, (int64_t)child_handles[i]);
@@ -458,7 +457,7 @@ static int launch_served(mp_process *p, mp_plat_handle boot, const mp_plat_handl
  * killed and reaped. The parent's copy of the child's bootstrap end goes as soon as the
  * child holds it. keep (the fork server's start) takes the bootstrap connection. */
 static int start_bootstrapped(mp_process *p, launch_fn launch, mp_conn **keep) {
-  mp_plat_target t;
+  mp__buf fnref = {0};
   mp_conn *mine = NULL, *theirs = NULL;
   mp_plat_handle handles[MP_MAX_CHILD_HANDLES], child_handles[MP_MAX_CHILD_HANDLES];
   size_t nh = 0;
@@ -466,7 +465,7 @@ static int start_bootstrapped(mp_process *p, launch_fn launch, mp_conn **keep) {
   size_t args_len = 0;
   call_msg call = {NULL, 0};
   mp__xfer boot;
-  int rc = mp_plat_target_ref((void (*)(void))p->fn, &t);
+  int rc = mp__fnref_encode((void (*)(void))p->fn, &fnref);
   if (rc == 0)
     rc = mp__args_encode(p->args, &args_buf, &args_len, handles, &nh, MP_MAX_CHILD_HANDLES);
   if (rc == 0)
@@ -482,7 +481,7 @@ static int start_bootstrapped(mp_process *p, launch_fn launch, mp_conn **keep) {
       mp_conn_free(theirs); /* the child has its copy; EOF now means the child is gone */
       theirs = NULL;
     }
-    rc = encode_call(p, &t, args_buf, args_len, child_handles, nh, &call);
+    rc = encode_call(p, &fnref, args_buf, args_len, child_handles, nh, &call);
     if (rc == 0)
       rc = handshake(p, mine, &call);
     if (rc != 0)
@@ -494,6 +493,7 @@ static int start_bootstrapped(mp_process *p, launch_fn launch, mp_conn **keep) {
   mp_conn_free(mine);
   free(call.buf);
   free(args_buf);
+  mp__buf_free(&fnref);
   return rc;
 }
 
@@ -634,7 +634,7 @@ void mp_shutdown(void) {
 /* ---- the child's side of the bootstrap ---------------------------------------------------- */
 
 typedef struct child_call {
-  mp_plat_target target;
+  mp__reader fnref;
   char name[128];
   mp_plat_handle handles[MP_MAX_CHILD_HANDLES];
   size_t nhandles;
@@ -643,17 +643,15 @@ typedef struct child_call {
 } child_call;
 
 static int parse_call(const mp_value *m, size_t n, child_call *c) {
-  const char *s = NULL, *module = NULL, *name = NULL;
-  const void *fp = NULL;
-  size_t sl = 0, ml = 0, nl = 0, fl = 0, nh = 0;
-  int64_t offset = -1;
+  const char *s = NULL, *name = NULL;
+  const void *ref = NULL;
+  size_t sl = 0, rl = 0, nl = 0, nh = 0;
   mp_value *hs = NULL;
-  if (n != 7 || item_str(m, 0, &s, &sl) != 0 || sl != 4 || memcmp(s, "call", 4) != 0 ||
-      item_str(m, 1, &module, &ml) != 0 || ml >= sizeof c->target.module ||
-      item_int(m, 2, &offset) != 0 || offset < 0 || item_bytes(m, 3, &fp, &fl) != 0 ||
-      fl > MP_FINGERPRINT_MAX || item_str(m, 4, &name, &nl) != 0 || mp_value_at(m, 5, &hs) != 0 ||
-      mp_value_type_of(hs) != MP_VALUE_LIST || mp_value_len(hs, &nh) != 0 ||
-      nh > MP_MAX_CHILD_HANDLES || item_bytes(m, 6, (const void **)&c->args, &c->args_len) != 0)
+  if (n != 5 || item_str(m, 0, &s, &sl) != 0 || sl != 4 || memcmp(s, "call", 4) != 0 ||
+      item_bytes(m, 1, &ref, &rl) != 0 || rl > MP__FNREF_MAX || item_str(m, 2, &name, &nl) != 0 ||
+      mp_value_at(m, 3, &hs) != 0 || mp_value_type_of(hs) != MP_VALUE_LIST ||
+      mp_value_len(hs, &nh) != 0 || nh > MP_MAX_CHILD_HANDLES ||
+      item_bytes(m, 4, (const void **)&c->args, &c->args_len) != 0)
     return mp_set_error(MP_EPROTO, "bootstrap: malformed call");
   for (size_t i = 0; i < nh; i++) {
     int64_t h = 0;
@@ -662,11 +660,7 @@ static int parse_call(const mp_value *m, size_t n, child_call *c) {
     c->handles[i] = (mp_plat_handle)h;
   }
   c->nhandles = nh;
-  memset(&c->target, 0, sizeof c->target);
-  memcpy(c->target.module, module, ml);
-  c->target.offset = (uint64_t)offset;
-  memcpy(c->target.fingerprint, fp, fl);
-  c->target.fingerprint_len = fl;
+  c->fnref = (mp__reader){ref, rl, 0};
   snprintf(c->name, sizeof c->name, "%.*s", (int)nl, name);
   return 0;
 }
@@ -731,7 +725,7 @@ static int receive_call(mp_conn *c, mp_target_fn *fn, mp_args **args) {
   rc = decode_call(msg, len, &m, &call);
   void (*code)(void) = NULL;
   if (rc == 0)
-    rc = mp_plat_target_resolve(&call.target, &code);
+    rc = mp__fnref_decode(&call.fnref, &code);
   if (rc == 0)
     rc = mp__args_decode(call.args, call.args_len, call.handles, call.nhandles, args);
   if (rc == 0) {

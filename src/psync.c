@@ -5,6 +5,7 @@
 
 #include "xfer.h"
 #include "deadline.h"
+#include "psync.h"
 #include "platform.h"
 
 struct mp_plock {
@@ -138,6 +139,8 @@ int mp_pevent_wait(mp_pevent *e, int timeout_ms) {
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   return rc != 0 ? rc : mp_plat_pevent_wait(e->p, deadline);
 }
+
+int mp__pevent_sleepers(mp_pevent *e) { return mp_plat_pevent_sleepers(e->p); }
 
 void mp_pevent_free(mp_pevent *e) {
   if (e == NULL)

@@ -1,16 +1,18 @@
-/* Typed values and their MessagePack encoding (msgpack-c). A tuple travels as extension
- * type MP_VALUE_EXT_TUPLE whose payload is a MessagePack array, so list and tuple stay
- * distinct. Decoding scans the input first (scan_object) so that msgpack-c never sees a
- * nesting deeper than MP_VALUE_MAX_DEPTH nor an item count larger than the bytes left,
- * which bounds its allocations by the input's size. */
+/* Typed values and their MessagePack encoding (msgpack-c's packer). A tuple travels as
+ * extension type MP_VALUE_EXT_TUPLE whose payload is a MessagePack array, so list and tuple
+ * stay distinct. Decoding scans the input first (scan) and only then builds values: the
+ * scan refuses a nesting deeper than MP_VALUE_MAX_DEPTH and any count or length larger than
+ * the bytes left, which bounds every allocation by the input's size. */
 #include <msgpack.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "multiproc.h"
+#include "value.h"
 
-#define MP_VALUE_EXT_TUPLE 16
+#define MP_VALUE_EXT_TUPLE MP__VALUE_EXT_TUPLE
 
 struct mp_value {
   mp_value_type type;
@@ -28,7 +30,22 @@ struct mp_value {
       size_t cap;
     } seq;
   } u;
+  struct mp__vblock *block; /* the allocation it shares with a batch (arena), or NULL */
 };
+
+/* One allocation for the values of a decoded batch (see value.h). refs counts every slot
+ * from the start plus the arena's own reference; mp__value_arena_done gives back the unused
+ * slots and the arena's, and each value freed gives back its one: the last one out frees. */
+struct mp__vblock {
+  atomic_size_t refs;
+  size_t cap, used;
+  mp_value v[];
+};
+
+static void block_release(struct mp__vblock *b, size_t n) {
+  if (atomic_fetch_sub_explicit(&b->refs, n, memory_order_acq_rel) == n)
+    free(b);
+}
 
 /* ---- construction -------------------------------------------------------------------- */
 
@@ -43,6 +60,61 @@ static mp_value *new_value(mp_value_type type) {
   memset(v, 0, sizeof *v);
   v->type = type;
   return v;
+}
+
+/* Values per block: small enough (40 KiB) to come from the heap's reused memory rather than
+ * a fresh mapping, whose first touch costs a page fault per 4 KiB. */
+#define BLOCK_VALUES 1024
+
+/* Closes the arena's current block: the slots it will not hand out, the arena's own
+ * reference and the values its owner already gave back are returned at once. */
+static void close_block(mp__value_arena *a) {
+  if (a->b)
+    block_release(a->b, a->b->cap - a->b->used + 1 + a->returned);
+  a->b = NULL;
+  a->returned = 0;
+}
+
+/* A value from the arena's current block, a new block while the arena expects more values,
+ * or else from the heap. */
+static mp_value *arena_value(mp__value_arena *a, mp_value_type type) {
+  if (a && (a->b == NULL || a->b->used == a->b->cap) && a->expected > 0) {
+    close_block(a);
+    size_t cap = a->expected < BLOCK_VALUES ? a->expected : BLOCK_VALUES;
+    a->b = malloc(sizeof *a->b + cap * sizeof(mp_value));
+    a->expected -= cap;
+    if (a->b) {
+      atomic_init(&a->b->refs, cap + 1);
+      a->b->cap = cap;
+      a->b->used = 0;
+    }
+  }
+  if (a == NULL || a->b == NULL || a->b->used == a->b->cap)
+    return new_value(type);
+  mp_value *v = &a->b->v[a->b->used++];
+  memset(v, 0, sizeof *v);
+  v->type = type;
+  v->block = a->b;
+  return v;
+}
+
+void mp__value_arena_init(mp__value_arena *a, size_t expected) {
+  a->b = NULL;
+  a->expected = expected;
+  a->returned = 0;
+}
+
+void mp__value_arena_done(mp__value_arena *a) {
+  close_block(a);
+  a->expected = 0;
+}
+
+/* Frees a value's own storage (not its contents). */
+static void release_value(mp_value *v) {
+  if (v->block)
+    block_release(v->block, 1);
+  else
+    free(v);
 }
 
 mp_value *mp_value_nil(void) { return new_value(MP_VALUE_NIL); }
@@ -102,13 +174,14 @@ static int utf8_valid(const unsigned char *s, size_t len) {
   return 1;
 }
 
-static mp_value *new_blob(mp_value_type type, const void *data, size_t len) {
-  mp_value *v = new_value(type);
+/* A str or bytes value holding a copy of data, its storage from the arena (may be NULL). */
+static mp_value *arena_blob(mp__value_arena *a, mp_value_type type, const void *data, size_t len) {
+  mp_value *v = arena_value(a, type);
   if (v == NULL)
     return NULL;
   v->u.s.ptr = malloc(len + 1);
   if (v->u.s.ptr == NULL) {
-    free(v);
+    release_value(v);
     mp_set_error(MP_ENOMEM, "out of memory copying %llu bytes into a value",
                  (unsigned long long)len);
     return NULL;
@@ -118,6 +191,10 @@ static mp_value *new_blob(mp_value_type type, const void *data, size_t len) {
   v->u.s.ptr[len] = '\0';
   v->u.s.len = len;
   return v;
+}
+
+static mp_value *new_blob(mp_value_type type, const void *data, size_t len) {
+  return arena_blob(NULL, type, data, len);
 }
 
 mp_value *mp_value_strn(const char *s, size_t len) {
@@ -152,9 +229,8 @@ mp_value *mp_value_list(void) { return new_value(MP_VALUE_LIST); }
 mp_value *mp_value_tuple(void) { return new_value(MP_VALUE_TUPLE); }
 mp_value *mp_value_dict(void) { return new_value(MP_VALUE_DICT); }
 
-void mp_value_free(mp_value *v) {
-  if (v == NULL)
-    return;
+/* Frees what a value contains (not the value's own storage). */
+static void free_contents(mp_value *v) {
   if (v->type == MP_VALUE_STR || v->type == MP_VALUE_BYTES)
     free(v->u.s.ptr);
   if (v->type >= MP_VALUE_LIST) {
@@ -162,7 +238,23 @@ void mp_value_free(mp_value *v) {
       mp_value_free(v->u.seq.items[i]);
     free(v->u.seq.items);
   }
-  free(v);
+}
+
+void mp_value_free(mp_value *v) {
+  if (v == NULL)
+    return;
+  free_contents(v);
+  release_value(v);
+}
+
+void mp__value_free_in(mp__value_arena *a, mp_value *v) {
+  if (v == NULL)
+    return;
+  free_contents(v);
+  if (v->block != NULL && v->block == a->b)
+    a->returned++; /* given back with the block, in one atomic step */
+  else
+    release_value(v);
 }
 
 /* Makes room for `more` items; growth is geometric so appending is amortised O(1). */
@@ -246,6 +338,42 @@ int mp_value_dict_set(mp_value *dict, mp_value *key, mp_value *val) {
       mp_value_free(val);
   }
   return rc;
+}
+
+static mp_value *copy_items(const mp_value *v, mp_value *c) {
+  if (c == NULL || reserve(c, v->u.seq.len) < 0) {
+    mp_value_free(c);
+    return NULL;
+  }
+  for (size_t i = 0; i < v->u.seq.len; i++) {
+    mp_value *item = mp_value_copy(v->u.seq.items[i]);
+    if (item == NULL) {
+      mp_value_free(c);
+      return NULL;
+    }
+    c->u.seq.items[c->u.seq.len++] = item;
+  }
+  return c;
+}
+
+mp_value *mp_value_copy(const mp_value *v) {
+  if (v == NULL) {
+    mp_set_error(MP_EINVAL, "mp_value_copy: value is NULL");
+    return NULL;
+  }
+  switch (v->type) {
+  case MP_VALUE_STR:
+  case MP_VALUE_BYTES: return new_blob(v->type, v->u.s.ptr, v->u.s.len);
+  case MP_VALUE_LIST:
+  case MP_VALUE_TUPLE:
+  case MP_VALUE_DICT: return copy_items(v, new_value(v->type));
+  default: {
+    mp_value *c = new_value(v->type);
+    if (c)
+      c->u = v->u;
+    return c;
+  }
+  }
 }
 
 /* ---- access ------------------------------------------------------------------------- */
@@ -391,6 +519,13 @@ int mp_value_equal(const mp_value *a, const mp_value *b) {
 
 /* ---- encoding ------------------------------------------------------------------------ */
 
+/* msgpack-c's packers write through this into an mp__buf. */
+static int buf_write(void *data, const char *p, size_t n) {
+  return mp__buf_put(data, p, n) < 0 ? -1 : 0;
+}
+
+static void packer_init(msgpack_packer *pk, mp__buf *b) { msgpack_packer_init(pk, b, buf_write); }
+
 static int pack(msgpack_packer *pk, const mp_value *v, int depth);
 
 static int pack_items(msgpack_packer *pk, const mp_value *v, int depth) {
@@ -404,19 +539,18 @@ static int pack_items(msgpack_packer *pk, const mp_value *v, int depth) {
 
 /* A tuple is an ext value wrapping the MessagePack array of its items. */
 static int pack_tuple(msgpack_packer *pk, const mp_value *v, int depth) {
-  msgpack_sbuffer sb;
-  msgpack_packer inner;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer_init(&inner, &sb, msgpack_sbuffer_write);
-  int rc = msgpack_pack_array(&inner, v->u.seq.len) < 0 ? MP_ENOMEM : 0;
+  mp__buf inner = {0};
+  msgpack_packer ipk;
+  packer_init(&ipk, &inner);
+  int rc = msgpack_pack_array(&ipk, v->u.seq.len) < 0 ? MP_ENOMEM : 0;
   if (rc == 0)
-    rc = pack_items(&inner, v, depth);
-  if (rc == 0 && sb.size > UINT32_MAX)
+    rc = pack_items(&ipk, v, depth);
+  if (rc == 0 && inner.len > UINT32_MAX)
     rc = mp_set_error(MP_EINVAL, "a tuple's encoding exceeds 4 GiB");
-  if (rc == 0 && (msgpack_pack_ext(pk, sb.size, MP_VALUE_EXT_TUPLE) < 0 ||
-                  msgpack_pack_ext_body(pk, sb.data, sb.size) < 0))
+  if (rc == 0 && (msgpack_pack_ext(pk, inner.len, MP_VALUE_EXT_TUPLE) < 0 ||
+                  msgpack_pack_ext_body(pk, inner.data, inner.len) < 0))
     rc = MP_ENOMEM;
-  msgpack_sbuffer_destroy(&sb);
+  mp__buf_free(&inner);
   return rc;
 }
 
@@ -456,22 +590,86 @@ static int pack(msgpack_packer *pk, const mp_value *v, int depth) {
   return pack_items(pk, v, depth);
 }
 
+/* An integer in the shortest form, exactly as msgpack_pack_int64 writes it: most of what
+ * pool items carry, written here without the packer's call per piece. */
+static int put_int(mp__buf *b, int64_t i) {
+  int rc = b->cap - b->len >= 9 ? 0 : mp__buf_reserve(b, 9);
+  if (rc < 0)
+    return rc;
+  unsigned char *p = b->data + b->len;
+  int n;
+  if (i >= -32 && i < 128)
+    p[0] = (unsigned char)(int8_t)i, n = 0;
+  else if (i < 0)
+    n = i >= INT8_MIN    ? 1
+        : i >= INT16_MIN ? 2
+        : i >= INT32_MIN ? 4
+                         : 8,
+    p[0] = n == 1   ? 0xd0
+           : n == 2 ? 0xd1
+           : n == 4 ? 0xd2
+                    : 0xd3;
+  else
+    n = i <= UINT8_MAX    ? 1
+        : i <= UINT16_MAX ? 2
+        : i <= UINT32_MAX ? 4
+                          : 8,
+    p[0] = n == 1   ? 0xcc
+           : n == 2 ? 0xcd
+           : n == 4 ? 0xce
+                    : 0xcf;
+  for (int k = 0; k < n; k++)
+    p[1 + k] = (unsigned char)((uint64_t)i >> (8 * (n - 1 - k)));
+  b->len += 1 + (size_t)n;
+  return 0;
+}
+
+int mp__value_encode_append(const mp_value *v, mp__buf *b) {
+  static const unsigned char nil = 0xc0;
+  if (v == NULL)
+    return mp__buf_put(b, &nil, 1);
+  if (v->type == MP_VALUE_INT)
+    return put_int(b, v->u.i);
+  msgpack_packer pk;
+  packer_init(&pk, b);
+  size_t start = b->len;
+  int rc = pack(&pk, v, 0);
+  if (rc < 0)
+    b->len = start; /* nothing half-written stays behind */
+  return rc;
+}
+
+int mp__value_put_ext_head(mp__buf *b, int type, size_t payload_len) {
+  if (payload_len > UINT32_MAX)
+    return mp_set_error(MP_EINVAL, "an extension value of %llu bytes exceeds 4 GiB",
+                        (unsigned long long)payload_len);
+  msgpack_packer pk;
+  packer_init(&pk, b);
+  return msgpack_pack_ext(&pk, payload_len, (int8_t)type) < 0
+             ? mp_set_error(MP_ENOMEM, "out of memory encoding")
+             : 0;
+}
+
+int mp__value_put_array_head(mp__buf *b, size_t n) {
+  if (n > UINT32_MAX)
+    return mp_set_error(MP_EINVAL, "an array of %llu items exceeds MessagePack's limit",
+                        (unsigned long long)n);
+  msgpack_packer pk;
+  packer_init(&pk, b);
+  return msgpack_pack_array(&pk, n) < 0 ? mp_set_error(MP_ENOMEM, "out of memory encoding") : 0;
+}
+
 int mp_value_encode(const mp_value *v, void **buf, size_t *len) {
   if (v == NULL || buf == NULL || len == NULL)
     return mp_set_error(MP_EINVAL, "mp_value_encode: value, buf or len is NULL");
-  msgpack_sbuffer sb;
-  msgpack_packer pk;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  int rc = pack(&pk, v, 0);
+  mp__buf b = {0};
+  int rc = mp__value_encode_append(v, &b);
   if (rc < 0) {
-    msgpack_sbuffer_destroy(&sb);
+    mp__buf_free(&b);
     return rc;
   }
-  if (sb.data == NULL) /* cannot happen for a packed value, but never return NULL */
-    return mp_set_error(MP_ENOMEM, "out of memory encoding");
-  *len = sb.size;
-  *buf = msgpack_sbuffer_release(&sb);
+  *len = b.len;
+  *buf = b.data; /* malloc'd: mp_free releases it */
   return 0;
 }
 
@@ -551,20 +749,24 @@ static int parse_head(const unsigned char *p, size_t left, head *h) {
   return 0;
 }
 
-static int scan_object(const unsigned char *p, size_t len, int depth0, int want_array);
+static int scan(const unsigned char *p, size_t len, int depth0, int want_array, size_t *used);
 
 /* Checks an extension item: only tuples are known; their payload is scanned in turn. */
 static int scan_ext(const unsigned char *p, size_t pos, const head *h, int depth) {
   if (h->ext_type != MP_VALUE_EXT_TUPLE)
     return malformed("unknown extension type", pos);
   const unsigned char *payload = p + pos + h->skip - h->ext_len;
-  return scan_object(payload, (size_t)h->ext_len, depth, 1);
+  size_t used = 0;
+  int rc = scan(payload, (size_t)h->ext_len, depth, 1, &used);
+  if (rc == 0 && used != h->ext_len)
+    rc = malformed("trailing bytes in a tuple", pos);
+  return rc;
 }
 
-/* Validates that p[0..len) holds exactly one MessagePack item (an array if want_array),
- * with counts no larger than the bytes left and at most MP_VALUE_MAX_DEPTH levels of
- * containers, given depth0 levels around it. */
-static int scan_object(const unsigned char *p, size_t len, int depth0, int want_array) {
+/* Validates the one MessagePack item that starts p[0..len) (an array if want_array), with
+ * counts no larger than the bytes left and at most MP_VALUE_MAX_DEPTH levels of containers,
+ * given depth0 levels around it; *used receives its length. */
+static int scan(const unsigned char *p, size_t len, int depth0, int want_array, size_t *used) {
   uint64_t pending[MP_VALUE_MAX_DEPTH + 1]; /* items still expected at each open level */
   int top = 0;
   size_t pos = 0;
@@ -602,121 +804,239 @@ static int scan_object(const unsigned char *p, size_t len, int depth0, int want_
       pending[++top] = h.count;
     }
   }
-  if (pos != len)
-    return malformed("trailing bytes after the value", pos);
+  *used = pos;
   return 0;
 }
 
-/* ---- decoding: msgpack-c objects to values ------------------------------------------- */
-
-static int from_object(const msgpack_object *o, mp_value **out);
-
-/* Unpacks exactly one already scanned item. */
-static int unpack_one(const char *buf, size_t len, msgpack_unpacked *u) {
-  size_t off = 0;
-  msgpack_unpacked_init(u);
-  msgpack_unpack_return r = msgpack_unpack_next(u, buf, len, &off);
-  if (r == MSGPACK_UNPACK_SUCCESS && off == len)
+/* A scalar's length (header and payload) if p starts one that fits in len bytes, else 0:
+ * the common case of pool items, checked without the scan's machinery. */
+static size_t scalar_len(const unsigned char *p, size_t len) {
+  head h;
+  if (len == 0 || p[0] == 0xc1 || parse_head(p, len, &h) < 0 || h.is_container || h.is_ext)
     return 0;
-  msgpack_unpacked_destroy(u);
-  if (r == MSGPACK_UNPACK_NOMEM_ERROR)
-    return mp_set_error(MP_ENOMEM, "out of memory decoding MessagePack");
-  return mp_set_error(MP_EPROTO, "malformed MessagePack (msgpack-c error %d)", (int)r);
+  return h.skip <= len ? (size_t)h.skip : 0;
 }
 
-static int from_container(const msgpack_object *o, mp_value *c) {
-  size_t n = o->type == MSGPACK_OBJECT_MAP ? o->via.map.size : o->via.array.size;
-  for (size_t i = 0; i < n; i++) {
-    mp_value *a = NULL, *b = NULL;
-    int rc;
-    if (o->type == MSGPACK_OBJECT_MAP) {
-      rc = from_object(&o->via.map.ptr[i].key, &a);
-      if (rc == 0)
-        rc = from_object(&o->via.map.ptr[i].val, &b);
-      if (rc == 0)
-        rc = dict_push(c, a, b);
-    } else {
-      rc = from_object(&o->via.array.ptr[i], &a);
-      if (rc == 0)
-        rc = reserve(c, 1);
-      if (rc == 0)
-        c->u.seq.items[c->u.seq.len++] = a;
-    }
-    if (rc < 0) {
-      mp_value_free(a);
-      mp_value_free(b);
-      return rc;
-    }
-  }
-  return 0;
-}
-
-static int from_tuple(const msgpack_object_ext *ext, mp_value **out) {
-  msgpack_unpacked u;
-  int rc = unpack_one(ext->ptr, ext->size, &u);
-  if (rc < 0)
-    return rc;
-  mp_value *t = mp_value_tuple();
-  rc = t ? from_container(&u.data, t) : MP_ENOMEM;
-  msgpack_unpacked_destroy(&u);
-  if (rc < 0) {
-    mp_value_free(t);
-    return rc;
-  }
-  *out = t;
-  return 0;
-}
-
-static mp_value *from_scalar(const msgpack_object *o) {
-  switch (o->type) {
-  case MSGPACK_OBJECT_NIL: return mp_value_nil();
-  case MSGPACK_OBJECT_BOOLEAN: return mp_value_bool(o->via.boolean);
-  case MSGPACK_OBJECT_POSITIVE_INTEGER: return mp_value_int((int64_t)o->via.u64);
-  case MSGPACK_OBJECT_NEGATIVE_INTEGER: return mp_value_int(o->via.i64);
-  case MSGPACK_OBJECT_FLOAT32:
-  case MSGPACK_OBJECT_FLOAT64: return mp_value_double(o->via.f64);
-  case MSGPACK_OBJECT_BIN: return mp_value_bytes(o->via.bin.ptr, o->via.bin.size);
-  default: return mp_value_strn(o->via.str.ptr, o->via.str.size);
-  }
-}
-
-static int from_object(const msgpack_object *o, mp_value **out) {
-  if (o->type == MSGPACK_OBJECT_EXT)
-    return from_tuple(&o->via.ext, out); /* the scan admitted only tuples */
-  if (o->type == MSGPACK_OBJECT_ARRAY || o->type == MSGPACK_OBJECT_MAP) {
-    mp_value *c = o->type == MSGPACK_OBJECT_MAP ? mp_value_dict() : mp_value_list();
-    int rc = c ? from_container(o, c) : MP_ENOMEM;
-    if (rc < 0) {
-      mp_value_free(c);
-      return rc;
-    }
-    *out = c;
+int mp__value_skip(const void *p, size_t len, size_t *used) {
+  if (len == 0)
+    return malformed("empty input", 0);
+  if ((*used = scalar_len(p, len)) > 0)
     return 0;
-  }
-  if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 > INT64_MAX)
+  return scan(p, len, 0, 0, used);
+}
+
+int mp__value_check(const void *p, size_t len) {
+  size_t used = 0;
+  int rc = mp__value_skip(p, len, &used);
+  return rc < 0 || used == len ? rc : malformed("trailing bytes after the value", used);
+}
+
+int mp__value_array_head(const void *buf, size_t len, size_t *count, size_t *used) {
+  const unsigned char *p = buf;
+  head h;
+  if (len == 0 || parse_head(p, len, &h) < 0 || !h.is_container || (p[0] & 0xf0) == 0x80 ||
+      p[0] == 0xde || p[0] == 0xdf)
+    return malformed("not an array", 0);
+  if (h.skip > len || h.count > len - h.skip)
+    return malformed("item count larger than the input", 0);
+  *count = (size_t)h.count;
+  *used = (size_t)h.skip;
+  return 0;
+}
+
+int mp__value_ext_head(const void *buf, size_t len, int *type, const unsigned char **payload,
+                       size_t *payload_len, size_t *used) {
+  const unsigned char *p = buf;
+  head h;
+  if (len == 0)
+    return malformed("empty input", 0);
+  if (parse_head(p, len, &h) < 0)
+    return malformed("bad or truncated type byte", 0);
+  if (!h.is_ext)
+    return 0;
+  if (h.skip > len)
+    return malformed("extension runs past the end", 0);
+  *type = h.ext_type;
+  *payload = p + h.skip - h.ext_len;
+  *payload_len = (size_t)h.ext_len;
+  *used = (size_t)h.skip;
+  return 1;
+}
+
+/* ---- decoding: scanned bytes to values ---------------------------------------------- */
+
+/* Builds a string or bytes value; bad UTF-8 in a string is a protocol error here. */
+static int build_blob(mp__value_arena *a, mp_value_type type, const unsigned char *p, size_t n,
+                      mp_value **out) {
+  if (type == MP_VALUE_STR && n > 0 && !utf8_valid(p, n))
+    return mp_set_error(MP_EPROTO, "MessagePack string is not valid UTF-8");
+  *out = arena_blob(a, type, p, n);
+  return *out ? 0 : MP_ENOMEM;
+}
+
+static int build_int(mp__value_arena *a, const unsigned char *p, int n, int is_signed,
+                     mp_value **out) {
+  uint64_t u = be(p, n);
+  int64_t i;
+  if (is_signed) /* sign-extend the n-byte two's complement value */
+    i = n == 8 ? (int64_t)u : (int64_t)(u ^ (1ull << (8 * n - 1))) - (int64_t)(1ull << (8 * n - 1));
+  else if (u > INT64_MAX)
     return mp_set_error(MP_EPROTO, "integer %llu does not fit in 64 signed bits",
-                        (unsigned long long)o->via.u64);
-  *out = from_scalar(o);
-  if (*out == NULL) /* strings: bad UTF-8 is a protocol error, not a bad argument */
-    return mp_last_error_code() == MP_ENOMEM
-               ? MP_ENOMEM
-               : mp_set_error(MP_EPROTO, "MessagePack string is not valid UTF-8");
+                        (unsigned long long)u);
+  else
+    i = (int64_t)u;
+  if ((*out = arena_value(a, MP_VALUE_INT)) == NULL)
+    return MP_ENOMEM;
+  (*out)->u.i = i;
   return 0;
+}
+
+static int build_double(mp__value_arena *a, const unsigned char *p, int n, mp_value **out) {
+  uint64_t u = be(p, n);
+  double d;
+  if (n == 4) {
+    uint32_t w = (uint32_t)u;
+    float f;
+    memcpy(&f, &w, sizeof f);
+    d = f;
+  } else {
+    memcpy(&d, &u, sizeof d);
+  }
+  if ((*out = arena_value(a, MP_VALUE_DOUBLE)) == NULL)
+    return MP_ENOMEM;
+  (*out)->u.d = d;
+  return 0;
+}
+
+/* nil, false or true. */
+static int build_word(mp__value_arena *a, mp_value_type type, int b, mp_value **out) {
+  if ((*out = arena_value(a, type)) == NULL)
+    return MP_ENOMEM;
+  (*out)->u.b = b;
+  return 1;
+}
+
+/* Decodes a scalar at p (already scanned): 1 if it was one, 0 if p holds a container or an
+ * extension, or an error. */
+static int build_scalar(mp__value_arena *a, const unsigned char *p, mp_value **out) {
+  unsigned c = p[0];
+  if (c <= 0x7f || c >= 0xe0) {
+    if ((*out = arena_value(a, MP_VALUE_INT)) == NULL)
+      return MP_ENOMEM;
+    (*out)->u.i = (int8_t)c;
+    return 1;
+  }
+  if ((c & 0xe0) == 0xa0)
+    return build_blob(a, MP_VALUE_STR, p + 1, c & 0x1f, out) < 0 ? mp_last_error_code() : 1;
+  int rc;
+  switch (c) {
+  case 0xc0: return build_word(a, MP_VALUE_NIL, 0, out);
+  case 0xc2:
+  case 0xc3: return build_word(a, MP_VALUE_BOOL, c == 0xc3, out);
+  case 0xcc: rc = build_int(a, p + 1, 1, 0, out); break;
+  case 0xcd: rc = build_int(a, p + 1, 2, 0, out); break;
+  case 0xce: rc = build_int(a, p + 1, 4, 0, out); break;
+  case 0xcf: rc = build_int(a, p + 1, 8, 0, out); break;
+  case 0xd0: rc = build_int(a, p + 1, 1, 1, out); break;
+  case 0xd1: rc = build_int(a, p + 1, 2, 1, out); break;
+  case 0xd2: rc = build_int(a, p + 1, 4, 1, out); break;
+  case 0xd3: rc = build_int(a, p + 1, 8, 1, out); break;
+  case 0xca: rc = build_double(a, p + 1, 4, out); break;
+  case 0xcb: rc = build_double(a, p + 1, 8, out); break;
+  case 0xd9: rc = build_blob(a, MP_VALUE_STR, p + 2, (size_t)be(p + 1, 1), out); break;
+  case 0xda: rc = build_blob(a, MP_VALUE_STR, p + 3, (size_t)be(p + 1, 2), out); break;
+  case 0xdb: rc = build_blob(a, MP_VALUE_STR, p + 5, (size_t)be(p + 1, 4), out); break;
+  case 0xc4: rc = build_blob(a, MP_VALUE_BYTES, p + 2, (size_t)be(p + 1, 1), out); break;
+  case 0xc5: rc = build_blob(a, MP_VALUE_BYTES, p + 3, (size_t)be(p + 1, 2), out); break;
+  case 0xc6: rc = build_blob(a, MP_VALUE_BYTES, p + 5, (size_t)be(p + 1, 4), out); break;
+  default: return 0;
+  }
+  return rc < 0 ? rc : 1;
+}
+
+static int build(mp__value_arena *a, const unsigned char *p, size_t len, mp_value **out,
+                 size_t *used);
+
+/* Builds count items (pairs for a dict) that start at p into c. */
+static int build_items(mp__value_arena *a, const unsigned char *p, size_t len, uint64_t count,
+                       mp_value *c, size_t *used) {
+  size_t pos = 0;
+  int rc = reserve(c, (size_t)count); /* count <= bytes left, checked by the scan */
+  for (uint64_t i = 0; rc == 0 && i < count; i++) {
+    mp_value *item = NULL;
+    size_t n = 0;
+    rc = build(a, p + pos, len - pos, &item, &n);
+    if (rc == 0) {
+      c->u.seq.items[c->u.seq.len++] = item;
+      pos += n;
+    }
+  }
+  *used = pos;
+  return rc;
+}
+
+/* Builds the value at p, which scan() has validated: its counts fit the bytes, its nesting
+ * is bounded (so is this recursion) and its only extension type is the tuple. */
+static int build(mp__value_arena *a, const unsigned char *p, size_t len, mp_value **out,
+                 size_t *used) {
+  head h;
+  *out = NULL;
+  if (len == 0 || parse_head(p, len, &h) < 0 || h.skip > len)
+    return malformed("truncated input", 0); /* unreachable after a scan; kept as a guard */
+  if (!h.is_container && !h.is_ext) {
+    int rc = build_scalar(a, p, out);
+    *used = (size_t)h.skip;
+    return rc < 0 ? rc : 0;
+  }
+  const unsigned char *items = p + h.skip;
+  size_t left = len - (size_t)h.skip;
+  uint64_t count = h.count;
+  mp_value_type type = (p[0] & 0xf0) == 0x80 || p[0] >= 0xde ? MP_VALUE_DICT : MP_VALUE_LIST;
+  if (h.is_ext) { /* a tuple: its payload is an array */
+    size_t ahead = 0, n = 0;
+    items = p + h.skip - h.ext_len;
+    int rc = mp__value_array_head(items, (size_t)h.ext_len, &n, &ahead);
+    if (rc < 0)
+      return rc;
+    items += ahead;
+    left = (size_t)h.ext_len - ahead;
+    count = n;
+    type = MP_VALUE_TUPLE;
+  }
+  mp_value *c = arena_value(a, type);
+  if (c == NULL)
+    return MP_ENOMEM;
+  size_t n = 0;
+  int rc = build_items(a, items, left, count, c, &n);
+  if (rc < 0) {
+    mp_value_free(c);
+    return rc;
+  }
+  *out = c;
+  *used = h.is_ext ? (size_t)h.skip : (size_t)h.skip + n;
+  return 0;
+}
+
+int mp__value_decode_in(mp__value_arena *a, const void *buf, size_t len, mp_value **v,
+                        size_t *used) {
+  size_t n = scalar_len(buf, len);
+  if (n > 0) { /* no scan needed: nothing of it can claim more than the bytes present */
+    int rc = build_scalar(a, buf, v);
+    *used = n;
+    return rc < 0 ? rc : 0;
+  }
+  int rc = mp__value_skip(buf, len, &n);
+  return rc < 0 ? rc : build(a, buf, n, v, used);
+}
+
+int mp__value_decode_prefix(const void *buf, size_t len, mp_value **v, size_t *used) {
+  return mp__value_decode_in(NULL, buf, len, v, used);
 }
 
 int mp_value_decode(const void *buf, size_t len, mp_value **v) {
   if (v == NULL || (buf == NULL && len > 0))
     return mp_set_error(MP_EINVAL, "mp_value_decode: buf or v is NULL");
-  if (len == 0)
-    return mp_set_error(MP_EPROTO, "malformed MessagePack: empty input");
-  int rc = scan_object(buf, len, 0, 0);
-  if (rc < 0)
-    return rc;
-  msgpack_unpacked u;
-  rc = unpack_one(buf, len, &u);
-  if (rc < 0)
-    return rc;
-  rc = from_object(&u.data, v);
-  msgpack_unpacked_destroy(&u);
-  return rc;
+  size_t used = 0;
+  int rc = mp__value_check(buf, len);
+  return rc < 0 ? rc : build(NULL, buf, len, v, &used);
 }

@@ -53,15 +53,22 @@ int mp_wait(mp_waitable *objs, size_t n, int timeout_ms) {
   if (srcs == NULL)
     return mp_set_error(MP_ENOMEM, "mp_wait: out of memory for %llu objects",
                         (unsigned long long)n);
-  int rc = 0;
+  int rc = 0, buffered = 0;
   for (size_t i = 0; i < n && rc == 0; i++) {
     objs[i].ready = 0;
     rc = to_source(&objs[i], i, &srcs[i]);
+    buffered += objs[i].kind == MP_WAIT_CONN && mp__conn_buffered(objs[i].u.conn);
   }
+  /* A message already read ahead is ready now: look at the rest without waiting. */
   if (rc == 0)
-    rc = mp_plat_wait_many(srcs, n, timeout_ms);
-  for (size_t i = 0; rc > 0 && i < n; i++)
-    objs[i].ready = srcs[i].ready;
+    rc = mp_plat_wait_many(srcs, n, buffered ? 0 : timeout_ms);
+  if (rc == MP_ETIMEDOUT && buffered)
+    rc = 0;
+  for (size_t i = 0; rc >= 0 && i < n; i++) {
+    objs[i].ready =
+        srcs[i].ready || (objs[i].kind == MP_WAIT_CONN && mp__conn_buffered(objs[i].u.conn));
+    rc += rc >= 0 && buffered && objs[i].ready && !srcs[i].ready;
+  }
   free(srcs);
   return rc;
 }

@@ -47,6 +47,7 @@ enum {
 
 /* Looks up a passable type by id (the registry in args.c); NULL if unknown. */
 const mp__xfer_type *mp__xfer_lookup(uint8_t id);
+typedef const mp__xfer_type *(*mp__xfer_lookup_fn)(uint8_t id);
 
 /* The registry's entries, one per passable type (args.c lists them). */
 /* How a connection travels to a spawned child: handles[0] is its channel's handle; the

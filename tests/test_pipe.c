@@ -6,6 +6,7 @@
 
 #include "testutil.h"
 #include "xfer.h"
+#include "buf.h"
 #include "connection.h"
 #include "platform.h"
 
@@ -854,6 +855,117 @@ static void signals_do_not_break_blocking_calls(void **state) {
 }
 #endif
 
+/* ---- read-ahead, batches and handles (the pool's worker connections) ------------------ */
+
+static void put_message(mp__buf *b, const char *text) {
+  size_t at;
+  assert_mp_ok(mp__conn_msg_begin(b, &at));
+  assert_mp_ok(mp__buf_put(b, text, strlen(text)));
+  assert_mp_ok(mp__conn_msg_end(b, at));
+}
+
+/* A batch is ordinary messages; read-ahead serves a burst out of one read, and wait, poll
+ * and plain recv see what is buffered. */
+static void batches_and_read_ahead(void **state) {
+  (void)state;
+  mp_conn *a, *b;
+  assert_mp_ok(mp_pipe(&a, &b, 1));
+  assert_mp_ok(mp__conn_set_readahead(a));
+  mp__buf batch = {0};
+  put_message(&batch, "one");
+  put_message(&batch, "");
+  put_message(&batch, "three");
+  assert_mp_ok(mp__conn_send_batch(b, &batch));
+  assert_int_equal(batch.len, 0);
+  const unsigned char *msg = NULL;
+  size_t len = 0;
+  assert_mp_ok(mp__conn_recv_borrow(a, &msg, &len, 30000));
+  assert_int_equal(len, 3);
+  assert_memory_equal(msg, "one", 3);
+  assert_int_equal(mp__conn_buffered(a), 1); /* the rest came with the same read */
+  assert_int_equal(mp_conn_poll(a, 0), 1);
+  mp_waitable w = mp_waitable_conn(a);
+  assert_int_equal(mp_wait(&w, 1, 0), 1);
+  assert_int_equal(w.ready, 1);
+  assert_mp_ok(mp__conn_recv_borrow(a, &msg, &len, 0));
+  assert_int_equal(len, 0);
+  void *copy = NULL;
+  assert_mp_ok(mp_conn_recv(a, &copy, &len, 0)); /* a plain recv takes from the buffer */
+  assert_int_equal(len, 5);
+  assert_memory_equal(copy, "three", 5);
+  mp_free(copy);
+  assert_int_equal(mp__conn_buffered(a), 0);
+  assert_mp(MP_ETIMEDOUT, mp__conn_recv_borrow(a, &msg, &len, 0));
+  /* A connection holding read-ahead bytes cannot be passed to a child. */
+  put_message(&batch, "pending");
+  put_message(&batch, "more");
+  assert_mp_ok(mp__conn_send_batch(b, &batch));
+  assert_mp_ok(mp__conn_recv_borrow(a, &msg, &len, 30000));
+  mp__xfer x;
+  assert_mp(MP_ESTATE, mp__conn_xfer.export_obj(a, &x));
+  assert_mp_ok(mp__conn_recv_borrow(a, &msg, &len, 30000));
+  assert_memory_equal(msg, "more", 4);
+  /* An oversized message is refused and skipped; the next one still comes. */
+  assert_mp_ok(mp_conn_set_max_message(a, 8));
+  put_message(&batch, "far too long for eight");
+  put_message(&batch, "fits");
+  assert_mp_ok(mp__conn_send_batch(b, &batch));
+  assert_mp(MP_EPROTO, mp__conn_recv_borrow(a, &msg, &len, 30000));
+  assert_mp_ok(mp__conn_recv_borrow(a, &msg, &len, 30000));
+  assert_int_equal(len, 4);
+  /* The peer's close: EOF between messages, EBROKEN in the middle of one. */
+  assert_mp_ok(mp_conn_send(b, "x", 1));
+  mp_conn_free(b);
+  assert_mp_ok(mp__conn_recv_borrow(a, &msg, &len, 30000));
+  assert_mp(MP_EEOF, mp__conn_recv_borrow(a, &msg, &len, 30000));
+  mp_conn_free(a);
+  mp__buf_free(&batch);
+}
+
+/* Handles handed to the process at the other end (here: this one) arrive with their
+ * message and work there; without them a message naming handles is a protocol error. */
+static void handles_go_with_a_batch(void **state) {
+  (void)state;
+  mp_conn *a, *b, *c, *d;
+  assert_mp_ok(mp_pipe(&a, &b, 1));
+  assert_mp_ok(mp_pipe(&c, &d, 1));
+  assert_mp_ok(mp__conn_accept_handles(a));
+#ifdef _WIN32
+  mp_plat_handle self = (mp_plat_handle)GetCurrentProcess();
+#else
+  mp_plat_handle self = MP_PLAT_INVALID; /* not needed where handles go along */
+#endif
+  mp_plat_handle give = mp_plat_chan_handle(mp__conn_chan(d));
+  uint64_t names[1];
+  assert_mp_ok(mp__conn_give_handles(b, self, &give, 1, names));
+  mp__buf batch = {0};
+  put_message(&batch, "here is one");
+  assert_mp_ok(mp__conn_send_batch(b, &batch));
+  mp_conn_free(d); /* the receiver's copy is its own */
+  const unsigned char *msg = NULL;
+  size_t len = 0;
+  assert_mp_ok(mp__conn_recv_borrow(a, &msg, &len, 30000));
+  mp_plat_handle got[2];
+  assert_mp_ok(mp__conn_take_handles(a, names, 1, got));
+  mp_conn *dd = NULL;
+  assert_mp_ok(mp__conn_wrap_handle(got[0], &dd));
+  assert_mp_ok(mp_conn_send(dd, "via", 3));
+  void *buf = NULL;
+  assert_mp_ok(mp_conn_recv(c, &buf, &len, 30000));
+  assert_memory_equal(buf, "via", 3);
+  mp_free(buf);
+  mp_conn_free(dd);
+  assert_mp(MP_EEOF, mp_conn_recv(c, &buf, &len, 30000)); /* no copy of d is left */
+#ifndef _WIN32
+  uint64_t none[1] = {0};
+  assert_mp(MP_EPROTO, mp__conn_take_handles(a, none, 1, got)); /* none came */
+#endif
+  mp__buf_free(&batch);
+  mp_conn_free(a);
+  mp_conn_free(b);
+  mp_conn_free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(round_trips_of_every_size),
@@ -878,6 +990,8 @@ int main(void) {
       cmocka_unit_test(values_travel_over_a_connection),
       cmocka_unit_test(exported_connection_imports_as_a_working_copy),
       cmocka_unit_test(malformed_export_record_is_refused),
+      cmocka_unit_test(batches_and_read_ahead),
+      cmocka_unit_test(handles_go_with_a_batch),
 #ifndef _WIN32
       cmocka_unit_test(signals_do_not_break_blocking_calls),
 #endif

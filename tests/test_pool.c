@@ -122,6 +122,31 @@ static int announce_and_sleep(const mp_value *in, mp_value **out) {
   return 0;
 }
 
+/* Sleeps x ms for inputs x >= 1000 and returns x; squares smaller inputs. */
+static int sleep_or_square(const mp_value *in, mp_value **out) {
+  int64_t x = int_of(in);
+  if (x >= 1000)
+    mp_sleep_ms((int)x);
+  *out = mp_value_int(x >= 1000 ? x : x * x);
+  return 0;
+}
+
+/* Arguments [queue, dict, connection]: puts the dict into the queue, says "ok" on the
+ * connection and returns the dict's size. */
+static int objects_task(mp_args *a, mp_value **out) {
+  mp_queue *q = NULL;
+  const mp_value *d = NULL;
+  mp_conn *c = NULL;
+  size_t n = 0;
+  if (mp_args_get_queue(a, 0, &q) < 0 || mp_args_get_value(a, 1, &d) < 0 ||
+      mp_args_get_conn(a, 2, &c) < 0 || mp_value_len(d, &n) < 0)
+    return -1;
+  if (mp_queue_put_value(q, d, 30000) < 0 || mp_conn_send(c, "ok", 2) < 0)
+    return -1;
+  *out = mp_value_int((int64_t)n);
+  return 0;
+}
+
 /* ---- helpers ---------------------------------------------------------------------------- */
 
 static mp_pool *make_pool(int n, const mp_pool_opts *o) {
@@ -567,6 +592,250 @@ static void a_task_over_its_time_limit_is_killed(void **state) {
   end_pool(p);
 }
 
+/* A task takes a queue, a dict and a pipe end; the caller frees its argument list and its
+ * own pipe end at once (the pool holds copies), and nothing leaks over many tasks. */
+static void a_task_takes_a_queue_a_dict_and_a_connection(void **state) {
+  (void)state;
+  enum { N = 30 };
+  mp_pool *p = make_pool(2, NULL);
+  mp_queue *q = NULL;
+  assert_mp_ok(mp_queue_create(&q, 0));
+  mp_conn *a, *b;
+  assert_mp_ok(mp_pipe(&a, &b, 1));
+  mp_value *d = mp_value_dict();
+  mp_value_dict_set(d, mp_value_str("job"), mp_value_int(7));
+  mp_value_dict_set(d, mp_value_str("tags"), mp_value_list());
+  mp_value *out = NULL;
+  mp_args *args = NULL;
+  assert_mp_ok(mp_args_create(&args));
+  assert_mp_ok(mp_args_add_queue(args, q));
+  assert_mp_ok(mp_args_add_value(args, d));
+  assert_mp_ok(mp_args_add_conn(args, b));
+  assert_mp_ok(mp_pool_apply_args(p, objects_task, args, &out)); /* warms both workers up */
+  assert_int_equal(int_of(out), 2);
+  mp_value_free(out);
+  int before = mp_test_open_handles();
+  mp_result *r[N];
+  for (int i = 0; i < N; i++)
+    assert_mp_ok(mp_pool_apply_args_async(p, objects_task, args, &r[i]));
+  mp_args_free(args);
+  mp_conn_free(b); /* the tasks hold their own copies of this end */
+  for (int i = 0; i <= N; i++) {
+    mp_value *got = NULL;
+    assert_mp_ok(mp_queue_get_value(q, &got, 30000));
+    assert_true(mp_value_equal(got, d));
+    mp_value_free(got);
+    void *msg = NULL;
+    size_t len = 0;
+    assert_mp_ok(mp_conn_recv(a, &msg, &len, 30000));
+    assert_int_equal(len, 2);
+    mp_free(msg);
+  }
+  for (int i = 0; i < N; i++) {
+    assert_mp_ok(mp_result_take(r[i], &out, 30000));
+    assert_int_equal(int_of(out), 2);
+    mp_value_free(out);
+    mp_result_free(r[i]);
+  }
+  int after = mp_test_open_handles();
+  if (before > 0)                        /* Wine's GetProcessHandleCount counts none */
+    assert_int_equal(after, before - 1); /* b is gone, and nothing else stayed */
+  /* Every task is over: the last copy of b went with it, so a sees the end. */
+  void *msg = NULL;
+  size_t len = 0;
+  assert_mp(MP_EEOF, mp_conn_recv(a, &msg, &len, 30000));
+  /* An object that cannot be passed is refused at once, and the pool goes on. */
+  mp_conn *closed, *other;
+  assert_mp_ok(mp_pipe(&closed, &other, 1));
+  mp_conn_close(closed);
+  assert_mp_ok(mp_args_create(&args));
+  assert_mp_ok(mp_args_add_queue(args, q));
+  assert_mp_ok(mp_args_add_value(args, d));
+  assert_mp_ok(mp_args_add_conn(args, closed));
+  mp_result *bad = (mp_result *)q;
+  assert_mp(MP_ECLOSED, mp_pool_apply_args_async(p, objects_task, args, &bad));
+  assert_null(bad);
+  assert_mp(MP_EINVAL, mp_pool_apply_args_async(p, objects_task, NULL, &bad));
+  mp_args_free(args);
+  mp_conn_free(closed);
+  mp_conn_free(other);
+  mp_value_free(d);
+  mp_conn_free(a);
+  mp_queue_free(q);
+  end_pool(p);
+}
+
+/* Argument tasks queued on a worker that dies run on its replacement, with their handles
+ * passed again. */
+static void argument_tasks_behind_a_dead_worker_run_elsewhere(void **state) {
+  (void)state;
+  char path[512];
+  temp_path(path, sizeof path, "argsvictim");
+  mp_pool *p = make_pool(1, NULL);
+  mp_queue *q = NULL;
+  assert_mp_ok(mp_queue_create(&q, 0));
+  mp_conn *a, *b;
+  assert_mp_ok(mp_pipe(&a, &b, 1));
+  mp_value *d = mp_value_dict();
+  mp_value_dict_set(d, mp_value_int(1), mp_value_nil());
+  mp_args *args = NULL;
+  assert_mp_ok(mp_args_create(&args));
+  assert_mp_ok(mp_args_add_queue(args, q));
+  assert_mp_ok(mp_args_add_value(args, d));
+  assert_mp_ok(mp_args_add_conn(args, b));
+  mp_value *victim_in = mp_value_str(path);
+  mp_result *victim, *r[3];
+  assert_mp_ok(mp_pool_apply_async(p, announce_and_sleep, victim_in, &victim));
+  for (int i = 0; i < 3; i++) /* more than the workers: queued on the busy one */
+    assert_mp_ok(mp_pool_apply_args_async(p, objects_task, args, &r[i]));
+  mp_args_free(args);
+  kill_pid(read_pid_file(path));
+  assert_mp(MP_EWORKER, mp_result_get(victim, NULL, 30000));
+  for (int i = 0; i < 3; i++) {
+    mp_value *out = NULL;
+    assert_mp_ok(mp_result_take(r[i], &out, 30000));
+    assert_int_equal(int_of(out), 1);
+    mp_value_free(out);
+    mp_result_free(r[i]);
+    void *msg = NULL;
+    size_t len = 0;
+    assert_mp_ok(mp_conn_recv(a, &msg, &len, 30000));
+    mp_free(msg);
+  }
+  mp_result_free(victim);
+  mp_value_free(victim_in);
+  mp_value_free(d);
+  mp_conn_free(a);
+  mp_conn_free(b);
+  mp_queue_free(q);
+  remove(path);
+  end_pool(p);
+}
+
+/* map_ex: one failed input does not take the other outputs with it. */
+static void map_ex_gives_per_item_results(void **state) {
+  (void)state;
+  enum { N = 100 };
+  mp_pool *p = make_pool(2, NULL);
+  mp_value **in = int_inputs(N, 0);
+  mp_value_free(in[40]);
+  in[40] = mp_value_int(-1); /* picky refuses it */
+  mp_value_free(in[70]);
+  in[70] = mp_value_int(-2); /* returns 7 */
+  mp_value *out[N];
+  int codes[N];
+  mp_map_opts o = {3, 0};
+  assert_mp(MP_ETASK, mp_pool_map_ex(p, picky, INS(in), N, &o, out, codes));
+  assert_non_null(strstr(mp_last_error(), "input 40: negative input -1 refused"));
+  for (int i = 0; i < N; i++) {
+    if (i == 40 || i == 70) {
+      assert_int_equal(codes[i], MP_ETASK);
+      assert_null(out[i]);
+    } else {
+      assert_int_equal(codes[i], 0);
+      assert_int_equal(int_of(out[i]), (int64_t)i * i);
+      mp_value_free(out[i]);
+    }
+  }
+  /* Without codes, and without options: the same outputs. */
+  assert_mp(MP_ETASK, mp_pool_map_ex(p, picky, INS(in), N, NULL, out, NULL));
+  for (int i = 0; i < N; i++) {
+    assert_true(i == 40 || i == 70 ? out[i] == NULL : int_of(out[i]) == (int64_t)i * i);
+    mp_value_free(out[i]);
+  }
+  mp_value_free(in[40]);
+  in[40] = mp_value_int(40);
+  mp_value_free(in[70]);
+  in[70] = mp_value_int(70);
+  assert_mp_ok(mp_pool_map_ex(p, picky, INS(in), N, NULL, out, codes));
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(codes[i], 0);
+    mp_value_free(out[i]);
+  }
+  o.timeout_ms = -9;
+  assert_mp(MP_EINVAL, mp_pool_map_ex(p, picky, INS(in), N, &o, out, codes));
+  assert_mp(MP_EINVAL, mp_pool_map_ex(p, picky, INS(in), N, NULL, NULL, codes));
+  free_values(in, N);
+  end_pool(p);
+}
+
+/* map_ex with a timeout: what finished is kept, the rest is MP_ETIMEDOUT; tasks still in
+ * the master's queue are cancelled, so the inputs may be freed at once; the pool goes on. */
+static void map_ex_times_out_and_keeps_what_finished(void **state) {
+  (void)state;
+  enum { N = 2 + 2 * 64 + 40 }; /* two sleepers, more queued behind than workers take */
+  mp_pool *p = make_pool(2, NULL);
+  mp_value **in = int_inputs(N, 0);
+  for (int i = 0; i < 2; i++) {
+    mp_value_free(in[i]);
+    in[i] = mp_value_int(2000); /* longer than the timeout on every machine */
+  }
+  mp_value *out[N];
+  int codes[N];
+  mp_map_opts o = {1, 300};
+  uint64_t t0 = mp_monotonic_ns();
+  assert_mp(MP_ETIMEDOUT, mp_pool_map_ex(p, sleep_or_square, INS(in), N, &o, out, codes));
+  assert_true(mp_monotonic_ns() - t0 < 1900000000ull); /* it did not wait for the sleepers */
+  assert_non_null(strstr(mp_last_error(), "not ready after 300 ms"));
+  free_values(in, N); /* nothing of the pool reads them any more */
+  int timed_out = 0;
+  for (int i = 0; i < N; i++) {
+    if (codes[i] == 0) {
+      assert_int_equal(int_of(out[i]), (int64_t)i * i);
+      mp_value_free(out[i]);
+    } else {
+      assert_int_equal(codes[i], MP_ETIMEDOUT);
+      assert_null(out[i]);
+      timed_out++;
+    }
+  }
+  assert_int_equal(codes[0], MP_ETIMEDOUT);
+  assert_int_equal(codes[1], MP_ETIMEDOUT);
+  assert_int_equal(codes[N - 1], MP_ETIMEDOUT); /* cancelled: still in the master's queue */
+  assert_true(timed_out >= 2 + 40);
+  /* The pool is still good: this map waits behind the sleepers and succeeds. */
+  mp_value **again = int_inputs(10, 0);
+  assert_mp_ok(mp_pool_map(p, square, INS(again), 10, 0, out));
+  for (int i = 0; i < 10; i++) {
+    assert_int_equal(int_of(out[i]), (int64_t)i * i);
+    mp_value_free(out[i]);
+  }
+  free_values(again, 10);
+  end_pool(p);
+}
+
+/* mp_result_get lends the output; mp_result_take gives it away, once. */
+static void result_take_gives_the_output_away(void **state) {
+  (void)state;
+  mp_pool *p = make_pool(1, NULL);
+  mp_value *in = mp_value_int(6), *lent = NULL, *mine = NULL;
+  mp_result *r;
+  assert_mp_ok(mp_pool_apply_async(p, square, in, &r));
+  assert_mp_ok(mp_result_get(r, &lent, 30000));
+  assert_mp_ok(mp_result_take(r, &mine, 30000));
+  assert_ptr_equal(lent, mine);
+  assert_mp(MP_ESTATE, mp_result_take(r, &lent, 0));
+  assert_null(lent);
+  assert_mp(MP_ESTATE, mp_result_get(r, &lent, 0));
+  assert_non_null(strstr(mp_last_error(), "taken"));
+  mp_result_free(r);
+  assert_int_equal(int_of(mine), 36); /* still ours after the result is freed */
+  mp_value_free(mine);
+  /* Taken without a place to put it: freed. A failed task's take is its error. */
+  assert_mp_ok(mp_pool_apply_async(p, square, in, &r));
+  assert_mp_ok(mp_result_take(r, NULL, 30000));
+  mp_result_free(r);
+  mp_value *neg = mp_value_int(-1);
+  assert_mp_ok(mp_pool_apply_async(p, picky, neg, &r));
+  assert_mp(MP_ETASK, mp_result_take(r, &mine, 30000));
+  assert_null(mine);
+  mp_result_free(r);
+  assert_mp(MP_EINVAL, mp_result_take(NULL, &mine, 0));
+  mp_value_free(neg);
+  mp_value_free(in);
+  end_pool(p);
+}
+
 static void bad_arguments_are_refused(void **state) {
   (void)state;
   mp_pool_opts o;
@@ -579,6 +848,13 @@ static void bad_arguments_are_refused(void **state) {
   o.maxtasksperchild = 0;
   o.task_timeout_ms = -5;
   assert_mp(MP_EINVAL, mp_pool_create(&p, 1, &o));
+  o.task_timeout_ms = MP_NO_LIMIT; /* named no limit and the named default are fine */
+  assert_mp_ok(mp_pool_create(&p, 1, &o));
+  mp_pool_free(p);
+  o.task_timeout_ms = MP_DEFAULT_TIMEOUT;
+  assert_mp_ok(mp_pool_create(&p, 1, &o));
+  mp_pool_free(p);
+  p = NULL;
   o.task_timeout_ms = 0;
   o.method = (mp_start_method)77;
   assert_mp(MP_EINVAL, mp_pool_create(&p, 1, &o));
@@ -624,6 +900,11 @@ int main(int argc, char **argv) {
       cmocka_unit_test(a_pool_without_workers_fails_its_tasks),
       cmocka_unit_test(terminate_cancels_pending_work),
       cmocka_unit_test(a_task_over_its_time_limit_is_killed),
+      cmocka_unit_test(a_task_takes_a_queue_a_dict_and_a_connection),
+      cmocka_unit_test(argument_tasks_behind_a_dead_worker_run_elsewhere),
+      cmocka_unit_test(map_ex_gives_per_item_results),
+      cmocka_unit_test(map_ex_times_out_and_keeps_what_finished),
+      cmocka_unit_test(result_take_gives_the_output_away),
       cmocka_unit_test(bad_arguments_are_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -661,6 +661,12 @@ static void bad_arguments_are_refused(void **state) {
   memset(&o, 0, sizeof o);
   o.timeout_ms = -5;
   assert_mp(MP_EINVAL, mp_popen_create(&p, CHILD("exit", "0"), &o));
+  o.timeout_ms = MP_NO_LIMIT; /* the named sentinels mean "none", as 0 does */
+  assert_mp_ok(mp_run(CHILD("exit", "0"), &o, &r));
+  mp_run_result_free(&r);
+  o.timeout_ms = MP_DEFAULT_TIMEOUT;
+  assert_mp_ok(mp_run(CHILD("exit", "0"), &o, &r));
+  mp_run_result_free(&r);
   assert_mp(MP_EINVAL, mp_run(NULL, NULL, &r));
   assert_mp(MP_EINVAL, mp_run(CHILD("exit", "0"), NULL, NULL));
   assert_mp(MP_EINVAL, mp_run_shell(NULL, NULL, &r));

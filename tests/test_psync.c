@@ -11,6 +11,7 @@
 #include "testutil.h"
 #include "xfer.h"
 #include "platform.h"
+#include "psync.h"
 
 /* ---- lock ------------------------------------------------------------------------- */
 
@@ -252,7 +253,39 @@ struct waiter {
 
 static void wait_pevent(void *arg) {
   struct waiter *w = arg;
-  w->rc = mp_pevent_wait(w->e, 60000);
+  w->rc = mp_pevent_wait(w->e, 10000); /* a lost wake-up fails the test, not hangs it */
+}
+
+/* Returns once a waiter announced that it sleeps, where the backend can tell (Linux). */
+static int await_sleepers(mp_pevent *e) {
+  int rc;
+  while ((rc = mp__pevent_sleepers(e)) == 0)
+    mp_sleep_ms(1);
+  return rc;
+}
+
+/* A set cleared at once still releases the waiters that were waiting, as in Python (they
+ * were notified) and on Windows (a manual-reset event releases every waiting thread). */
+static void pevent_set_then_clear_releases_waiters(void **state) {
+  (void)state;
+  enum { TRIALS = 200 }; /* the woken waiter must lose the race to the clear in some */
+  for (int i = 0; i < TRIALS; i++) {
+    mp_pevent *e; /* a fresh event each time: a sleeper, once announced, stays announced */
+    assert_mp_ok(mp_pevent_create(&e));
+    struct waiter w = {e, 1};
+    mp_thread *t;
+    assert_mp_ok(mp_thread_create(&t, wait_pevent, &w, NULL));
+    int known = await_sleepers(e) != MP_ENOTSUP; /* Windows cannot tell that it waits yet */
+    assert_mp_ok(mp_pevent_set(e));
+    if (known)
+      assert_mp_ok(mp_pevent_clear(e));
+    assert_mp_ok(mp_thread_join(t, MP_FOREVER));
+    mp_thread_free(t);
+    assert_int_equal(w.rc, 0);
+    assert_mp_ok(mp_pevent_clear(e));
+    assert_mp(MP_ETIMEDOUT, mp_pevent_wait(e, 0)); /* a later waiter sees the clear */
+    mp_pevent_free(e);
+  }
 }
 
 /* One set wakes every waiter. */
@@ -268,7 +301,7 @@ static void pevent_set_wakes_every_waiter(void **state) {
     w[i].rc = 1;
     assert_mp_ok(mp_thread_create(&t[i], wait_pevent, &w[i], NULL));
   }
-  mp_sleep_ms(20); /* most are asleep by now; the result is the same if not */
+  await_sleepers(e); /* where the backend can tell; the result is the same if not */
   assert_mp_ok(mp_pevent_set(e));
   for (int i = 0; i < WAITERS; i++) {
     assert_mp_ok(mp_thread_join(t[i], MP_FOREVER));
@@ -412,6 +445,7 @@ int main(void) {
       cmocka_unit_test(psem_units_reach_every_sleeper),
       cmocka_unit_test(pevent_set_clear_wait),
       cmocka_unit_test(pevent_set_wakes_every_waiter),
+      cmocka_unit_test(pevent_set_then_clear_releases_waiters),
       cmocka_unit_test(bad_arguments_are_rejected),
 #ifndef _WIN32
       cmocka_unit_test(four_processes_count_exactly_under_the_plock),

@@ -336,8 +336,138 @@ static void nesting_is_bounded(void **state) {
   decode_expect_proto(deep, sizeof deep, "deeper");
 }
 
+/* Every scalar format other encoders use decodes to the value it stands for. */
+static void every_scalar_format_decodes(void **state) {
+  (void)state;
+  static const struct {
+    unsigned char bytes[10];
+    size_t len;
+    int64_t want;
+  } ints[] = {
+      {{0x7f}, 1, 127},
+      {{0xe0}, 1, -32},
+      {{0xcc, 0xff}, 2, 255},
+      {{0xcd, 0xff, 0xff}, 3, 65535},
+      {{0xce, 0xff, 0xff, 0xff, 0xff}, 5, 4294967295LL},
+      {{0xcf, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 9, INT64_MAX},
+      {{0xd0, 0x80}, 2, -128},
+      {{0xd0, 0x05}, 2, 5},
+      {{0xd1, 0xff, 0xfe}, 3, -2},
+      {{0xd2, 0x80, 0, 0, 0}, 5, INT32_MIN},
+      {{0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0}, 9, INT64_MIN},
+  };
+  for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+    mp_value *v = NULL;
+    int64_t got = 0;
+    assert_mp_ok(mp_value_decode(ints[i].bytes, ints[i].len, &v));
+    assert_mp_ok(mp_value_get_int(v, &got));
+    assert_true(got == ints[i].want);
+    mp_value_free(v);
+  }
+  const unsigned char f32[] = {0xca, 0x3f, 0xc0, 0x00, 0x00}; /* 1.5f */
+  mp_value *v = NULL;
+  double d = 0;
+  assert_mp_ok(mp_value_decode(f32, sizeof f32, &v));
+  assert_mp_ok(mp_value_get_double(v, &d));
+  assert_true(d == 1.5);
+  mp_value_free(v);
+  const unsigned char str8[] = {0xd9, 0x03, 'a', 'b', 'c'}, bin8[] = {0xc4, 0x00};
+  const char *s = NULL;
+  size_t n = 9;
+  assert_mp_ok(mp_value_decode(str8, sizeof str8, &v));
+  assert_mp_ok(mp_value_get_str(v, &s, &n));
+  assert_int_equal(n, 3);
+  assert_string_equal(s, "abc");
+  mp_value_free(v);
+  const void *b = NULL;
+  assert_mp_ok(mp_value_decode(bin8, sizeof bin8, &v));
+  assert_mp_ok(mp_value_get_bytes(v, &b, &n));
+  assert_int_equal(n, 0);
+  mp_value_free(v);
+}
+
+/* A lone integer is written by value.c itself, one inside a container by msgpack-c: both
+ * give the same bytes, at every width's edges. */
+static void integers_encode_as_msgpack_c_does(void **state) {
+  (void)state;
+  const int64_t edges[] = {0,
+                           1,
+                           -1,
+                           31,
+                           -32,
+                           -33,
+                           127,
+                           128,
+                           -128,
+                           -129,
+                           255,
+                           256,
+                           32767,
+                           32768,
+                           -32768,
+                           -32769,
+                           65535,
+                           65536,
+                           INT32_MAX,
+                           -2147483648LL,
+                           -2147483649LL,
+                           4294967295LL,
+                           4294967296LL,
+                           INT64_MAX,
+                           INT64_MIN};
+  for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+    mp_value *alone = mp_value_int(edges[i]), *list = mp_value_list();
+    assert_mp_ok(mp_value_append(list, mp_value_int(edges[i])));
+    void *a, *l;
+    size_t alen, llen;
+    assert_mp_ok(mp_value_encode(alone, &a, &alen));
+    assert_mp_ok(mp_value_encode(list, &l, &llen));
+    assert_int_equal(llen, alen + 1);
+    assert_memory_equal((unsigned char *)l + 1, a, alen);
+    mp_free(a);
+    mp_free(l);
+    mp_value_free(alone);
+    mp_value_free(list);
+  }
+}
+
+/* A copy is equal, deep (changing the original leaves it alone) and owned by the caller. */
+static void copy_is_deep_and_equal(void **state) {
+  (void)state;
+  mp_value *inner = mp_value_list();
+  assert_mp_ok(mp_value_append(inner, mp_value_str("x")));
+  mp_value *t = mp_value_tuple();
+  assert_mp_ok(mp_value_append(t, mp_value_bytes("\0\1", 2)));
+  assert_mp_ok(mp_value_append(t, mp_value_double(2.5)));
+  mp_value *d = mp_value_dict();
+  assert_mp_ok(mp_value_dict_set(d, mp_value_int(1), inner));
+  assert_mp_ok(mp_value_dict_set(d, t, mp_value_nil()));
+  assert_mp_ok(mp_value_dict_set(d, mp_value_str("b"), mp_value_bool(1)));
+  mp_value *c = mp_value_copy(d);
+  assert_non_null(c);
+  assert_true(mp_value_equal(c, d));
+  assert_mp_ok(mp_value_append(inner, mp_value_int(9))); /* the copy keeps its own list */
+  assert_false(mp_value_equal(c, d));
+  mp_value *ci = NULL;
+  size_t n = 0;
+  assert_mp_ok(mp_value_dict_at(c, 0, NULL, &ci));
+  assert_mp_ok(mp_value_len(ci, &n));
+  assert_int_equal(n, 1);
+  mp_value_free(d);
+  mp_value *cc = mp_value_copy(c); /* a copy of a copy outlives its source */
+  mp_value_free(c);
+  assert_mp_ok(mp_value_len(cc, &n));
+  assert_int_equal(n, 3);
+  mp_value_free(cc);
+  assert_null(mp_value_copy(NULL));
+  assert_int_equal(mp_last_error_code(), MP_EINVAL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(every_scalar_format_decodes),
+      cmocka_unit_test(integers_encode_as_msgpack_c_does),
+      cmocka_unit_test(copy_is_deep_and_equal),
       cmocka_unit_test(scalars_round_trip),
       cmocka_unit_test(strings_and_bytes_round_trip),
       cmocka_unit_test(containers_round_trip_with_order_and_tuples),

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -101,13 +102,66 @@ static int wait_readable(int fd, int timeout_ms) {
   }
 }
 
-static ssize_t read_once(mp_plat_chan *c, void *buf, size_t len, int dontwait) {
-  if (c->is_socket)
-    return recv(c->fd, buf, len, dontwait ? MSG_DONTWAIT : 0);
-  return read(c->fd, buf, len);
+/* Where a read puts the descriptors that came with the data (read_along), or NULL. */
+typedef struct fd_sink {
+  mp_plat_handle *h;
+  size_t max, n;
+  int lost; /* more came than fit, or the kernel cut them off: they were closed */
+} fd_sink;
+
+/* Takes the SCM_RIGHTS descriptors of a received message into sink (closing what does not
+ * fit), so that none leaks. */
+static void take_fds(struct msghdr *m, fd_sink *sink) {
+  if (m->msg_flags & MSG_CTRUNC)
+    sink->lost = 1;
+  for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm; cm = CMSG_NXTHDR(m, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+      continue;
+    size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < n; i++) {
+      int fd;
+      memcpy(&fd, CMSG_DATA(cm) + i * sizeof fd, sizeof fd);
+      if (sink->n < sink->max)
+        sink->h[sink->n++] = (mp_plat_handle)fd;
+      else {
+        close(fd);
+        sink->lost = 1;
+      }
+    }
+  }
 }
 
-int mp_plat_chan_read(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, size_t *nread) {
+static ssize_t read_once(mp_plat_chan *c, void *buf, size_t len, int dontwait, fd_sink *sink) {
+  if (!c->is_socket)
+    return read(c->fd, buf, len);
+  int flags = dontwait ? MSG_DONTWAIT : 0;
+  if (sink == NULL)
+    return recv(c->fd, buf, len, flags); /* descriptors sent anyway are closed by the kernel */
+  union {
+    struct cmsghdr align;
+    char bytes[CMSG_SPACE(MP_PLAT_MAX_PASS * sizeof(int))];
+  } control;
+  struct iovec iov = {buf, len};
+  struct msghdr m = {0};
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  m.msg_control = control.bytes;
+  m.msg_controllen = sizeof control.bytes;
+#ifdef MSG_CMSG_CLOEXEC
+  flags |= MSG_CMSG_CLOEXEC; /* not POSIX.1-2017; where absent, set below (racy with fork) */
+#endif
+  ssize_t n = recvmsg(c->fd, &m, flags);
+  if (n >= 0) {
+    size_t first = sink->n;
+    take_fds(&m, sink);
+    for (size_t i = first; i < sink->n; i++)
+      fcntl((int)sink->h[i], F_SETFD, FD_CLOEXEC);
+  }
+  return n;
+}
+
+static int chan_read(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, size_t *nread,
+                     fd_sink *sink) {
   /* A socket can try a non-blocking read first and skip poll when data is already there. */
   int polled = !(timeout_ms < 0 || c->is_socket);
   if (polled) {
@@ -116,7 +170,7 @@ int mp_plat_chan_read(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, si
       return rc;
   }
   for (;;) {
-    ssize_t n = read_once(c, buf, len, timeout_ms >= 0 && !polled);
+    ssize_t n = read_once(c, buf, len, timeout_ms >= 0 && !polled, sink);
     if (n > 0) {
       *nread = (size_t)n;
       return 0;
@@ -161,19 +215,54 @@ static ssize_t pipe_writev(int fd, const struct iovec *iov, int n) {
   return w;
 }
 
-static ssize_t write_once(mp_plat_chan *c, struct iovec *iov, int n) {
-  if (c->is_socket) {
-    struct msghdr m = {0};
-    m.msg_iov = iov;
-    m.msg_iovlen = (size_t)n;
-    return sendmsg(c->fd, &m, MSG_NOSIGNAL);
+int mp_plat_chan_read(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, size_t *nread) {
+  return chan_read(c, buf, len, timeout_ms, nread, NULL);
+}
+
+int mp_plat_chan_read_along(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, size_t *nread,
+                            mp_plat_handle *h, size_t max, size_t *nh) {
+  fd_sink sink = {h, max, 0, 0};
+  int rc = chan_read(c, buf, len, timeout_ms, nread, &sink);
+  *nh = sink.n;
+  if (sink.lost || rc < 0) {
+    for (size_t i = 0; i < sink.n; i++)
+      close((int)h[i]);
+    *nh = 0;
+    if (rc == 0)
+      rc = mp_set_error(MP_EPROTO, "descriptors sent along the data were lost (more than %d)",
+                        MP_PLAT_MAX_PASS);
   }
-  return pipe_writev(c->fd, iov, n);
+  return rc;
+}
+
+/* Sends with fds attached (the first call of a write only: they ride on its first byte). */
+static ssize_t write_once(mp_plat_chan *c, struct iovec *iov, int n, const int *fds, size_t nfds) {
+  if (!c->is_socket)
+    return pipe_writev(c->fd, iov, n);
+  union {
+    struct cmsghdr align;
+    char bytes[CMSG_SPACE(MP_PLAT_MAX_PASS * sizeof(int))];
+  } control;
+  struct msghdr m = {0};
+  m.msg_iov = iov;
+  m.msg_iovlen = (size_t)n;
+  if (nfds > 0) {
+    memset(&control, 0, sizeof control);
+    m.msg_control = control.bytes;
+    m.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+    memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+  }
+  return sendmsg(c->fd, &m, MSG_NOSIGNAL);
 }
 
 #define MP_MAX_IOV 8
 
-int mp_plat_chan_write(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nbufs) {
+static int chan_write(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nbufs, const int *fds,
+                      size_t nfds) {
   struct iovec iov[MP_MAX_IOV];
   int n = 0;
   if (nbufs > MP_MAX_IOV)
@@ -188,7 +277,7 @@ int mp_plat_chan_write(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nbufs) {
   }
   struct iovec *cur = iov;
   while (n > 0) {
-    ssize_t w = write_once(c, cur, n);
+    ssize_t w = write_once(c, cur, n, fds, nfds);
     if (w < 0) {
       if (errno == EINTR)
         continue;
@@ -197,6 +286,7 @@ int mp_plat_chan_write(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nbufs) {
                                         "was written");
       return mp__os_error(c->is_socket ? "sendmsg" : "writev");
     }
+    nfds = 0; /* sent with the first byte */
     /* Advance past what was written: a short write leaves the rest for the next call. */
     size_t done = (size_t)w;
     while (n > 0 && done >= cur->iov_len) {
@@ -210,6 +300,34 @@ int mp_plat_chan_write(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nbufs) {
     }
   }
   return 0;
+}
+
+int mp_plat_chan_write(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nbufs) {
+  return chan_write(c, bufs, nbufs, NULL, 0);
+}
+
+int mp_plat_chan_write_along(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nbufs,
+                             const mp_plat_handle *h, size_t nh) {
+  int fds[MP_PLAT_MAX_PASS];
+  if (nh > MP_PLAT_MAX_PASS)
+    return mp_set_error(MP_EINVAL, "at most %d handles go along one write", MP_PLAT_MAX_PASS);
+  if (nh > 0 && !c->is_socket)
+    return mp_set_error(MP_EINVAL, "handles can only go along a duplex channel (a socket)");
+  size_t total = 0;
+  for (size_t i = 0; i < nbufs; i++)
+    total += bufs[i].len;
+  if (nh > 0 && total == 0)
+    return mp_set_error(MP_EINVAL, "handles need at least one byte to go along");
+  for (size_t i = 0; i < nh; i++)
+    fds[i] = (int)h[i];
+  return chan_write(c, bufs, nbufs, fds, nh);
+}
+
+int mp_plat_handle_passing(void) { return MP_PLAT_PASS_ALONG; }
+
+int mp_plat_handle_into(mp_plat_handle proc, mp_plat_handle h, mp_plat_handle *theirs) {
+  (void)proc, (void)h, (void)theirs;
+  return mp_set_error(MP_ENOTSUP, "POSIX passes handles along the data (SCM_RIGHTS)");
 }
 
 void mp_plat_chan_close(mp_plat_chan *c) {

@@ -317,11 +317,16 @@ static int run_fork(fork_req *r) {
     return -1;
   }
   if (pid == 0) {
+    /* r lives on the requesting thread's stack, which this child's glibc hands to the next
+     * thread it creates (the lifeline watcher): keep what the child needs on this stack. */
+    int (*child_fn)(void *) = r->child_fn;
+    void *ctx = r->ctx;
+    sigset_t mask = r->mask;
     mp__close_from(3, 1, r->keep, r->nkeep);
     if (r->flags & MP_CHILD_DIE_WITH_PARENT)
       mp__die_with_parent(parent, life);
-    pthread_sigmask(SIG_SETMASK, &r->mask, NULL);
-    mp_plat_exit(r->child_fn(r->ctx));
+    pthread_sigmask(SIG_SETMASK, &mask, NULL);
+    mp_plat_exit(child_fn(ctx));
   }
   r->pid = pid;
   return 0;

@@ -12,9 +12,11 @@
  *   semaphore: Linux: a futex word (units << 1 | sleepers); a release that finds sleepers adds
  *              its unit and wakes them all in one FUTEX_WAKE_OP, so neither the releaser's
  *              death nor a woken sleeper's can strand the rest (glibc's sem_post wakes one).
- *   event:     Linux: a futex word (set | sleepers); set wakes all, in one FUTEX_WAKE_OP when
- *              someone sleeps. A process-shared condition variable is no option: glibc
- *              counts its waiters, and a dead one blocks every later signal.
+ *   event:     Linux: a futex word (set | sleepers | generation); set wakes all, in one
+ *              FUTEX_WAKE_OP when someone sleeps. Clearing a set event counts a generation,
+ *              so that a waiter whose set was cleared before it ran still returns, as in
+ *              Python and on Windows. A process-shared condition variable is no option:
+ *              glibc counts its waiters, and a dead one blocks every later signal.
  * Without Linux (MP_LINUX 0: other systems, and the portable CI leg) there is no way to make
  * the kernel carry a wake-up past a death, so every wait there sleeps at most
  * MP_PLAT_RECHECK_NS at a time and looks again: a lost wake-up costs that much, never a
@@ -462,13 +464,15 @@ void mp_plat_psem_free(mp_plat_psem *s) { pobj_free(s ? &s->o : NULL); }
 #if MP_LINUX
 #  define EV_SET 1u
 #  define EV_SLEEPERS 2u
+#  define EV_GEN 4u /* the generation counts clears of a set event, in the bits above */
 struct pevent_state {
-  uint32_t word; /* EV_SET | EV_SLEEPERS */
+  uint32_t word; /* EV_SET | EV_SLEEPERS | generation */
 };
 #else
 struct pevent_state {
   uint32_t flag;
-  sem_t bell; /* rung by set and by every waiter it wakes, for the next one */
+  uint32_t gen; /* counts clears of a set event */
+  sem_t bell;   /* rung by set and by every waiter it wakes, for the next one */
 };
 #endif
 
@@ -509,24 +513,46 @@ int mp_plat_pevent_set(mp_plat_pevent *e) {
   uint32_t *w = &PEVENT(e)->word;
   uint32_t v = word_load(w);
   for (;;) {
+    if (v & EV_SET)
+      return 0;
     if (v & EV_SLEEPERS) /* set and wake in one call: a setter killed here did both or none */
-      return word_change_and_wake(w, FUTEX_OP_SET, (int)EV_SET);
-    if ((v & EV_SET) || word_cas(w, &v, v | EV_SET))
+      return word_change_and_wake(w, FUTEX_OP_OR, (int)EV_SET);
+    if (word_cas(w, &v, v | EV_SET))
       return 0;
   }
 }
 
 int mp_plat_pevent_clear(mp_plat_pevent *e) {
-  __atomic_fetch_and(&PEVENT(e)->word, ~EV_SET, __ATOMIC_SEQ_CST); /* sleepers stay announced */
-  return 0;
+  uint32_t *w = &PEVENT(e)->word;
+  uint32_t v = word_load(w);
+  while ((v & EV_SET) && !word_cas(w, &v, (v & ~EV_SET) + EV_GEN)) {
+  }
+  return 0; /* sleepers stay announced */
 }
 
-static int ev_is_set(uint32_t *w) { return (word_load(w) & EV_SET) != 0; }
+int mp_plat_pevent_is_set(mp_plat_pevent *e) { return (word_load(&PEVENT(e)->word) & EV_SET) != 0; }
 
-int mp_plat_pevent_is_set(mp_plat_pevent *e) { return ev_is_set(&PEVENT(e)->word); }
+int mp_plat_pevent_sleepers(mp_plat_pevent *e) {
+  return (word_load(&PEVENT(e)->word) & EV_SLEEPERS) != 0;
+}
 
+/* Returns once the event is set, or was set since the wait began (a later generation). */
 int mp_plat_pevent_wait(mp_plat_pevent *e, int64_t deadline_ns) {
-  return word_wait_for(&PEVENT(e)->word, EV_SLEEPERS, ev_is_set, deadline_ns);
+  uint32_t *w = &PEVENT(e)->word;
+  uint32_t v = word_load(w), gen = v & ~(EV_SET | EV_SLEEPERS);
+  for (;;) {
+    if ((v & EV_SET) || (v & ~(EV_SET | EV_SLEEPERS)) != gen)
+      return 0;
+    if (!(v & EV_SLEEPERS) && !word_cas(w, &v, v | EV_SLEEPERS))
+      continue; /* it changed meanwhile: look again */
+    v |= EV_SLEEPERS;
+    int rc = word_wait(w, v, deadline_ns);
+    v = word_load(w);
+    if (rc == MP_ETIMEDOUT)
+      return (v & EV_SET) || (v & ~(EV_SET | EV_SLEEPERS)) != gen ? 0 : MP_ETIMEDOUT;
+    if (rc != 0)
+      return rc;
+  }
 }
 #else
 /* Posts the bell unless it already rings: at most a few stale posts, never a pile. */
@@ -543,25 +569,35 @@ int mp_plat_pevent_set(mp_plat_pevent *e) {
 }
 
 int mp_plat_pevent_clear(mp_plat_pevent *e) {
-  __atomic_store_n(&PEVENT(e)->flag, 0u, __ATOMIC_SEQ_CST);
-  while (sem_trywait(&PEVENT(e)->bell) == 0) { /* stale rings would only wake waiters early */
-  }
-  return 0;
+  if (__atomic_exchange_n(&PEVENT(e)->flag, 0u, __ATOMIC_SEQ_CST))
+    __atomic_fetch_add(&PEVENT(e)->gen, 1u, __ATOMIC_SEQ_CST);
+  return 0; /* a ring left behind wakes a waiter that finds the generation moved, or sleeps on */
+}
+
+int mp_plat_pevent_sleepers(mp_plat_pevent *e) {
+  (void)e;
+  return MP_ENOTSUP;
 }
 
 int mp_plat_pevent_is_set(mp_plat_pevent *e) {
   return __atomic_load_n(&PEVENT(e)->flag, __ATOMIC_SEQ_CST) != 0;
 }
 
+/* Set now, or set (and cleared) since the wait began, which `gen` moving shows. */
+static int ev_happened(mp_plat_pevent *e, uint32_t gen) {
+  return mp_plat_pevent_is_set(e) || __atomic_load_n(&PEVENT(e)->gen, __ATOMIC_SEQ_CST) != gen;
+}
+
 int mp_plat_pevent_wait(mp_plat_pevent *e, int64_t deadline_ns) {
+  uint32_t gen = __atomic_load_n(&PEVENT(e)->gen, __ATOMIC_SEQ_CST);
   for (;;) {
-    if (mp_plat_pevent_is_set(e)) {
+    if (ev_happened(e, gen)) {
       ring(&PEVENT(e)->bell); /* pass the wake-up on to the next waiter */
       return 0;
     }
     int rc = sem_wait_until(&PEVENT(e)->bell, slice_end(deadline_ns));
     if (rc == MP_ETIMEDOUT && passed(deadline_ns))
-      return mp_plat_pevent_is_set(e) ? 0 : MP_ETIMEDOUT;
+      return ev_happened(e, gen) ? 0 : MP_ETIMEDOUT;
     if (rc != 0 && rc != MP_ETIMEDOUT)
       return rc;
   }

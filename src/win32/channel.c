@@ -258,3 +258,32 @@ void mp_plat_chan_close(mp_plat_chan *c) {
     CloseHandle(c->wait_event);
   free(c);
 }
+
+/* ---- handing handles to a running process ----------------------------------------------- */
+
+int mp_plat_handle_passing(void) { return MP_PLAT_PASS_INTO; }
+
+int mp_plat_chan_write_along(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nbufs,
+                             const mp_plat_handle *h, size_t nh) {
+  (void)h;
+  if (nh > 0)
+    return mp_set_error(MP_EINVAL, "Windows hands handles into the peer process "
+                                   "(mp_plat_handle_into), not along a pipe's data");
+  return mp_plat_chan_write(c, bufs, nbufs);
+}
+
+int mp_plat_chan_read_along(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, size_t *nread,
+                            mp_plat_handle *h, size_t max, size_t *nh) {
+  (void)h, (void)max;
+  *nh = 0;
+  return mp_plat_chan_read(c, buf, len, timeout_ms, nread);
+}
+
+int mp_plat_handle_into(mp_plat_handle proc, mp_plat_handle h, mp_plat_handle *theirs) {
+  HANDLE out = NULL;
+  if (!DuplicateHandle(GetCurrentProcess(), (HANDLE)h, (HANDLE)proc, &out, 0, FALSE,
+                       DUPLICATE_SAME_ACCESS))
+    return mp__os_error("DuplicateHandle(into a running process)");
+  *theirs = (mp_plat_handle)out;
+  return 0;
+}

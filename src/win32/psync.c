@@ -242,4 +242,11 @@ int mp_plat_pevent_wait(mp_plat_pevent *e, int64_t deadline_ns) {
   return r == WAIT_TIMEOUT ? MP_ETIMEDOUT : mp__os_error("WaitForSingleObject(event)");
 }
 
+/* A manual-reset event releases every thread waiting when it is set, however soon it is
+ * reset; the kernel does not say whether anyone waits. */
+int mp_plat_pevent_sleepers(mp_plat_pevent *e) {
+  (void)e;
+  return MP_ENOTSUP;
+}
+
 void mp_plat_pevent_free(mp_plat_pevent *e) { pobj_free(e ? &e->o : NULL); }

@@ -7,6 +7,7 @@
 #  include <pthread.h>
 #  include <time.h>
 #endif
+#include <signal.h>
 #include <stdlib.h>
 
 #include <stdio.h>
@@ -150,4 +151,14 @@ int mp_test_check_msg(const void *buf, size_t n, struct mp_test_msg_hdr *h) {
 
 size_t mp_test_rand_len(uint32_t producer, uint32_t seq, size_t max) {
   return (size_t)(mix(((uint64_t)seq << 8) ^ producer ^ UINT64_C(0x9e3779b97f4a7c15)) % (max + 1));
+}
+
+void mp_test_crash(void) {
+#ifndef _WIN32
+  signal(SIGSEGV, SIG_DFL);
+#endif
+  /* Not NULL, so no sanitizer intercepts; through a volatile so that an optimising compiler
+   * cannot see (and warn about) the constant address. */
+  volatile uintptr_t addr = 16;
+  *(volatile int *)addr = 1;
 }

@@ -29,6 +29,10 @@ typedef struct mp_test_thread mp_test_thread;
 mp_test_thread *mp_test_thread_start(void (*fn)(void *), void *arg);
 void mp_test_thread_join(mp_test_thread *t);
 
+/* Dies of an invalid memory access (SIGSEGV on POSIX, with the default handler restored
+ * because a fork child inherits cmocka's; an access violation on Windows). */
+void mp_test_crash(void);
+
 /* Open file descriptors (Linux) or handles (Windows) of this process, to detect leaks. */
 int mp_test_open_handles(void);
 
