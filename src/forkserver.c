@@ -60,9 +60,16 @@ static int restate(const char *what, const char *tail) {
   return mp_set_error(MP_ECHILD, "%s: %s%s", what, was, tail);
 }
 
+static int start_locked(int timeout_ms) {
+  if (mp__process_spawn_server(fs.preload, timeout_ms, &fs.proc, &fs.ctl) != 0)
+    return restate("cannot start the fork server", "");
+  fs.running = 1;
+  return 0;
+}
+
 int mp__forkserver_launch(mp_plat_child *c, int flags, int timeout_ms, mp_plat_handle boot,
-                          const mp_plat_handle *handles, mp_plat_handle *child_handles,
-                          size_t nh) {
+                          const mp_plat_handle *handles, mp_plat_handle *child_handles, size_t nh,
+                          int *lost) {
   mp_plat_child_spec spec;
   memset(&spec, 0, sizeof spec);
   for (int i = 0; i < 3; i++)
@@ -72,27 +79,40 @@ int mp__forkserver_launch(mp_plat_child *c, int flags, int timeout_ms, mp_plat_h
   spec.passed = child_handles;
   spec.npass = nh;
   spec.flags = flags;
+  *lost = 0;
   lock_state();
-  int rc = 0;
-  for (int attempt = 0; attempt < 2; attempt++) {
-    if (!fs.running) {
-      if ((rc = mp__process_spawn_server(fs.preload, timeout_ms, &fs.proc, &fs.ctl)) != 0) {
-        rc = restate("cannot start the fork server", "");
-        break;
-      }
-      fs.running = 1;
-    }
+  int rc = fs.running ? 0 : start_locked(timeout_ms);
+  if (rc == 0)
     rc = mp_plat_forkserver_fork(fs.ctl, &spec, timeout_ms, c);
-    if (rc != MP_EBROKEN && rc != MP_ECHILD && rc != MP_ETIMEDOUT && rc != MP_EPROTO)
-      break; /* started, or failed for a reason that is not the server's state */
+  if (rc == MP_EBROKEN || rc == MP_ECHILD || rc == MP_ETIMEDOUT || rc == MP_EPROTO) {
+    /* The server's state, not the request's: it goes, the next start starts a new one. */
+    *lost = rc == MP_EBROKEN;
     drop_locked();
-    if (rc != MP_EBROKEN || attempt == 1) {
-      rc = restate("the fork server", rc == MP_ETIMEDOUT
-                                          ? "; it was stopped, the next start starts a new one"
-                                          : "; the next start starts a new one");
-      break;
-    }
-    /* It was gone before it saw the request (killed while idle): ask a new one. */
+    rc = restate("the fork server", rc == MP_ETIMEDOUT
+                                        ? "; it was stopped, the next start starts a new one"
+                                        : "; the next start starts a new one");
+  }
+  unlock_state();
+  return rc;
+}
+
+int mp__forkserver_start(int timeout_ms) {
+  lock_state();
+  int rc = fs.running ? 0 : start_locked(timeout_ms);
+  unlock_state();
+  return rc;
+}
+
+int mp__forkserver_explain(int rc) {
+  if (rc != MP_ECHILD && rc != MP_EBROKEN && rc != MP_EEOF && rc != MP_EPROTO)
+    return rc;
+  lock_state();
+  /* A child killed by its server's death is seen to die a moment before the server is
+   * seen to (the kernel signals orphans first): a short wait, on this failure path only. */
+  if (fs.running && mp_plat_child_wait(&fs.proc, 200) == 0) {
+    drop_locked();
+    rc = restate("the fork server died while the child started",
+                 "; the next start starts a new one");
   }
   unlock_state();
   return rc;

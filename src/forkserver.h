@@ -6,12 +6,24 @@
 #include "multiproc.h"
 #include "platform.h"
 
-/* Starts a child through this process's fork server, starting the server first if none runs
- * and a new one if it died: c tracks the child, child_handles[0..nh) receives the values of
- * handles in it. Errors: as mp_plat_forkserver_fork, but a server that cannot start, went
- * away or did not answer within timeout_ms is MP_ECHILD (and is replaced at the next start). */
+/* Starts a child through this process's fork server, starting the server first if none
+ * runs: c tracks the child, child_handles[0..nh) receives the values of handles in it.
+ * Errors: as mp_plat_forkserver_fork, but a server that cannot start, went away or did not
+ * answer within timeout_ms is MP_ECHILD (it is dropped: the next start starts a new one);
+ * *lost says that it went away and no child of this request runs, so that asking again
+ * (with a new bootstrap pair) is safe. */
 int mp__forkserver_launch(mp_plat_child *c, int flags, int timeout_ms, mp_plat_handle boot,
-                          const mp_plat_handle *handles, mp_plat_handle *child_handles, size_t nh);
+                          const mp_plat_handle *handles, mp_plat_handle *child_handles, size_t nh,
+                          int *lost);
+
+/* Starts this process's fork server now if none runs (mp_init, when forkserver is chosen
+ * there): 0, or MP_ECHILD if it cannot start (the next forkserver start tries again). */
+int mp__forkserver_start(int timeout_ms);
+
+/* After a forkserver start failed with rc (in the bootstrap, after the server forked the
+ * child): if the server died meanwhile, the error says so as MP_ECHILD and the next start
+ * starts a new one; otherwise rc as it is. */
+int mp__forkserver_explain(int rc);
 
 /* Stops this process's fork server if one runs (mp_shutdown, after the joins): what it still
  * runs dies with it unless detached. */

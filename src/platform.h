@@ -352,8 +352,9 @@ void mp_plat_child_test_no_pidfd(int on);
  * and flags (MP_CHILD_DIE_WITH_PARENT only); the child also starts with the calling thread's
  * signal mask. c tracks the child: its wait handle becomes ready once the server reported
  * the exit status, signals go through the server, it is never a zombie of ours. Returns 0,
- * MP_EBROKEN (the server is gone and never saw the request), MP_ECHILD (it went away while
- * forking), MP_ETIMEDOUT (no answer within timeout_ms), MP_EOS (fork failed there). */
+ * MP_EBROKEN (the server is gone and no child of this request can run: it never saw the
+ * request, or it died before answering and a child it forked dies with it), MP_ECHILD (it
+ * went away while forking a detached child, which may run on), MP_ETIMEDOUT (no answer within timeout_ms), MP_EOS (fork failed there). */
 int mp_plat_forkserver_fork(mp_plat_handle ctl, const mp_plat_child_spec *spec, int timeout_ms,
                             mp_plat_child *c);
 

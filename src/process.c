@@ -43,8 +43,9 @@ struct mp_process {
   int daemon, detached, start_timeout_ms;
   mp_start_method method;
   int state;
-  int freed;  /* the user freed it while it ran: mp_shutdown reaps and frees it */
-  int serves; /* not a process of the user's: the fork server (see mp__process_spawn_server) */
+  int freed;       /* the user freed it while it ran: mp_shutdown reaps and frees it */
+  int serves;      /* not a process of the user's: the fork server (see mp__process_spawn_server) */
+  int launch_lost; /* forkserver: the last launch's server went away before it answered */
   mp_plat_child proc;
   mp_process *next; /* registry of started, unreaped children */
 };
@@ -295,9 +296,8 @@ typedef struct call_msg {
   size_t len;
 } call_msg;
 
-static int encode_call(mp_process *p, const mp__buf *fnref, const char *args_buf,
-                       size_t args_len, const mp_plat_handle *child_handles, size_t nh,
-                       call_msg *out) {
+static int encode_call(mp_process *p, const mp__buf *fnref, const char *args_buf, size_t args_len,
+                       const mp_plat_handle *child_handles, size_t nh, call_msg *out) {
   msgpack_sbuffer sb;
   msgpack_packer pk;
   msgpack_sbuffer_init(&sb);
@@ -450,7 +450,8 @@ static int spawn_self(mp_process *p, mp_plat_handle boot, const mp_plat_handle *
 static int launch_served(mp_process *p, mp_plat_handle boot, const mp_plat_handle *handles,
                          mp_plat_handle *child_handles, size_t nh) {
   return mp__forkserver_launch(&p->proc, p->detached ? 0 : MP_CHILD_DIE_WITH_PARENT,
-                               p->start_timeout_ms, boot, handles, child_handles, nh);
+                               p->start_timeout_ms, boot, handles, child_handles, nh,
+                               &p->launch_lost);
 }
 
 /* Prepares the call, launches the child, and runs the handshake; a child that fails it is
@@ -499,7 +500,15 @@ static int start_bootstrapped(mp_process *p, launch_fn launch, mp_conn **keep) {
 
 static int start_spawn(mp_process *p) { return start_bootstrapped(p, spawn_self, NULL); }
 
-static int start_forkserver(mp_process *p) { return start_bootstrapped(p, launch_served, NULL); }
+/* A server that went away before it answered (killed while idle, or just as it read the
+ * request) left no child of the request running: asked again, once, with a new server and
+ * a new bootstrap pair, since the old one may hold part of a dying child's hello. */
+static int start_forkserver(mp_process *p) {
+  int rc = start_bootstrapped(p, launch_served, NULL);
+  if (rc != 0 && p->launch_lost)
+    rc = start_bootstrapped(p, launch_served, NULL);
+  return rc == 0 ? 0 : mp__forkserver_explain(rc);
+}
 
 static int no_preload(void) { return 0; }
 
@@ -878,8 +887,9 @@ int mp_init(int *argc, char ***argv) {
   initialised = 1;
   read_forced_method();
   atexit(mp_shutdown);
-  return forced_method == 0 && getenv("MULTIPROC_START_METHOD") &&
-                 getenv("MULTIPROC_START_METHOD")[0]
-             ? MP_EINVAL
-             : 0;
+  if (forced_method == 0 && getenv("MULTIPROC_START_METHOD") && getenv("MULTIPROC_START_METHOD")[0])
+    return MP_EINVAL;
+  /* Chosen by now: the server starts while the program is still as main left it (its
+   * threads, if any, are the program's to know about); a failure is retried at first use. */
+  return resolve_method(MP_START_DEFAULT) == MP_START_FORKSERVER ? mp__forkserver_start(0) : 0;
 }

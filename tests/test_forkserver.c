@@ -14,14 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
 
 /* ---- the preload and what children report ------------------------------------------------ */
 
-static int preload_runs;      /* in the server: how often the preload ran there */
-static int64_t preload_pid;   /* the process it ran in */
+static int preload_runs;    /* in the server: how often the preload ran there */
+static int64_t preload_pid; /* the process it ran in */
 static int failing_preload_code = 3;
 
 static int preload(void) {
@@ -96,9 +97,8 @@ typedef struct report {
 static report read_report(mp_conn *c) {
   report r;
   char *s = recv_text(c);
-  assert_int_equal(sscanf(s, "%d %lld %lld %lld", &r.runs, &r.preload_pid, &r.os_parent,
-                          &r.mp_parent),
-                   4);
+  assert_int_equal(
+      sscanf(s, "%d %lld %lld %lld", &r.runs, &r.preload_pid, &r.os_parent, &r.mp_parent), 4);
   free(s);
   return r;
 }
@@ -136,8 +136,8 @@ static void the_preload_runs_once_in_the_server_before_any_child(void **state) {
   served s[3];
   for (int i = 0; i < 3; i++) {
     s[i] = start_reporter();
-    assert_int_equal(s[i].r.runs, 1);                          /* once, however many children */
-    assert_int_equal(s[i].r.preload_pid, s[i].r.os_parent);    /* in the server, their parent */
+    assert_int_equal(s[i].r.runs, 1);                           /* once, however many children */
+    assert_int_equal(s[i].r.preload_pid, s[i].r.os_parent);     /* in the server, their parent */
     assert_int_equal(s[i].r.mp_parent, (long long)mp_getpid()); /* the parent they serve: us */
     assert_int_equal(s[i].r.os_parent, s[0].r.os_parent);       /* one server for them all */
   }
@@ -216,6 +216,107 @@ static void a_server_that_does_not_answer_is_replaced(void **state) {
   served next = start_reporter();
   assert_true(next.r.os_parent != (long long)server);
   finish_reporter(&next);
+}
+
+/* ---- random kills while children start (chaos) ------------------------------------------ */
+
+static int quick(mp_args *a) {
+  (void)a;
+  return 0;
+}
+
+typedef struct killer {
+  pid_t server;
+  unsigned delay_us;
+} killer;
+
+static void *kill_after(void *arg) {
+  killer *k = arg;
+  usleep(k->delay_us);
+  kill(k->server, SIGKILL);
+  return NULL;
+}
+
+/* The server is killed at a random moment while children are being started: every start
+ * succeeds or fails with MP_ECHILD naming the cause, every started child is joined within
+ * its bound (exit 0, or killed with the server), and the next start has a new server.
+ * Each start is bounded by start_timeout_ms and each join by its timeout: a hang fails. */
+static void random_server_kills_never_hang(void **state) {
+  (void)state;
+  enum { TRIALS = 30, STARTS = 4 };
+  const char *env = getenv("MP_TEST_SEED");
+  unsigned seed =
+      env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)time(NULL) ^ (unsigned)getpid();
+  print_message("random_server_kills_never_hang: MP_TEST_SEED=%u\n", seed);
+  int started = 0, refused = 0, killed = 0;
+  for (int trial = 0; trial < TRIALS; trial++) {
+    served s = start_reporter(); /* a working server, new after the last trial's kill */
+    pid_t server = (pid_t)s.r.os_parent;
+    finish_reporter(&s);
+    killer k = {server, (unsigned)rand_r(&seed) % 6000u};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, kill_after, &k), 0);
+    for (int i = 0; i < STARTS; i++) {
+      mp_process_opts o;
+      memset(&o, 0, sizeof o);
+      o.method = MP_START_FORKSERVER;
+      o.start_timeout_ms = 5000;
+      mp_process *p = NULL;
+      assert_mp_ok(mp_process_create(&p, quick, NULL, &o));
+      int rc = mp_process_start(p);
+      if (rc != 0) {
+        if (rc != MP_ECHILD)
+          fail_msg("trial %d start %d: %d (%s), want 0 or MP_ECHILD", trial, i, rc,
+                   mp_last_error());
+        assert_true(strlen(mp_last_error()) > 10);
+        if (refused++ == 0)
+          print_message("random_server_kills_never_hang: first refusal: %s\n", mp_last_error());
+      } else {
+        started++;
+        int code = join_code(p);
+        if (code != 0 && code != -SIGKILL)
+          fail_msg("trial %d start %d: exit code %d", trial, i, code);
+        killed += code == -SIGKILL;
+      }
+      mp_process_free(p);
+    }
+    assert_int_equal(pthread_join(t, NULL), 0);
+  }
+  served after = start_reporter();
+  finish_reporter(&after);
+  print_message("random_server_kills_never_hang: %d started (%d killed with their server), %d "
+                "refused\n",
+                started, killed, refused);
+  assert_true(started > 0);
+}
+
+/* Too many handles for a child: refused before anything reaches the server, which stays
+ * usable. */
+static void too_many_handles_are_refused_and_the_server_stays(void **state) {
+  (void)state;
+  enum { N = 300 };
+  mp_conn *mine[N], *theirs[N];
+  mp_args *a = NULL;
+  assert_mp_ok(mp_args_create(&a));
+  for (int i = 0; i < N; i++) {
+    assert_mp_ok(mp_pipe(&mine[i], &theirs[i], 1));
+    assert_mp_ok(mp_args_add_conn(a, theirs[i]));
+  }
+  mp_process_opts o;
+  memset(&o, 0, sizeof o);
+  o.method = MP_START_FORKSERVER;
+  mp_process *p = NULL;
+  assert_mp_ok(mp_process_create(&p, quick, a, &o));
+  assert_mp(MP_EINVAL, mp_process_start(p));
+  print_message("too many handles: %s\n", mp_last_error());
+  mp_process_free(p);
+  mp_args_free(a);
+  for (int i = 0; i < N; i++) {
+    mp_conn_free(mine[i]);
+    mp_conn_free(theirs[i]);
+  }
+  served s = start_reporter();
+  finish_reporter(&s);
 }
 
 /* ---- dying with the requester ------------------------------------------------------------- */
@@ -645,6 +746,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(a_failing_preload_keeps_the_server_from_starting),
       cmocka_unit_test(a_killed_server_takes_its_children_and_is_replaced),
       cmocka_unit_test(a_server_that_does_not_answer_is_replaced),
+      cmocka_unit_test(random_server_kills_never_hang),
+      cmocka_unit_test(too_many_handles_are_refused_and_the_server_stays),
       cmocka_unit_test(children_die_with_the_process_that_asked_for_them),
       cmocka_unit_test(threads_holding_locks_do_not_reach_forkserver_children),
       cmocka_unit_test(stdio_and_cwd_are_the_requesters_at_the_start),

@@ -61,8 +61,7 @@ int mp__forkserver_check_request(const void *buf, size_t len, size_t nfds) {
   memcpy(&h, buf, sizeof h);
   if (h.magic != FS_MAGIC || h.version != FS_VERSION)
     return mp_set_error(MP_EPROTO, "fork server: not a request of this version");
-  if ((h.flags & ~MP_CHILD_DIE_WITH_PARENT) != 0 || (h.stdio & ~7u) != 0 ||
-      h.npass > FS_MAX_PASS)
+  if ((h.flags & ~MP_CHILD_DIE_WITH_PARENT) != 0 || (h.stdio & ~7u) != 0 || h.npass > FS_MAX_PASS)
     return mp_set_error(MP_EPROTO, "fork server: bad flags, stdio or count in a request");
   if (h.nfds != FS_FIXED + (unsigned)popcount3(h.stdio) + h.npass || h.nfds != nfds)
     return mp_set_error(MP_EPROTO, "fork server: a request announced %u descriptors, sent %zu",
@@ -208,8 +207,10 @@ static int write_request(int req, const fs_header *h, const int *fds, size_t n) 
   return e;
 }
 
-/* The server's answer to a request whose end is mine: the child's pid, or an error. */
-static int await_pid(int mine, int timeout_ms, pid_t *pid) {
+/* The server's answer to a request whose end is mine: the child's pid, or an error. A
+ * server that went away without answering (killed just before or while it read the
+ * request) leaves no child that could run: one it forked dies with it, unless detached. */
+static int await_pid(int mine, int flags, int timeout_ms, pid_t *pid) {
   int rc = mp__wait_readable(mine, timeout_ms);
   if (rc == MP_ETIMEDOUT)
     return mp_set_error(MP_ETIMEDOUT, "the fork server did not answer within %d ms", timeout_ms);
@@ -217,7 +218,8 @@ static int await_pid(int mine, int timeout_ms, pid_t *pid) {
     return rc;
   int64_t v = 0;
   if (read_exact(mine, &v, sizeof v) != 0)
-    return mp_set_error(MP_ECHILD, "the fork server exited before it started the child");
+    return mp_set_error((flags & MP_CHILD_DIE_WITH_PARENT) ? MP_EBROKEN : MP_ECHILD,
+                        "the fork server exited before it answered");
   if (v < 0 && v > -4096)
     return mp__os_error_code(mp__errno_code((int)-v), (long)-v, "fork (in the fork server)");
   if (v <= 0 || v > 0x7fffffff)
@@ -261,7 +263,7 @@ int mp_plat_forkserver_fork(mp_plat_handle ctl, const mp_plat_child_spec *s, int
   else if (ectl)
     rc = mp__os_error_code(MP_EOS, ectl, "sending a request to the fork server");
   else
-    rc = await_pid(req[0], timeout_ms, &pid);
+    rc = await_pid(req[0], h.flags, timeout_ms, &pid);
   if (rc) {
     close(req[0]); /* a child forked after all finds its client gone and is killed */
     return rc;
