@@ -67,23 +67,16 @@ static int start_locked(int timeout_ms) {
   return 0;
 }
 
-int mp__forkserver_launch(mp_plat_child *c, int flags, int timeout_ms, mp_plat_handle boot,
-                          const mp_plat_handle *handles, mp_plat_handle *child_handles, size_t nh,
+int mp__forkserver_launch(mp_plat_child *c, const mp_plat_child_spec *spec, int timeout_ms,
                           int *lost) {
-  mp_plat_child_spec spec;
-  memset(&spec, 0, sizeof spec);
-  for (int i = 0; i < 3; i++)
-    spec.stdio[i] = MP_PLAT_INVALID;
-  spec.bootstrap = boot;
-  spec.pass = handles;
-  spec.passed = child_handles;
-  spec.npass = nh;
-  spec.flags = flags;
   *lost = 0;
   lock_state();
   int rc = fs.running ? 0 : start_locked(timeout_ms);
-  if (rc == 0)
-    rc = mp_plat_forkserver_fork(fs.ctl, &spec, timeout_ms, c);
+  if (rc != 0) {
+    unlock_state();
+    return rc;
+  }
+  rc = mp_plat_forkserver_fork(fs.ctl, spec, timeout_ms, c);
   if (rc == MP_EBROKEN || rc == MP_ECHILD || rc == MP_ETIMEDOUT || rc == MP_EPROTO) {
     /* The server's state, not the request's: it goes, the next start starts a new one. */
     *lost = rc == MP_EBROKEN;

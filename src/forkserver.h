@@ -7,13 +7,12 @@
 #include "platform.h"
 
 /* Starts a child through this process's fork server, starting the server first if none
- * runs: c tracks the child, child_handles[0..nh) receives the values of handles in it.
- * Errors: as mp_plat_forkserver_fork, but a server that cannot start, went away or did not
- * answer within timeout_ms is MP_ECHILD (it is dropped: the next start starts a new one);
- * *lost says that it went away and no child of this request runs, so that asking again
- * (with a new bootstrap pair) is safe. */
-int mp__forkserver_launch(mp_plat_child *c, int flags, int timeout_ms, mp_plat_handle boot,
-                          const mp_plat_handle *handles, mp_plat_handle *child_handles, size_t nh,
+ * runs: spec as for mp_plat_forkserver_fork, c tracks the child. Errors: as
+ * mp_plat_forkserver_fork, but a server that cannot start, went away or did not answer
+ * within timeout_ms is MP_ECHILD (it is dropped: the next start starts a new one); *lost
+ * says that it went away and no child of this request runs, so that asking again (with a
+ * new bootstrap pair) is safe. */
+int mp__forkserver_launch(mp_plat_child *c, const mp_plat_child_spec *spec, int timeout_ms,
                           int *lost);
 
 /* Starts this process's fork server now if none runs (mp_init, when forkserver is chosen

@@ -418,40 +418,27 @@ static int handshake(mp_process *p, mp_conn *mine, const call_msg *call) {
   return rc;
 }
 
-/* How a bootstrapped child comes to exist: spawned, or forked by the fork server. It gets
- * the bootstrap handle boot and the handles; child_handles receives their values there. */
-typedef int (*launch_fn)(mp_process *p, mp_plat_handle boot, const mp_plat_handle *handles,
-                         mp_plat_handle *child_handles, size_t nh);
+/* How a bootstrapped child comes to exist: spawned, or forked by the fork server. spec names
+ * the bootstrap handle, the handles to pass and where their values in the child go. */
+typedef int (*launch_fn)(mp_process *p, const mp_plat_child_spec *spec);
 
 /* Spawns this program with the marker as argv[1], the bootstrap end and the handles. */
-static int spawn_self(mp_process *p, mp_plat_handle boot, const mp_plat_handle *handles,
-                      mp_plat_handle *child_handles, size_t nh) {
+static int spawn_self(mp_process *p, const mp_plat_child_spec *given) {
   char marker[96], self[4096];
-  int flags = p->detached ? 0 : MP_CHILD_DIE_WITH_PARENT;
   snprintf(marker, sizeof marker, MP_CHILD_MARKER "%lld:%lld:%d", (long long)mp_plat_getpid(),
-           (long long)mp_plat_bootstrap_value(boot), flags | (p->serves ? MP_MARKER_SERVER : 0));
+           (long long)mp_plat_bootstrap_value(given->bootstrap),
+           given->flags | (p->serves ? MP_MARKER_SERVER : 0));
   const char *argv0 = program_argv0;
   if (argv0 == NULL)
     argv0 = mp_plat_self_exe(self, sizeof self) == 0 ? self : "multiproc-child";
   const char *argv[] = {argv0, marker, NULL};
-  mp_plat_child_spec spec;
-  memset(&spec, 0, sizeof spec);
+  mp_plat_child_spec spec = *given;
   spec.argv = argv;
-  for (int i = 0; i < 3; i++)
-    spec.stdio[i] = MP_PLAT_INVALID;
-  spec.bootstrap = boot;
-  spec.pass = handles;
-  spec.passed = child_handles;
-  spec.npass = nh;
-  spec.flags = flags;
   return mp__child_spawn(&spec, &p->proc);
 }
 
-static int launch_served(mp_process *p, mp_plat_handle boot, const mp_plat_handle *handles,
-                         mp_plat_handle *child_handles, size_t nh) {
-  return mp__forkserver_launch(&p->proc, p->detached ? 0 : MP_CHILD_DIE_WITH_PARENT,
-                               p->start_timeout_ms, boot, handles, child_handles, nh,
-                               &p->launch_lost);
+static int launch_served(mp_process *p, const mp_plat_child_spec *spec) {
+  return mp__forkserver_launch(&p->proc, spec, p->start_timeout_ms, &p->launch_lost);
 }
 
 /* Prepares the call, launches the child, and runs the handshake; a child that fails it is
@@ -475,8 +462,18 @@ static int start_bootstrapped(mp_process *p, launch_fn launch, mp_conn **keep) {
     memset(&boot, 0, sizeof boot);
     rc = mp__conn_xfer.export_obj(theirs, &boot);
   }
-  if (rc == 0)
-    rc = launch(p, boot.handles[0], handles, child_handles, nh);
+  if (rc == 0) {
+    mp_plat_child_spec spec;
+    memset(&spec, 0, sizeof spec);
+    for (int i = 0; i < 3; i++)
+      spec.stdio[i] = MP_PLAT_INVALID;
+    spec.bootstrap = boot.handles[0];
+    spec.pass = handles;
+    spec.passed = child_handles;
+    spec.npass = nh;
+    spec.flags = p->detached ? 0 : MP_CHILD_DIE_WITH_PARENT;
+    rc = launch(p, &spec);
+  }
   if (rc == 0) {
     if (mp_plat_child_caps() & MP_CAP_BOOT_HANDED) {
       mp_conn_free(theirs); /* the child has its copy; EOF now means the child is gone */

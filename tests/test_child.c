@@ -168,7 +168,9 @@ static void await_exit_uncollected(child *c) {
 static void freed_children_are_reaped(int kind) {
   child c, next;
   start(&c, kind, DO_EXIT7);
+#ifndef _WIN32
   int64_t pid = pid_of(&c);
+#endif
   await_exit_uncollected(&c);
   release(&c); /* never waited for */
   start(&next, kind, DO_EXIT7);
