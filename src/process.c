@@ -873,11 +873,12 @@ static void read_forced_method(void) {
 int mp_init(int *argc, char ***argv) {
   static int initialised;
   if (argc && argv && *argv) {
+    /* Noted in a spawned child too: it may start children of its own (a fork server). */
+    program_argv0 = (*argv)[0];
+    mp_plat_note_argv0(program_argv0);
     /* Child mode only for exactly "program marker": a marker anywhere else is an argument. */
     if (*argc == 2 && strncmp((*argv)[1], MP_CHILD_MARKER, strlen(MP_CHILD_MARKER)) == 0)
       child_main((*argv)[1]);
-    program_argv0 = (*argv)[0];
-    mp_plat_note_argv0(program_argv0);
   }
   if (initialised)
     return 0;
