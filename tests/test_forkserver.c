@@ -33,13 +33,21 @@ static int preload(void) {
 
 static int failing_preload(void) { return failing_preload_code; }
 
-static mp_process *start_with(mp_start_method m, mp_target_fn fn, mp_args *args, int detached) {
+/* A process object for fn(args) under m; start_timeout_ms 0: the default. */
+static mp_process *create_with(mp_start_method m, mp_target_fn fn, mp_args *args, int detached,
+                               int start_timeout_ms) {
   mp_process_opts o;
   memset(&o, 0, sizeof o);
   o.method = m;
   o.detached = detached;
+  o.start_timeout_ms = start_timeout_ms;
   mp_process *p = NULL;
   assert_mp_ok(mp_process_create(&p, fn, args, &o));
+  return p;
+}
+
+static mp_process *start_with(mp_start_method m, mp_target_fn fn, mp_args *args, int detached) {
+  mp_process *p = create_with(m, fn, args, detached, 0);
   assert_mp_ok(mp_process_start(p));
   return p;
 }
@@ -156,11 +164,7 @@ static void a_failing_preload_keeps_the_server_from_starting(void **state) {
   finish_reporter(&before);
   mp_shutdown(); /* stops the server: the next start starts a new one */
   assert_mp_ok(mp_set_forkserver_preload(failing_preload));
-  mp_process_opts o;
-  memset(&o, 0, sizeof o);
-  o.method = MP_START_FORKSERVER;
-  mp_process *p = NULL;
-  assert_mp_ok(mp_process_create(&p, report_server, NULL, &o));
+  mp_process *p = create_with(MP_START_FORKSERVER, report_server, NULL, 0, 0);
   assert_mp(MP_ECHILD, mp_process_start(p));
   assert_non_null(strstr(mp_last_error(), "cannot start the fork server"));
   assert_non_null(strstr(mp_last_error(), "preload function returned 3"));
@@ -201,12 +205,7 @@ static void a_server_that_does_not_answer_is_replaced(void **state) {
   pid_t server = (pid_t)s.r.os_parent;
   finish_reporter(&s);
   assert_int_equal(kill(server, SIGSTOP), 0);
-  mp_process_opts o;
-  memset(&o, 0, sizeof o);
-  o.method = MP_START_FORKSERVER;
-  o.start_timeout_ms = 300;
-  mp_process *p = NULL;
-  assert_mp_ok(mp_process_create(&p, report_server, NULL, &o));
+  mp_process *p = create_with(MP_START_FORKSERVER, report_server, NULL, 0, 300);
   assert_mp(MP_ECHILD, mp_process_start(p));
   assert_non_null(strstr(mp_last_error(), "did not answer within 300 ms"));
   mp_process_free(p);
@@ -257,12 +256,7 @@ static void random_server_kills_never_hang(void **state) {
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, kill_after, &k), 0);
     for (int i = 0; i < STARTS; i++) {
-      mp_process_opts o;
-      memset(&o, 0, sizeof o);
-      o.method = MP_START_FORKSERVER;
-      o.start_timeout_ms = 5000;
-      mp_process *p = NULL;
-      assert_mp_ok(mp_process_create(&p, quick, NULL, &o));
+      mp_process *p = create_with(MP_START_FORKSERVER, quick, NULL, 0, 5000);
       int rc = mp_process_start(p);
       if (rc != 0) {
         if (rc != MP_ECHILD)
@@ -302,11 +296,7 @@ static void too_many_handles_are_refused_and_the_server_stays(void **state) {
     assert_mp_ok(mp_pipe(&mine[i], &theirs[i], 1));
     assert_mp_ok(mp_args_add_conn(a, theirs[i]));
   }
-  mp_process_opts o;
-  memset(&o, 0, sizeof o);
-  o.method = MP_START_FORKSERVER;
-  mp_process *p = NULL;
-  assert_mp_ok(mp_process_create(&p, quick, a, &o));
+  mp_process *p = create_with(MP_START_FORKSERVER, quick, a, 0, 0);
   assert_mp(MP_EINVAL, mp_process_start(p));
   print_message("too many handles: %s\n", mp_last_error());
   mp_process_free(p);
