@@ -386,8 +386,9 @@ typedef enum mp_start_method {
   MP_START_DEFAULT = 0,    /* the process-wide default (fork on POSIX, spawn on Windows) */
   MP_START_FORK = 1,       /* POSIX only: fork and call the target, no exec */
   MP_START_SPAWN = 2,      /* re-execute this program, which runs the target from mp_init */
-  MP_START_FORKSERVER = 3, /* POSIX only: a server, started on first use as a fresh run of
-                              this program, forks each child; MP_ENOTSUP on Windows */
+  MP_START_FORKSERVER = 3, /* POSIX only: a server, a fresh run of this program started at
+                              mp_init if chosen by then, else on first use, forks each
+                              child; MP_ENOTSUP on Windows */
 } mp_start_method;
 
 typedef struct mp_process_opts {
