@@ -354,7 +354,8 @@ void mp_plat_child_test_no_pidfd(int on);
  * the exit status, signals go through the server, it is never a zombie of ours. Returns 0,
  * MP_EBROKEN (the server is gone and no child of this request can run: it never saw the
  * request, or it died before answering and a child it forked dies with it), MP_ECHILD (it
- * went away while forking a detached child, which may run on), MP_ETIMEDOUT (no answer within timeout_ms), MP_EOS (fork failed there). */
+ * went away while forking a detached child, which may run on), MP_ETIMEDOUT (no answer
+ * within timeout_ms), MP_EOS (fork failed there). */
 int mp_plat_forkserver_fork(mp_plat_handle ctl, const mp_plat_child_spec *spec, int timeout_ms,
                             mp_plat_child *c);
 

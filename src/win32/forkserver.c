@@ -2,8 +2,9 @@
  * is refused before it gets here (process.c: MP_ENOTSUP); these keep the contract. */
 #include "../platform.h"
 
-#define NO_FORK "the forkserver start method needs fork(), which Windows does not have; use "   \
-                "MP_START_SPAWN"
+#define NO_FORK                                                                                    \
+  "the forkserver start method needs fork(), which Windows does not have; use "                    \
+  "MP_START_SPAWN"
 
 int mp_plat_forkserver_fork(mp_plat_handle ctl, const mp_plat_child_spec *spec, int timeout_ms,
                             mp_plat_child *c) {
