@@ -324,7 +324,9 @@ static int ping_until_exit(mp_args *a) {
       return 3;
     int last = len == 4 && memcmp(buf, "exit", 4) == 0;
     mp_free(buf);
-    if (last || mp_conn_send(c, "pong", 4) != 0)
+    char pong[32]; /* with its OS parent: the fork server while that lives */
+    snprintf(pong, sizeof pong, "pong %lld", (long long)getppid());
+    if (last || send_text(c, pong) != 0)
       return 0;
   }
 }
@@ -353,6 +355,23 @@ static int requester(mp_args *a) {
   return 0;
 }
 
+/* pid has exited: it is gone, or a zombie that its new parent (init, which may not reap
+ * in a container) has not collected. */
+static int has_exited(pid_t pid) {
+  if (kill(pid, 0) != 0)
+    return errno == ESRCH;
+  char path[64], stat[256] = "";
+  snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL)
+    return 1;
+  size_t n = fread(stat, 1, sizeof stat - 1, f);
+  fclose(f);
+  stat[n] = '\0';
+  const char *end = strrchr(stat, ')'); /* the name may hold spaces and parentheses */
+  return end != NULL && end[1] == ' ' && end[2] == 'Z';
+}
+
 /* The requester is started by method: spawned, or forked (then it inherits this process's
  * fork server state and must start a server of its own). */
 static void children_die_with_the_requester(mp_start_method method) {
@@ -370,6 +389,13 @@ static void children_die_with_the_requester(mp_start_method method) {
   char *ready = recv_text(mine[0]);
   assert_string_equal(ready, "ready");
   free(ready);
+  /* The requester's fork server: the parent of its detached child, for now. */
+  assert_mp_ok(send_text(mine[1], "ping"));
+  char *pong = recv_text(mine[1]);
+  long long server = 0;
+  assert_int_equal(sscanf(pong, "pong %lld", &server), 1);
+  free(pong);
+  assert_true(server > 1 && server != (long long)mp_getpid());
   assert_mp_ok(mp_process_kill(r));
   assert_int_equal(join_code(r), -SIGKILL);
   /* Its own child held the first pipe's other end: it died with it (end of file)... */
@@ -378,10 +404,18 @@ static void children_die_with_the_requester(mp_start_method method) {
   assert_mp(MP_EEOF, mp_conn_recv(mine[0], &buf, &len, 10000));
   /* ...while the detached one lives on, and answers. */
   assert_mp_ok(send_text(mine[1], "ping"));
-  char *pong = recv_text(mine[1]);
-  assert_string_equal(pong, "pong");
+  pong = recv_text(mine[1]);
+  assert_int_equal(strncmp(pong, "pong ", 5), 0);
   free(pong);
   assert_mp_ok(send_text(mine[1], "exit"));
+  /* And the server died with its client, within a bound. */
+  int gone = 0;
+  for (int waited = 0; !gone && waited < 20000; waited += 10) {
+    gone = has_exited((pid_t)server);
+    if (!gone)
+      mp_sleep_ms(10);
+  }
+  assert_true(gone);
   assert_mp(MP_EEOF, mp_conn_recv(mine[1], &buf, &len, 10000));
   mp_process_free(r);
   for (int i = 0; i < 2; i++)
