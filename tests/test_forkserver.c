@@ -355,23 +355,6 @@ static int requester(mp_args *a) {
   return 0;
 }
 
-/* pid has exited: it is gone, or a zombie that its new parent (init, which may not reap
- * in a container) has not collected. */
-static int has_exited(pid_t pid) {
-  if (kill(pid, 0) != 0)
-    return errno == ESRCH;
-  char path[64], stat[256] = "";
-  snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL)
-    return 1;
-  size_t n = fread(stat, 1, sizeof stat - 1, f);
-  fclose(f);
-  stat[n] = '\0';
-  const char *end = strrchr(stat, ')'); /* the name may hold spaces and parentheses */
-  return end != NULL && end[1] == ' ' && end[2] == 'Z';
-}
-
 /* The requester is started by method: spawned, or forked (then it inherits this process's
  * fork server state and must start a server of its own). */
 static void children_die_with_the_requester(mp_start_method method) {
@@ -411,7 +394,7 @@ static void children_die_with_the_requester(mp_start_method method) {
   /* And the server died with its client, within a bound. */
   int gone = 0;
   for (int waited = 0; !gone && waited < 20000; waited += 10) {
-    gone = has_exited((pid_t)server);
+    gone = !mp_test_process_alive(server);
     if (!gone)
       mp_sleep_ms(10);
   }
