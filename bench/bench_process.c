@@ -1,8 +1,8 @@
-/* Process start+join latency, fork and spawn, beside raw fork+waitpid, a raw posix_spawn of
- * this same executable and Python's multiprocessing (Debian's python3). Each round a peer
- * starts and joins STARTS children and reports the median; the harness interleaves the
- * peers round by round. A Windows build measures spawn beside a raw CreateProcessW of
- * itself (information: no targets there). */
+/* Process start+join latency, fork, spawn and forkserver, beside raw fork+waitpid, a raw
+ * posix_spawn of this same executable and Python's multiprocessing (Debian's python3). Each round a
+ * peer starts and joins STARTS children and reports the median; the harness interleaves the peers
+ * round by round. A Windows build measures spawn beside a raw CreateProcessW of itself
+ * (information: no targets there). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +21,7 @@ extern char **environ;
 #endif
 #define PY_FORK_STARTS "60"
 #define PY_SPAWN_STARTS "8" /* a Python spawn costs 30-130 ms here */
+#define PY_FORKSERVER_STARTS "20"
 
 static int nothing(mp_args *a) {
   (void)a;
@@ -49,6 +50,17 @@ static double mp_start_join_us(void *method) {
   mp_process_exitcode(p, &code);
   mp_process_free(p);
   return code == 0 ? us : bench_fail("the child's exit code is %d", code);
+}
+
+/* One start+join outside the measurements: a failure shows up in the peer's rounds. */
+static void warm_up(mp_start_method m) {
+  mp_process_opts o;
+  memset(&o, 0, sizeof o);
+  o.method = m;
+  mp_process *p = NULL;
+  if (mp_process_create(&p, nothing, NULL, &o) == 0 && mp_process_start(p) == 0)
+    mp_process_join(p, 30000);
+  mp_process_free(p);
 }
 
 static double mp_starts(void *method) { return bench_median_of(STARTS, mp_start_join_us, method); }
@@ -136,6 +148,19 @@ int main(int argc, char **argv) {
   bench_case_run(by_spawn);
 
 #ifndef _WIN32
+  /* The fork server beside what it is measured against, in one case: the ratios are taken
+   * round by round. Its server starts before the first round (Python's peer warms up too). */
+  static const mp_start_method forkserver_m = MP_START_FORKSERVER;
+  warm_up(MP_START_FORKSERVER);
+  bench_case *by_server = bench_case_new("process", "start+join, forkserver", "us", 0);
+  bench_peer(by_server, "multiproc forkserver", mp_starts, (void *)&forkserver_m);
+  bench_peer(by_server, "raw fork()+waitpid", raw_forks, NULL);
+  bench_peer(by_server, "multiproc fork", mp_starts, (void *)&fork_m);
+  bench_peer(by_server, "multiproc spawn", mp_starts, (void *)&spawn_m);
+  bench_python_peer(by_server, "Python Process (forkserver)", "bench_process.py",
+                    "start forkserver " PY_FORKSERVER_STARTS);
+  bench_case_run(by_server);
+
   bench_target("process_fork_vs_raw_fork", by_fork, "multiproc fork", "raw fork()+waitpid",
                "<=", 1.5);
   bench_target("process_spawn_vs_raw_posix_spawn", by_spawn, "multiproc spawn",
@@ -144,6 +169,12 @@ int main(int argc, char **argv) {
                "Python Process (spawn)", "<=", 0.05);
   bench_target("process_fork_vs_python_fork", by_fork, "multiproc fork", "Python Process (fork)",
                "<=", 1.0);
+  bench_target("process_forkserver_vs_raw_fork", by_server, "multiproc forkserver",
+               "raw fork()+waitpid", "<=", 2.0);
+  bench_target("process_forkserver_vs_spawn", by_server, "multiproc forkserver", "multiproc spawn",
+               "<=", 1.0 / 3);
+  bench_target("process_forkserver_vs_python_forkserver", by_server, "multiproc forkserver",
+               "Python Process (forkserver)", "<=", 0.1);
 #endif
   return bench_finish();
 }

@@ -383,9 +383,12 @@ MP_API int mp_args_get_conn(const mp_args *args, size_t i, mp_conn **conn);
 typedef int (*mp_target_fn)(mp_args *args);
 
 typedef enum mp_start_method {
-  MP_START_DEFAULT = 0, /* the process-wide default (fork on POSIX, spawn on Windows) */
-  MP_START_FORK = 1,    /* POSIX only: fork and call the target, no exec */
-  MP_START_SPAWN = 2,   /* re-execute this program, which runs the target from mp_init */
+  MP_START_DEFAULT = 0,    /* the process-wide default (fork on POSIX, spawn on Windows) */
+  MP_START_FORK = 1,       /* POSIX only: fork and call the target, no exec */
+  MP_START_SPAWN = 2,      /* re-execute this program, which runs the target from mp_init */
+  MP_START_FORKSERVER = 3, /* POSIX only: a server, a fresh run of this program started at
+                              mp_init if chosen by then, else on first use, forks each
+                              child; MP_ENOTSUP on Windows */
 } mp_start_method;
 
 typedef struct mp_process_opts {
@@ -393,16 +396,25 @@ typedef struct mp_process_opts {
   int daemon;             /* terminated at mp_shutdown instead of joined */
   int detached;           /* may outlive this process (no parent-death kill) */
   mp_start_method method; /* MP_START_DEFAULT: see mp_set_start_method */
-  int start_timeout_ms;   /* spawn: how long the child may take to reach mp_init; 0 or
+  int start_timeout_ms;   /* spawn, forkserver: how long the child may take to reach mp_init
+                             (forkserver: or the server to answer); 0 or
                              MP_DEFAULT_TIMEOUT: 30 s (always bounded: see the top) */
 } mp_process_opts;
+
+/* The fork server's initialisation (mp_set_forkserver_preload): runs once in the server,
+ * before it forks any child; 0 on success, anything else keeps the server from starting. */
+typedef int (*mp_preload_fn)(void);
 
 /** Must be the first line of main: in a spawned child it runs the target and exits. */
 MP_API int mp_init(int *argc, char ***argv);
 /** Terminates daemon children and joins the others (mp_init arranges it at exit). */
 MP_API void mp_shutdown(void);
-/** Sets the process-wide start method; MULTIPROC_START_METHOD=fork|spawn overrides it. */
+/** Sets the process-wide start method; MULTIPROC_START_METHOD=fork|spawn|forkserver
+ * overrides it. */
 MP_API int mp_set_start_method(mp_start_method method);
+/** Names the function the fork server runs once before it forks anything (NULL: none);
+ * MP_ESTATE while this process's server runs, MP_ENOTSUP on Windows. */
+MP_API int mp_set_forkserver_preload(mp_preload_fn fn);
 /** Returns the start method that MP_START_DEFAULT means now. */
 MP_API mp_start_method mp_get_start_method(void);
 /** Creates a process object for fn(args); args is copied, opts may be NULL. */

@@ -339,6 +339,34 @@ void mp_plat_child_release(mp_plat_child *c);
  * gVisor, seccomp), so the fallback runs; no effect where there are no pidfds. */
 void mp_plat_child_test_no_pidfd(int on);
 
+/* ---- the fork server (posix/forkserver.c, win32/forkserver.c) --------------------------- */
+/* A fork server is this program, spawned with the bootstrap like any child (core:
+ * forkserver.c), that serves one client: the process at the other end of its control
+ * handle. On request it forks a child from its own clean state and hands it the client's
+ * handles (POSIX: SCM_RIGHTS), then reports the child's exit status. Its children die with
+ * it (unless detached) and it dies with its client. Windows has none: MP_ENOTSUP. */
+
+/* In the client: asks the server at the other end of ctl for a child with spec's bootstrap
+ * handle, stdio (INVALID: this process's own, as they are now), working directory (NULL:
+ * ours now), passed handles (their values in the child go to spec->passed, as with spawn)
+ * and flags (MP_CHILD_DIE_WITH_PARENT only); the child also starts with the calling thread's
+ * signal mask. c tracks the child: its wait handle becomes ready once the server reported
+ * the exit status, signals go through the server, it is never a zombie of ours. Returns 0,
+ * MP_EBROKEN (the server is gone and no child of this request can run: it never saw the
+ * request, or it died before answering and a child it forked dies with it), MP_ECHILD (it
+ * went away while forking a detached child, which may run on), MP_ETIMEDOUT (no answer
+ * within timeout_ms), MP_EOS (fork failed there). */
+int mp_plat_forkserver_fork(mp_plat_handle ctl, const mp_plat_child_spec *spec, int timeout_ms,
+                            mp_plat_child *c);
+
+/* In the server: serves the requests that come on ctl until the client closes it or dies,
+ * then kills the children that must die with it and exits. Each child is forked from the
+ * calling (main) thread and runs child_fn(client, bootstrap value): the bootstrap of a
+ * spawned child, whose peer is client while its parent is the server (see
+ * mp_plat_bootstrap_handle). Returns only if it cannot serve, with the error set. */
+int mp_plat_forkserver_serve(mp_plat_handle ctl, int64_t client,
+                             void (*child_fn)(int64_t client, int64_t boot));
+
 /* The marker argument of a spawned child: "--multiproc-child=<ppid>:<bootstrap>:<flags>",
  * always argv[1] of exactly two arguments. */
 #define MP_CHILD_MARKER "--multiproc-child="
@@ -352,7 +380,8 @@ int mp_plat_child_mode_allowed(void);
 
 /* In a spawned child: turns the marker's bootstrap value into a handle (POSIX: the inherited
  * fd, made close-on-exec; Windows: duplicated out of the parent) after checking that its
- * peer is parent_pid, the process that created this one. */
+ * peer is parent_pid, the process that created this one or, in a fork server's child, the
+ * server's client (the server is then the direct parent). */
 int mp_plat_bootstrap_handle(int64_t parent_pid, int64_t value, mp_plat_handle *out);
 
 /* In a spawned child: makes the passed handles close-on-exec / non-inheritable, so that
@@ -373,8 +402,12 @@ int mp_plat_self_exe(char *buf, size_t size);
 /* 1 if this process's command line is that of a spawned child (argv[1] is the marker). */
 int mp_plat_started_as_child(void);
 
-/* Flushes stdout and stderr (never every stream: another thread may hold stdin's lock while
- * it blocks reading) and exits the process now with code. */
+/* Flushes stdout and stderr where they hold unwritten output (never every stream: another
+ * thread may hold stdin's lock while it blocks reading). A stream with nothing to write is
+ * left untouched: after a fork, taking its lock is a copy-on-write page fault. */
+void mp_plat_flush_stdio(void);
+
+/* Flushes stdout and stderr (mp_plat_flush_stdio) and exits the process now with code. */
 void mp_plat_exit(int code);
 
 /* ---- a child's standard streams and pipes (posix/stdio.c, win32/stdio.c) --------------- */

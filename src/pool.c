@@ -10,6 +10,7 @@
 #include "deadline.h"
 #include "pool.h"
 #include "pool_wire.h"
+#include "proc.h"
 #include "target.h"
 #include "value.h"
 
@@ -141,7 +142,7 @@ static int check_opts(const mp_pool_opts *o) {
     return mp_set_error(MP_EINVAL,
                         "mp_pool_create: task_timeout_ms is %d (use ms > 0, 0 or MP_NO_LIMIT)",
                         o->task_timeout_ms);
-  return 0; /* the start method is checked by the first worker's start */
+  return mp__start_method_check(o->method, "mp_pool_create");
 }
 
 static void pool_destroy(mp_pool *p) {

@@ -11,6 +11,10 @@
  * (mp_wait then fails with MP_ESTATE). */
 mp_plat_handle mp__process_wait_handle(mp_process *p);
 
+/* 0 if start method m exists here (MP_START_DEFAULT does), else MP_EINVAL (unknown, or fork
+ * where there is none) or MP_ENOTSUP (forkserver where there is no fork), naming who. */
+int mp__start_method_check(mp_start_method m, const char *who);
+
 /* The spawn bootstrap's decoders, for the fuzz targets: the marker argument and the call
  * message (0 or MP_EPROTO with the reason). */
 int mp__boot_parse_marker(const char *arg, int64_t *ppid, int64_t *handle, int *flags);

@@ -1,6 +1,8 @@
-/* Processes: run a function in a child, by fork (POSIX) or by re-executing this program
- * (spawn, both systems), and follow its life through the child engine (child.h, platform.h).
- * The start methods are a table (methods[] below). The spawn bootstrap:
+/* Processes: run a function in a child, by fork (POSIX), by re-executing this program
+ * (spawn, both systems) or through a fork server (POSIX; forkserver.c), and follow its life
+ * through the child engine (child.h, platform.h). The start methods are a table (methods[]
+ * below). The spawn bootstrap, which a fork server's children run too (the server forks
+ * them, the client talks to them) and which starts the server itself:
  *
  *   parent                                   child (mp_init sees the marker as argv[1])
  *   spawn self --multiproc-child=ppid:h:f -> takes bootstrap handle h, checks its peer
@@ -19,6 +21,7 @@
 #include "args.h"
 #include "child.h"
 #include "connection.h"
+#include "forkserver.h"
 #include "proc.h"
 #include "platform.h"
 #include "target.h"
@@ -28,6 +31,8 @@
 /* Exit codes of a spawned child that could not run its target. */
 #define MP_EXIT_BOOTSTRAP 120
 #define MP_EXIT_NO_INIT 121
+/* A marker flag beside MP_CHILD_DIE_WITH_PARENT: the child is a fork server. */
+#define MP_MARKER_SERVER 256
 
 enum { ST_CREATED, ST_STARTED, ST_DONE };
 
@@ -38,7 +43,9 @@ struct mp_process {
   int daemon, detached, start_timeout_ms;
   mp_start_method method;
   int state;
-  int freed; /* the user freed it while it ran: mp_shutdown reaps and frees it */
+  int freed;       /* the user freed it while it ran: mp_shutdown reaps and frees it */
+  int serves;      /* not a process of the user's: the fork server (see mp__process_spawn_server) */
+  int launch_lost; /* forkserver: the last launch's server went away before it answered */
   mp_plat_child proc;
   mp_process *next; /* registry of started, unreaped children */
 };
@@ -55,11 +62,12 @@ static const char *program_argv0;
 static int is_spawned_child_running; /* mp_init ran the bootstrap in this process */
 
 /* ---- start methods ------------------------------------------------------------------------ */
-/* One row per method. A new method (a forkserver, say) is one more row and its start
- * function; the MULTIPROC_START_METHOD names and the checks come from this table. */
+/* One row per method: a new method is one more row and its start function; the
+ * MULTIPROC_START_METHOD names and the checks come from this table. */
 
 static int start_fork(mp_process *p);
 static int start_spawn(mp_process *p);
+static int start_forkserver(mp_process *p);
 
 static int has_fork(void) { return (mp_plat_child_caps() & MP_CAP_FORK) != 0; }
 static int always(void) { return 1; }
@@ -69,11 +77,13 @@ typedef struct start_method {
   const char *name;
   int (*available)(void);
   int (*start)(mp_process *p);
+  int missing; /* the error where it is not available (fork's predates MP_ENOTSUP's use) */
 } start_method;
 
 static const start_method methods[] = {
-    {MP_START_FORK, "fork", has_fork, start_fork},
-    {MP_START_SPAWN, "spawn", always, start_spawn},
+    {MP_START_FORK, "fork", has_fork, start_fork, MP_EINVAL},
+    {MP_START_SPAWN, "spawn", always, start_spawn, MP_EINVAL},
+    {MP_START_FORKSERVER, "forkserver", has_fork, start_forkserver, MP_ENOTSUP},
 };
 #define NMETHODS (sizeof methods / sizeof methods[0])
 
@@ -89,22 +99,22 @@ static mp_start_method platform_default(void) {
   return has_fork() ? MP_START_FORK : MP_START_SPAWN;
 }
 
-static int method_supported(mp_start_method m, const char *who) {
+int mp__start_method_check(mp_start_method m, const char *who) {
   if (m == MP_START_DEFAULT)
     return 0;
   const start_method *row = method_row(m);
   if (row == NULL)
     return mp_set_error(MP_EINVAL, "%s: unknown start method %d", who, (int)m);
   if (!row->available())
-    return mp_set_error(MP_EINVAL,
-                        "%s: the %s start method does not exist on this system; "
-                        "use MP_START_SPAWN",
+    return mp_set_error(row->missing,
+                        "%s: the %s start method needs fork(), which this system does not "
+                        "have; use MP_START_SPAWN",
                         who, row->name);
   return 0;
 }
 
 int mp_set_start_method(mp_start_method method) {
-  int rc = method_supported(method, "mp_set_start_method");
+  int rc = mp__start_method_check(method, "mp_set_start_method");
   if (rc == 0)
     default_method = method;
   return rc;
@@ -178,7 +188,7 @@ int mp_process_create(mp_process **out, mp_target_fn fn, const mp_args *args,
   memset(&none, 0, sizeof none);
   if (opts == NULL)
     opts = &none;
-  int rc = method_supported(opts->method, "mp_process_create");
+  int rc = mp__start_method_check(opts->method, "mp_process_create");
   if (rc)
     return rc;
   mp_process *p = calloc(1, sizeof *p);
@@ -248,8 +258,11 @@ static int args_handles(const mp_args *args, mp_plat_handle *out, size_t *n) {
 }
 
 static void become_child(const char *name, int64_t ppid) {
-  size_t n = strlen(name) < sizeof current_name - 1 ? strlen(name) : sizeof current_name - 1;
-  memcpy(current_name, name, n); /* not snprintf: its stack frame costs a fork child faults */
+  /* A plain loop, not snprintf or strlen: every page of code a fork child runs for the first
+   * time is a page fault (its parent's text mappings are not copied). */
+  size_t n = 0;
+  for (; name[n] != '\0' && n < sizeof current_name - 1; n++)
+    current_name[n] = name[n];
   current_name[n] = '\0';
   parent_pid = ppid;
   /* The parent's children are not this process's to join, terminate or reap. */
@@ -283,9 +296,8 @@ typedef struct call_msg {
   size_t len;
 } call_msg;
 
-static int encode_call(mp_process *p, const mp__buf *fnref, const char *args_buf,
-                       size_t args_len, const mp_plat_handle *child_handles, size_t nh,
-                       call_msg *out) {
+static int encode_call(mp_process *p, const mp__buf *fnref, const char *args_buf, size_t args_len,
+                       const mp_plat_handle *child_handles, size_t nh, call_msg *out) {
   msgpack_sbuffer sb;
   msgpack_packer pk;
   msgpack_sbuffer_init(&sb);
@@ -406,33 +418,33 @@ static int handshake(mp_process *p, mp_conn *mine, const call_msg *call) {
   return rc;
 }
 
+/* How a bootstrapped child comes to exist: spawned, or forked by the fork server. spec names
+ * the bootstrap handle, the handles to pass and where their values in the child go. */
+typedef int (*launch_fn)(mp_process *p, const mp_plat_child_spec *spec);
+
 /* Spawns this program with the marker as argv[1], the bootstrap end and the handles. */
-static int spawn_self(mp_process *p, mp_plat_handle boot, const mp_plat_handle *handles,
-                      mp_plat_handle *child_handles, size_t nh) {
+static int spawn_self(mp_process *p, const mp_plat_child_spec *given) {
   char marker[96], self[4096];
-  int flags = p->detached ? 0 : MP_CHILD_DIE_WITH_PARENT;
   snprintf(marker, sizeof marker, MP_CHILD_MARKER "%lld:%lld:%d", (long long)mp_plat_getpid(),
-           (long long)mp_plat_bootstrap_value(boot), flags);
+           (long long)mp_plat_bootstrap_value(given->bootstrap),
+           given->flags | (p->serves ? MP_MARKER_SERVER : 0));
   const char *argv0 = program_argv0;
   if (argv0 == NULL)
     argv0 = mp_plat_self_exe(self, sizeof self) == 0 ? self : "multiproc-child";
   const char *argv[] = {argv0, marker, NULL};
-  mp_plat_child_spec spec;
-  memset(&spec, 0, sizeof spec);
+  mp_plat_child_spec spec = *given;
   spec.argv = argv;
-  for (int i = 0; i < 3; i++)
-    spec.stdio[i] = MP_PLAT_INVALID;
-  spec.bootstrap = boot;
-  spec.pass = handles;
-  spec.passed = child_handles;
-  spec.npass = nh;
-  spec.flags = flags;
   return mp__child_spawn(&spec, &p->proc);
 }
 
-/* Prepares the call, spawns, and runs the handshake; a child that fails it is killed and
- * reaped. The parent's copy of the child's bootstrap end goes as soon as the child holds it. */
-static int start_spawn(mp_process *p) {
+static int launch_served(mp_process *p, const mp_plat_child_spec *spec) {
+  return mp__forkserver_launch(&p->proc, spec, p->start_timeout_ms, &p->launch_lost);
+}
+
+/* Prepares the call, launches the child, and runs the handshake; a child that fails it is
+ * killed and reaped. The parent's copy of the child's bootstrap end goes as soon as the
+ * child holds it. keep (the fork server's start) takes the bootstrap connection. */
+static int start_bootstrapped(mp_process *p, launch_fn launch, mp_conn **keep) {
   mp__buf fnref = {0};
   mp_conn *mine = NULL, *theirs = NULL;
   mp_plat_handle handles[MP_MAX_CHILD_HANDLES], child_handles[MP_MAX_CHILD_HANDLES];
@@ -450,8 +462,18 @@ static int start_spawn(mp_process *p) {
     memset(&boot, 0, sizeof boot);
     rc = mp__conn_xfer.export_obj(theirs, &boot);
   }
-  if (rc == 0)
-    rc = spawn_self(p, boot.handles[0], handles, child_handles, nh);
+  if (rc == 0) {
+    mp_plat_child_spec spec;
+    memset(&spec, 0, sizeof spec);
+    for (int i = 0; i < 3; i++)
+      spec.stdio[i] = MP_PLAT_INVALID;
+    spec.bootstrap = boot.handles[0];
+    spec.pass = handles;
+    spec.passed = child_handles;
+    spec.npass = nh;
+    spec.flags = p->detached ? 0 : MP_CHILD_DIE_WITH_PARENT;
+    rc = launch(p, &spec);
+  }
   if (rc == 0) {
     if (mp_plat_child_caps() & MP_CAP_BOOT_HANDED) {
       mp_conn_free(theirs); /* the child has its copy; EOF now means the child is gone */
@@ -463,11 +485,47 @@ static int start_spawn(mp_process *p) {
     if (rc != 0)
       mp__child_discard(&p->proc);
   }
+  if (rc == 0 && keep)
+    *keep = mine, mine = NULL;
   mp_conn_free(theirs);
   mp_conn_free(mine);
   free(call.buf);
   free(args_buf);
   mp__buf_free(&fnref);
+  return rc;
+}
+
+static int start_spawn(mp_process *p) { return start_bootstrapped(p, spawn_self, NULL); }
+
+/* A server that went away before it answered (killed while idle, or just as it read the
+ * request) left no child of the request running: asked again, once, with a new server and
+ * a new bootstrap pair, since the old one may hold part of a dying child's hello. */
+static int start_forkserver(mp_process *p) {
+  int rc = start_bootstrapped(p, launch_served, NULL);
+  if (rc != 0 && p->launch_lost)
+    rc = start_bootstrapped(p, launch_served, NULL);
+  return rc == 0 ? 0 : mp__forkserver_explain(rc);
+}
+
+static int no_preload(void) { return 0; }
+
+int mp__process_spawn_server(mp_preload_fn preload, int timeout_ms, mp_plat_child *proc,
+                             mp_plat_handle *ctl) {
+  static char name[] = "ForkServer";
+  mp_process s; /* a process object of our own: never registered, never freed */
+  memset(&s, 0, sizeof s);
+  s.fn = (mp_target_fn)(void (*)(void))(preload ? preload : no_preload);
+  s.name = name;
+  s.serves = 1;
+  s.start_timeout_ms = timeout_ms > 0 ? timeout_ms : MP_DEFAULT_START_TIMEOUT_MS;
+  s.proc.wait = s.proc.job = MP_PLAT_INVALID;
+  mp_conn *mine = NULL;
+  int rc = start_bootstrapped(&s, spawn_self, &mine);
+  if (rc == 0 && (rc = mp_plat_handle_dup(mp_plat_chan_handle(mp__conn_chan(mine)), ctl)) != 0)
+    mp__child_discard(&s.proc);
+  mp_conn_free(mine);
+  if (rc == 0)
+    *proc = s.proc;
   return rc;
 }
 
@@ -490,11 +548,9 @@ int mp_process_start(mp_process *p) {
   }
   reap_freed();
   mp_start_method m = resolve_method(p->method);
-  int rc = method_supported(m, "mp_process_start");
-  /* What the parent printed before start comes before what the child prints. Only stdout
-   * and stderr: fflush(NULL) would wait for a thread blocked reading stdin. */
-  fflush(stdout);
-  fflush(stderr);
+  int rc = mp__start_method_check(m, "mp_process_start");
+  /* What the parent printed before start comes before what the child prints. */
+  mp_plat_flush_stdio();
   if (rc == 0)
     rc = method_row(m)->start(p);
   if (rc) {
@@ -577,6 +633,7 @@ void mp_shutdown(void) {
     if (p->freed)
       process_destroy(p);
   }
+  mp__forkserver_stop(); /* after the joins: its children die with it */
   mp__child_reap_abandoned();
 }
 
@@ -714,7 +771,7 @@ int mp__boot_parse_marker(const char *arg, int64_t *ppid, int64_t *handle, int *
     return mp_set_error(MP_EPROTO, "bootstrap: not a child marker");
   const char *p = arg + n;
   if (marker_number(&p, ':', &a) || marker_number(&p, ':', &b) || marker_number(&p, '\0', &f) ||
-      a == 0 || f > MP_CHILD_DIE_WITH_PARENT)
+      a == 0 || (f & ~(long long)(MP_CHILD_DIE_WITH_PARENT | MP_MARKER_SERVER)) != 0)
     return mp_set_error(MP_EPROTO, "bootstrap: malformed child marker \"%.64s\"", arg);
   *ppid = a;
   *handle = b;
@@ -722,14 +779,73 @@ int mp__boot_parse_marker(const char *arg, int64_t *ppid, int64_t *handle, int *
   return 0;
 }
 
+/* In the fork server, after the bootstrap: the target named the preload, run once now. */
+static int run_preload(mp_target_fn fn) {
+  int r = ((mp_preload_fn)(void (*)(void))fn)();
+  return r == 0 ? 0 : mp_set_error(MP_ECHILD, "the fork server's preload function returned %d", r);
+}
+
+static void served_child_main(int64_t client, int64_t boot);
+
+/* Serves forks on the bootstrap connection's handle: never returns. */
+static void serve_forks(mp_conn *c) {
+  mp_plat_handle ctl = MP_PLAT_INVALID;
+  int rc = mp_plat_handle_dup(mp_plat_chan_handle(mp__conn_chan(c)), &ctl);
+  mp_conn_free(c);
+  if (rc == 0)
+    mp_plat_forkserver_serve(ctl, parent_pid, served_child_main);
+  fprintf(stderr, "multiproc: fork server: %s\n", mp_last_error());
+  mp_plat_exit(MP_EXIT_BOOTSTRAP);
+}
+
+/* The bootstrap on handle h, then the target (or, in the fork server, the preload and the
+ * serving): never returns. */
+static void run_bootstrap(mp_plat_handle h, int server) {
+  mp_conn *c = NULL;
+  if (mp__conn_wrap_handle(h, &c) != 0 || send_hello(c) != 0)
+    mp_plat_exit(MP_EXIT_BOOTSTRAP);
+  mp_target_fn fn = NULL;
+  mp_args *args = NULL;
+  int rc = receive_call(c, &fn, &args);
+  if (rc == MP_EEOF || rc == MP_EBROKEN)
+    mp_plat_exit(MP_EXIT_BOOTSTRAP); /* the parent gave up on us */
+  if (rc == 0 && server) {
+    mp_args_free(args); /* the preload takes none */
+    rc = run_preload(fn);
+  }
+  send_reply(c, rc, mp_last_error());
+  if (rc == 0 && server)
+    serve_forks(c);
+  mp_conn_free(c);
+  if (rc)
+    mp_plat_exit(MP_EXIT_BOOTSTRAP);
+  int code = fn(args);
+  mp_args_free(args);
+  mp_shutdown();
+  mp_plat_exit(code);
+}
+
+/* A fork server's child (forked by posix/forkserver.c): its client is the parent it talks to. */
+static void served_child_main(int64_t client, int64_t boot) {
+  live = NULL; /* what the preload started is the server's */
+  mp__child_forget_all();
+  mp_plat_handle h = MP_PLAT_INVALID;
+  if (mp_plat_bootstrap_handle(client, boot, &h) != 0) {
+    fprintf(stderr, "multiproc: %s\n", mp_last_error());
+    mp_plat_exit(MP_EXIT_BOOTSTRAP);
+  }
+  run_bootstrap(h, 0);
+}
+
 /* Runs the whole child: never returns. */
 static void child_main(const char *marker) {
   int64_t ppid = 0, value = 0;
   int flags = 0;
   mp_plat_handle h = MP_PLAT_INVALID;
-  mp_conn *c = NULL;
   if (mp__boot_parse_marker(marker, &ppid, &value, &flags) != 0 ||
-      mp_plat_child_mode_allowed() != 0) {
+      mp_plat_child_mode_allowed() != 0 ||
+      ((flags & MP_MARKER_SERVER) &&
+       mp__start_method_check(MP_START_FORKSERVER, "fork server") != 0)) {
     fprintf(stderr, "multiproc: %s\n", mp_last_error());
     mp_plat_exit(MP_EXIT_BOOTSTRAP);
   }
@@ -740,21 +856,7 @@ static void child_main(const char *marker) {
     mp_plat_exit(MP_EXIT_BOOTSTRAP);
   }
   mp_plat_child_setup(ppid, flags & MP_CHILD_DIE_WITH_PARENT);
-  if (mp__conn_wrap_handle(h, &c) != 0 || send_hello(c) != 0)
-    mp_plat_exit(MP_EXIT_BOOTSTRAP);
-  mp_target_fn fn = NULL;
-  mp_args *args = NULL;
-  int rc = receive_call(c, &fn, &args);
-  if (rc == MP_EEOF || rc == MP_EBROKEN)
-    mp_plat_exit(MP_EXIT_BOOTSTRAP); /* the parent gave up on us */
-  send_reply(c, rc, mp_last_error());
-  mp_conn_free(c);
-  if (rc)
-    mp_plat_exit(MP_EXIT_BOOTSTRAP);
-  int code = fn(args);
-  mp_args_free(args);
-  mp_shutdown();
-  mp_plat_exit(code);
+  run_bootstrap(h, (flags & MP_MARKER_SERVER) != 0);
 }
 
 static void read_forced_method(void) {
@@ -771,19 +873,21 @@ static void read_forced_method(void) {
 int mp_init(int *argc, char ***argv) {
   static int initialised;
   if (argc && argv && *argv) {
+    /* Noted in a spawned child too: it may start children of its own (a fork server). */
+    program_argv0 = (*argv)[0];
+    mp_plat_note_argv0(program_argv0);
     /* Child mode only for exactly "program marker": a marker anywhere else is an argument. */
     if (*argc == 2 && strncmp((*argv)[1], MP_CHILD_MARKER, strlen(MP_CHILD_MARKER)) == 0)
       child_main((*argv)[1]);
-    program_argv0 = (*argv)[0];
-    mp_plat_note_argv0(program_argv0);
   }
   if (initialised)
     return 0;
   initialised = 1;
   read_forced_method();
   atexit(mp_shutdown);
-  return forced_method == 0 && getenv("MULTIPROC_START_METHOD") &&
-                 getenv("MULTIPROC_START_METHOD")[0]
-             ? MP_EINVAL
-             : 0;
+  if (forced_method == 0 && getenv("MULTIPROC_START_METHOD") && getenv("MULTIPROC_START_METHOD")[0])
+    return MP_EINVAL;
+  /* Chosen by now: the server starts while the program is still as main left it (its
+   * threads, if any, are the program's to know about); a failure is retried at first use. */
+  return resolve_method(MP_START_DEFAULT) == MP_START_FORKSERVER ? mp__forkserver_start(0) : 0;
 }

@@ -1,6 +1,6 @@
 /* Processes: start/join, exit codes, arguments, Pipe ends in children, lifecycle errors,
- * handle hygiene, parent death. ctest runs this file twice on Linux: with the default
- * start method (fork) and with MULTIPROC_START_METHOD=spawn; on Windows it runs once
+ * handle hygiene, parent death. ctest runs this file under every start method on POSIX: the
+ * default (fork), then MULTIPROC_START_METHOD=spawn and =forkserver; on Windows it runs once
  * (spawn). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -696,10 +696,30 @@ static void start_methods_are_validated(void **state) {
   mp_process *p = NULL;
   assert_mp(MP_EINVAL, mp_process_create(&p, return_arg, NULL, &o));
   assert_null(p);
+  /* No fork, so no fork server: refused as not supported, with what to use instead. */
+  assert_mp(MP_ENOTSUP, mp_set_start_method(MP_START_FORKSERVER));
+  assert_non_null(strstr(mp_last_error(), "forkserver start method needs fork()"));
+  assert_non_null(strstr(mp_last_error(), "MP_START_SPAWN"));
+  o.method = MP_START_FORKSERVER;
+  assert_mp(MP_ENOTSUP, mp_process_create(&p, return_arg, NULL, &o));
+  assert_null(p);
+  assert_mp(MP_ENOTSUP, mp_set_forkserver_preload(NULL));
+  mp_pool *pool = NULL;
+  mp_pool_opts po;
+  memset(&po, 0, sizeof po);
+  po.method = MP_START_FORKSERVER;
+  assert_mp(MP_ENOTSUP, mp_pool_create(&pool, 1, &po));
+  assert_null(pool);
 #else
   const char *forced = getenv("MULTIPROC_START_METHOD");
-  assert_int_equal(m, forced && strcmp(forced, "spawn") == 0 ? MP_START_SPAWN : MP_START_FORK);
+  mp_start_method want = MP_START_FORK;
+  if (forced && strcmp(forced, "spawn") == 0)
+    want = MP_START_SPAWN;
+  else if (forced && strcmp(forced, "forkserver") == 0)
+    want = MP_START_FORKSERVER;
+  assert_int_equal(m, want);
   assert_mp_ok(mp_set_start_method(MP_START_FORK));
+  assert_mp_ok(mp_set_start_method(MP_START_FORKSERVER));
 #endif
   assert_mp(MP_EINVAL, mp_set_start_method((mp_start_method)9));
   assert_mp_ok(mp_set_start_method(MP_START_DEFAULT));

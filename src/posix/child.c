@@ -1,6 +1,7 @@
 /* POSIX child engine: one posix_spawn path for this program and for other programs, fork
- * from a long-lived internal thread, waiting on a pidfd (Linux) or on the SIGCHLD reaper
- * (posix/reaper.c), status decoding, signals to one child or its process group.
+ * from a long-lived internal thread, waiting on a pidfd (Linux), on the SIGCHLD reaper
+ * (posix/reaper.c) or on a fork server's report (posix/forkserver.c), status decoding,
+ * signals to one child or its process group.
  *
  * Why a forker thread: Linux delivers the parent-death signal when the *thread* that forked
  * exits, not the process. A child started from a short-lived thread would die with that
@@ -20,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "features.h"
 #include "reaper.h"
 #include "util.h"
@@ -34,9 +36,8 @@
 
 extern char **environ;
 
-/* Where a spawned child finds what it is given: the bootstrap at 3, then (portable builds,
+/* A spawned child finds its bootstrap at MP_BOOT_FD, then (portable builds,
  * die-with-parent) the lifeline, then the passed handles. */
-enum { BOOT_FD = 3 };
 
 int mp_plat_child_caps(void) {
   return MP_CAP_FORK | MP_CAP_ZOMBIES | MP_CAP_BOOT_HANDED | (MP_LINUX ? 0 : MP_CAP_REAPER_THREAD);
@@ -44,7 +45,7 @@ int mp_plat_child_caps(void) {
 
 int64_t mp_plat_bootstrap_value(mp_plat_handle h) {
   (void)h;
-  return BOOT_FD;
+  return MP_BOOT_FD;
 }
 
 /* ---- the forker thread ------------------------------------------------------------------ */
@@ -136,7 +137,7 @@ static pid_t lifeline_owner;
 
 /* Made once per process: a fork child inherits its parent's lifeline (whose read end it may be
  * watching) and needs a new one for its own children. */
-static int lifeline_read_end(void) {
+int mp__lifeline_read_end(void) {
   pthread_mutex_lock(&lifeline_mu);
   if (lifeline_owner != getpid()) {
     if (pipe2(lifeline, O_CLOEXEC) == 0)
@@ -164,7 +165,7 @@ static void lifeline_arm(int fd) {
 #endif
 
 /* In a child: die with the parent, and catch the race where it already died. */
-static void die_with_parent(pid_t expected_parent, int lifeline_fd) {
+void mp__die_with_parent(pid_t expected_parent, int lifeline_fd) {
 #if MP_LINUX
   (void)lifeline_fd;
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -185,32 +186,42 @@ static int kept(int fd, const mp_plat_handle *keep, size_t nkeep) {
   return 0;
 }
 
-static int close_if_cloexec(int fd, const mp_plat_handle *keep, size_t nkeep, int except) {
-  if (fd <= 2 || fd == except || kept(fd, keep, nkeep) || fd == lifeline[0])
-    return 0;
-  return (fcntl(fd, F_GETFD) & FD_CLOEXEC) && close(fd) == 0;
+static void close_unless_kept(int fd, int low, int cloexec_only, const mp_plat_handle *keep,
+                              size_t nkeep, int except) {
+  if (fd < low || fd == except || kept(fd, keep, nkeep) || fd == lifeline[0])
+    return;
+  if (!cloexec_only || (fcntl(fd, F_GETFD) & FD_CLOEXEC))
+    close(fd);
 }
 
 #if MP_LINUX
-/* getdents64 into a small stack buffer: safe after fork in a threaded parent, and cheap,
- * since every page the child touches is a copy-on-write fault. Closing while listing may
- * skip entries, so the listing repeats until a pass closes nothing. */
-static void close_cloexec_except(const mp_plat_handle *keep, size_t nkeep) {
-  int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+/* close_range (Linux 5.9) when nothing above low stays; else getdents64 into a small stack
+ * buffer: safe after fork in a threaded parent. One pass is enough: /proc lists descriptors
+ * by number from a position, so closing those already listed skips none. Cheap on purpose,
+ * since every page a fork child touches costs it a fault: the path is built on the stack (the
+ * kernel would fault in a read-only data page to read a literal) and names are parsed here,
+ * not by strtol's code and locale tables. */
+void mp__close_from(int low, int cloexec_only, const mp_plat_handle *keep, size_t nkeep) {
+#  ifdef SYS_close_range
+  if (!cloexec_only && nkeep == 0 && syscall(SYS_close_range, low, ~0u, 0) == 0)
+    return;
+#  endif
+  char path[] = {'/', 'p', 'r', 'o', 'c', '/', 's', 'e', 'l', 'f', '/', 'f', 'd', '\0'};
+  int dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0)
     return;
   char buf[1024];
-  for (int closed = 1; closed;) {
-    closed = 0;
-    lseek(dir, 0, SEEK_SET);
-    long n;
-    while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
-      for (long off = 0; off < n;) {
-        struct dirent64 *d = (struct dirent64 *)(buf + off);
-        off += d->d_reclen;
-        if (d->d_name[0] >= '0' && d->d_name[0] <= '9')
-          closed |= close_if_cloexec(atoi(d->d_name), keep, nkeep, dir);
-      }
+  long n;
+  while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+    for (long off = 0; off < n;) {
+      struct dirent64 *d = (struct dirent64 *)(buf + off);
+      off += d->d_reclen;
+      int fd = 0;
+      const char *c = d->d_name;
+      for (; *c >= '0' && *c <= '9' && fd < (1 << 24); c++)
+        fd = fd * 10 + (*c - '0');
+      if (c != d->d_name && *c == '\0')
+        close_unless_kept(fd, low, cloexec_only, keep, nkeep, dir);
     }
   }
   close(dir);
@@ -218,14 +229,14 @@ static void close_cloexec_except(const mp_plat_handle *keep, size_t nkeep) {
 #else
 /* Portable: poll() reports POLLNVAL for descriptors that are not open, 256 at a time, up to
  * the descriptor limit; poll, fcntl and close are safe after fork. */
-static void close_cloexec_except(const mp_plat_handle *keep, size_t nkeep) {
+void mp__close_from(int low, int cloexec_only, const mp_plat_handle *keep, size_t nkeep) {
   struct rlimit rl;
   int limit =
       getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (1u << 20)
           ? (int)rl.rlim_cur
           : 1 << 20;
   struct pollfd p[256];
-  for (int base = 3; base < limit; base += 256) {
+  for (int base = low; base < limit; base += 256) {
     int n = limit - base < 256 ? limit - base : 256;
     for (int i = 0; i < n; i++)
       p[i] = (struct pollfd){base + i, 0, 0};
@@ -233,14 +244,16 @@ static void close_cloexec_except(const mp_plat_handle *keep, size_t nkeep) {
       continue;
     for (int i = 0; i < n; i++)
       if (!(p[i].revents & POLLNVAL))
-        close_if_cloexec(base + i, keep, nkeep, -1);
+        close_unless_kept(base + i, low, cloexec_only, keep, nkeep, -1);
   }
 }
 #endif
 
 /* ---- tracking a started child ----------------------------------------------------------- */
 
-enum { WAIT_REAPER = 0, WAIT_PIDFD = 1 }; /* mp_plat_child.backend */
+/* mp_plat_child.backend: how the child's end is known. WAIT_SERVED: a fork server's child,
+ * whose wait handle the server makes readable with the exit status (posix/forkserver.c). */
+enum { WAIT_REAPER = 0, WAIT_PIDFD = 1, WAIT_SERVED = 2 };
 
 static int no_pidfd_for_tests;
 void mp_plat_child_test_no_pidfd(int on) { no_pidfd_for_tests = on; }
@@ -271,6 +284,15 @@ static int track(mp_plat_child *c, pid_t pid, int flags) {
   return rc;
 }
 
+void mp__track_served(mp_plat_child *c, pid_t pid, int status_fd, int flags) {
+  memset(c, 0, sizeof *c);
+  c->pid = pid;
+  c->flags = flags;
+  c->job = MP_PLAT_INVALID;
+  c->wait = status_fd;
+  c->backend = WAIT_SERVED;
+}
+
 /* A child we could not track: kill it and reap it here, so it neither runs on nor stays. */
 static void kill_untracked(pid_t pid) {
   kill(pid, SIGKILL);
@@ -285,12 +307,10 @@ static int run_fork(fork_req *r) {
   int life = -1;
 #if !MP_LINUX
   if (r->flags & MP_CHILD_DIE_WITH_PARENT)
-    life = lifeline_read_end();
+    life = mp__lifeline_read_end();
 #endif
-  /* Or buffered output would be written twice, by parent and child. Only the two streams
-   * programs write to: fflush(NULL) would wait for a thread blocked reading stdin. */
-  fflush(stdout);
-  fflush(stderr);
+  /* Or buffered output would be written twice, by parent and child. */
+  mp_plat_flush_stdio();
   pid_t pid = fork();
   if (pid < 0) {
     r->err = errno;
@@ -302,9 +322,9 @@ static int run_fork(fork_req *r) {
     int (*child_fn)(void *) = r->child_fn;
     void *ctx = r->ctx;
     sigset_t mask = r->mask;
-    close_cloexec_except(r->keep, r->nkeep);
+    mp__close_from(3, 1, r->keep, r->nkeep);
     if (r->flags & MP_CHILD_DIE_WITH_PARENT)
-      die_with_parent(parent, life);
+      mp__die_with_parent(parent, life);
     pthread_sigmask(SIG_SETMASK, &mask, NULL);
     mp_plat_exit(child_fn(ctx));
   }
@@ -350,7 +370,7 @@ static int plan_layout(const mp_plat_child_spec *s, int life, layout *l) {
   for (int i = 0; i < 3; i++)
     if (s->stdio[i] != MP_PLAT_INVALID)
       l->src[l->n] = (int)s->stdio[i], l->dst[l->n++] = i;
-  int next = BOOT_FD;
+  int next = MP_BOOT_FD;
   if (s->bootstrap != MP_PLAT_INVALID)
     l->src[l->n] = (int)s->bootstrap, l->dst[l->n++] = next++;
   if (life >= 0)
@@ -438,12 +458,12 @@ static int spawn_now(const mp_plat_child_spec *s, const sigset_t *mask, pid_t *p
   int life = -1;
 #if !MP_LINUX
   if ((s->flags & MP_CHILD_DIE_WITH_PARENT) && s->bootstrap != MP_PLAT_INVALID &&
-      (life = lifeline_read_end()) < 0)
+      (life = mp__lifeline_read_end()) < 0)
     return EMFILE;
 #endif
   layout l;
   l.n = 0;
-  l.top = BOOT_FD;
+  l.top = MP_BOOT_FD;
   if (plan_layout(s, life, &l) != 0)
     return EINVAL;
   posix_spawn_file_actions_t fa;
@@ -514,7 +534,7 @@ static int decode_status(int st) {
   return -1;
 }
 
-static int wait_readable(int fd, int timeout_ms) {
+int mp__wait_readable(int fd, int timeout_ms) {
   struct pollfd pfd = {fd, POLLIN, 0};
   uint64_t deadline =
       mp_plat_monotonic_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
@@ -537,6 +557,12 @@ static int wait_readable(int fd, int timeout_ms) {
 /* Collects the status once the wait handle said the child exited. */
 static int collect(mp_plat_child *c) {
   int st = 0;
+  if (c->backend == WAIT_SERVED) {
+    /* A server that went away killed its children as it went (they die with it). */
+    c->status = mp__served_status((int)c->wait, &st) == 0 ? decode_status(st) : -MP_SIG_KILL;
+    c->reaped = 1;
+    return 0;
+  }
   int got = c->backend == WAIT_PIDFD ? -1 : mp__reaper_take((pid_t)c->pid, &st);
   if (got == 0)
     return MP_ETIMEDOUT; /* woken early: the reaper has not reaped yet */
@@ -567,7 +593,7 @@ int mp_plat_child_wait(mp_plat_child *c, int timeout_ms) {
   /* The reaper is asked first: an exited child is collected now, not when its thread runs. */
   int rc = c->backend == WAIT_REAPER ? collect(c) : MP_ETIMEDOUT;
   while (rc == MP_ETIMEDOUT) {
-    if ((rc = wait_readable((int)c->wait, timeout_ms)) != 0)
+    if ((rc = mp__wait_readable((int)c->wait, timeout_ms)) != 0)
       return rc;
     rc = collect(c); /* the handle is ready: the child has exited */
   }
@@ -591,7 +617,8 @@ int mp_plat_child_signal(mp_plat_child *c, int sig, int tree) {
     e = syscall(SYS_pidfd_send_signal, (int)c->wait, s, NULL, 0) == 0 ? 0 : errno;
   else
 #endif
-    e = mp__reaper_kill((pid_t)c->pid, s);
+    e = c->backend == WAIT_SERVED ? mp__served_signal((int)c->wait, s)
+                                  : mp__reaper_kill((pid_t)c->pid, s);
   if (e != 0 && e != ESRCH)
     return mp__os_error_code(MP_EOS, e, "signalling the child");
   return 0;
@@ -617,15 +644,21 @@ int mp_plat_child_mode_allowed(void) {
   return 0;
 }
 
+static pid_t served_by; /* in a fork server's child: the server */
+
+void mp__bootstrap_accept_parent(pid_t server) { served_by = server; }
+
 /* The bootstrap descriptor must be a socket whose peer is the parent named by the marker
- * and is the process that started this one. */
+ * and is the process that started this one; in a fork server's child the server started
+ * it, but the client made the socket pair, so the peer is still the client. */
 int mp_plat_bootstrap_handle(int64_t parent_pid, int64_t value, mp_plat_handle *out) {
   int fd = (int)value;
-  if ((pid_t)parent_pid != getppid())
+  pid_t ppid = getppid();
+  if ((pid_t)parent_pid != ppid && (served_by == 0 || ppid != served_by))
     return mp_set_error(MP_EPERM,
                         "bootstrap: parent %lld named by the marker is not this "
                         "process's parent (%lld)",
-                        (long long)parent_pid, (long long)getppid());
+                        (long long)parent_pid, (long long)ppid);
   if (fcntl(fd, F_GETFD) < 0)
     return mp__os_error("bootstrap: descriptor");
 #if MP_LINUX
@@ -657,10 +690,10 @@ void mp_plat_child_setup(int64_t parent_pid, int die) {
     return;
   int life = -1;
 #if !MP_LINUX
-  life = BOOT_FD + 1; /* the layout of plan_layout */
+  life = MP_BOOT_FD + 1; /* the layout of plan_layout */
   fcntl(life, F_SETFD, FD_CLOEXEC);
 #endif
-  die_with_parent((pid_t)parent_pid, life);
+  mp__die_with_parent((pid_t)parent_pid, life);
 }
 
 /* ---- identity of this program -------------------------------------------------------------- */
@@ -709,7 +742,6 @@ int mp_plat_started_as_child(void) {
 }
 
 void mp_plat_exit(int code) {
-  fflush(stdout);
-  fflush(stderr);
+  mp_plat_flush_stdio();
   _exit(code);
 }

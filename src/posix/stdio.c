@@ -15,11 +15,33 @@
 #include "../platform.h"
 #include "util.h"
 
+#if defined(__has_include)
+#  if __has_include(<stdio_ext.h>)
+#    include <stdio_ext.h> /* __fpending: glibc, musl, Solaris */
+#    define MP_HAVE_FPENDING 1
+#  endif
+#endif
+
 extern char **environ;
 
 #define CHUNK 65536
 
 /* ---- small helpers ------------------------------------------------------------------- */
+
+/* __fpending reads the buffer's fill without the stream's lock: an empty stream is not
+ * written to, which saves a fork child (and its parent) a copy-on-write fault. */
+static void flush_pending(FILE *f) {
+#if MP_HAVE_FPENDING
+  if (__fpending(f) == 0)
+    return;
+#endif
+  fflush(f);
+}
+
+void mp_plat_flush_stdio(void) {
+  flush_pending(stdout);
+  flush_pending(stderr);
+}
 
 static int ms_left(uint64_t deadline_ns, int forever) {
   if (forever)

@@ -533,7 +533,6 @@ int mp_plat_started_as_child(void) {
 }
 
 void mp_plat_exit(int code) {
-  fflush(stdout);
-  fflush(stderr);
+  mp_plat_flush_stdio();
   _exit(code);
 }

@@ -219,6 +219,11 @@ int mp_plat_stdio_open(const struct mp_stdio *s, int index, mp_plat_handle *chil
   return rc;
 }
 
+void mp_plat_flush_stdio(void) {
+  fflush(stdout);
+  fflush(stderr);
+}
+
 mp_plat_handle mp_plat_stdio_parent(int index) {
   static const DWORD ids[3] = {STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, STD_ERROR_HANDLE};
   HANDLE h = GetStdHandle(ids[index]);
