@@ -274,14 +274,20 @@ static int timeout_kw(int timeout_ms, call_args *a, mp_value **kw) {
   return *kw ? 0 : mp_last_error_code();
 }
 
-static int r_put_value(void *impl, const mp_value *v, int timeout_ms) {
-  call_args a = {v, NULL, NULL};
+/* put(item, ...) or get(...) with the keyword argument of a timeout. */
+static int timed_method(rqueue *q, const char *name, const mp_value *item, int timeout_ms,
+                        mp_value **result) {
+  call_args a = {item, NULL, NULL};
   mp_value *kw;
   int rc = timeout_kw(timeout_ms, &a, &kw);
   if (rc == 0)
-    rc = method(impl, "put", &a, timeout_ms, NULL);
+    rc = method(q, name, &a, timeout_ms, result);
   mp_value_free(kw);
   return rc;
+}
+
+static int r_put_value(void *impl, const mp_value *v, int timeout_ms) {
+  return timed_method(impl, "put", v, timeout_ms, NULL);
 }
 
 static int r_put(void *impl, const void *buf, size_t len, int timeout_ms) {
@@ -294,13 +300,7 @@ static int r_put(void *impl, const void *buf, size_t len, int timeout_ms) {
 }
 
 static int r_get_value(void *impl, mp_value **v, int timeout_ms) {
-  call_args a = {NULL, NULL, NULL};
-  mp_value *kw;
-  int rc = timeout_kw(timeout_ms, &a, &kw);
-  if (rc == 0)
-    rc = method(impl, "get", &a, timeout_ms, v);
-  mp_value_free(kw);
-  return rc;
+  return timed_method(impl, "get", NULL, timeout_ms, v);
 }
 
 static int r_get(void *impl, void **buf, size_t *len, int timeout_ms) {
