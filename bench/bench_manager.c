@@ -205,9 +205,10 @@ int main(int argc, char **argv) {
   /* The protocol needs four messages per put+get; the kernel's wake-ups bound the rate. */
   bench_target("manager_c_vs_bare_tcp_floor", c, "multiproc C client -> C server",
                "bare TCP, 2 request/replies (floor)", ">=", 0.5);
-  /* A C server should not slow a Python client down, nor a C client a Python server. */
+  /* A C server serves a Python client faster than CPython's (issue 16: 1.5x), and a C
+   * client does not slow a Python server down. */
   bench_target("manager_python_client_c_server_vs_python", c, "Python client -> multiproc C server",
-               pp, ">=", 1.0);
+               pp, ">=", 1.5);
   bench_target("manager_c_client_python_server_vs_python", c, "multiproc C client -> Python server",
                pp, ">=", 1.0);
   return bench_finish();

@@ -137,7 +137,10 @@ static void by_push(const uint8_t *s, size_t n, size_t max, uint32_t seed, const
       k = n - pos;
     while (used < k && !f.desync && got.n < MAX_EVENTS) {
       size_t u;
+      int ends = mp__frame_completes(&f, s + pos + used, k - used);
       int rc = mp__frame_push(&f, s + pos + used, k - used, &u);
+      if (ends != (rc != MP_FRAME_MORE)) /* the prediction staged connections rely on */
+        abort();
       used += u;
       if (rc == MP_FRAME_DONE)
         check_body(want, got.n, f.body, f.body_len, s);
@@ -186,13 +189,16 @@ static void by_space(const uint8_t *s, size_t n, size_t max, uint32_t seed, cons
 }
 
 /* A real connection over a real pipe: pieces written one by one, mp_conn_recv with a
- * timeout of 0 after each, then end of file. */
-static void by_connection(const uint8_t *s, size_t n, size_t max, uint32_t seed,
-                          const events *want) {
+ * timeout of 0 after each, then end of file. A staged connection (mp__conn_set_staged)
+ * must find the same, and never say a whole message is buffered when it is not. */
+static void by_connection(const uint8_t *s, size_t n, size_t max, uint32_t seed, const events *want,
+                          int staged) {
   mp_conn *a, *b;
   if (mp_pipe(&a, &b, 1) != 0)
     return; /* out of descriptors: not the reader's business */
   mp_conn_set_max_message(a, max);
+  if (staged)
+    mp__conn_set_staged(a, (int)(seed & 1));
   events got;
   memset(&got, 0, sizeof got);
   pieces p = {seed ^ 0xa5a5a5a5u};
@@ -213,7 +219,10 @@ static void by_connection(const uint8_t *s, size_t n, size_t max, uint32_t seed,
     for (;;) {
       void *body;
       size_t len;
+      int buffered = mp__conn_buffered(a);
       rc = mp_conn_recv(a, &body, &len, 0);
+      if (buffered && rc == MP_ETIMEDOUT)
+        abort();
       if (rc == 0) {
         check_body(want, got.n, body, len, s);
         got.ev[got.n] = want->ev[got.n];
@@ -255,7 +264,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   reference(s, n, max, &want);
   by_push(s, n, max, seed, &want);
   by_space(s, n, max, seed, &want);
-  if (n <= 65536) /* a pipe's buffer holds every piece */
-    by_connection(s, n, max, seed, &want);
+  if (n <= 65536) { /* a pipe's buffer holds every piece */
+    by_connection(s, n, max, seed, &want, 0);
+    by_connection(s, n, max, seed, &want, 1);
+  }
   return 0;
 }

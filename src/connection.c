@@ -14,6 +14,7 @@
 #define HDR_SHORT 4
 #define HDR_LONG MP_FRAME_HDR_MAX
 #define RA_MIN 65536 /* a read-ahead buffer's least size */
+#define STAGE 4096   /* a staged connection's read size (mp__conn_set_staged) */
 
 struct mp_conn {
   mp_plat_chan *chan; /* NULL once closed */
@@ -27,6 +28,11 @@ struct mp_conn {
   /* Handles that came along the data (POSIX), oldest first, until a message takes them. */
   mp_plat_handle *in_h;
   size_t in_n, in_cap;
+  /* Staged reads (mp__conn_set_staged): each read takes up to STAGE bytes into stage, and
+   * the frame decoder takes them from st[start..len); awaits: timed reads wait first. */
+  int staged, awaits;
+  unsigned char *stage; /* allocated at the first read */
+  size_t st_start, st_len;
   /* Handles to go along the next mp__conn_send_batch (POSIX); owned by the caller. */
   mp_plat_handle *out_h;
   size_t out_n;
@@ -112,7 +118,9 @@ static int remaining(uint64_t deadline_ns, int timeout_ms) {
 /* Reads up to len bytes into buf, at least one; EOF inside a frame becomes MP_EBROKEN. */
 static int read_some(mp_conn *c, void *buf, size_t len, uint64_t deadline, int timeout_ms,
                      size_t *got) {
-  int rc = mp_plat_chan_read(c->chan, buf, len, remaining(deadline, timeout_ms), got);
+  int ms = remaining(deadline, timeout_ms);
+  int rc = c->awaits ? mp_plat_chan_read_awaited(c->chan, buf, len, ms, got)
+                     : mp_plat_chan_read(c->chan, buf, len, ms, got);
   if (rc == MP_EEOF && mp__frame_mid(&c->rx)) {
     char cause[256]; /* mp_set_error overwrites the message it would be formatting */
     snprintf(cause, sizeof cause, "%s", mp_last_error());
@@ -122,16 +130,42 @@ static int read_some(mp_conn *c, void *buf, size_t len, uint64_t deadline, int t
   return rc;
 }
 
-/* Reads until a frame is complete (MP_FRAME_DONE) or an error; reads never go past the
- * frame, and a timeout keeps what arrived for the next call. */
+/* 1 if c is staged and has its buffer (a connection that cannot get one reads unstaged). */
+static int stage_ready(mp_conn *c) {
+  if (c->staged && c->stage == NULL)
+    c->stage = malloc(STAGE);
+  return c->stage != NULL;
+}
+
+/* Reads until a frame is complete (MP_FRAME_DONE) or an error; a timeout keeps what arrived
+ * for the next call. Reads never go past the frame, except a staged connection's, whose
+ * bytes beyond it wait in its stage for the next call. */
 static int recv_frame(mp_conn *c, int timeout_ms) {
   uint64_t deadline = timeout_ms > 0 ? mp_plat_monotonic_ns() + (uint64_t)timeout_ms * 1000000u : 0;
   unsigned char scratch[4096]; /* where the bytes of a skipped frame go */
   for (;;) {
+    if (c->st_start < c->st_len) { /* staged bytes first, up to the frame's end */
+      size_t used;
+      int rc = mp__frame_push(&c->rx, c->stage + c->st_start, c->st_len - c->st_start, &used);
+      c->st_start += used;
+      if (rc != MP_FRAME_MORE)
+        return rc;
+      continue;
+    }
     unsigned char *dst;
     size_t room = mp__frame_space(&c->rx, &dst), got;
     if (room == 0)
       return mp__frame_advance(&c->rx, 0); /* lost boundaries: the error says so */
+    if (stage_ready(c) && (dst == NULL || room < STAGE)) {
+      /* A header, a small body, or bytes to skip: one read takes what has arrived. A
+       * large body is read straight into its buffer below instead. */
+      int rc = read_some(c, c->stage, STAGE, deadline, timeout_ms, &got);
+      if (rc < 0)
+        return rc;
+      c->st_start = 0;
+      c->st_len = got;
+      continue;
+    }
     if (dst == NULL) {
       dst = scratch;
       room = room < sizeof scratch ? room : sizeof scratch;
@@ -276,9 +310,16 @@ int mp__conn_accept_handles(mp_conn *c) {
   return rc;
 }
 
+void mp__conn_set_staged(mp_conn *c, int awaits) {
+  c->staged = 1;
+  c->awaits = awaits;
+}
+
 int mp__conn_buffered(const mp_conn *c) {
   size_t hdr = 0, need = 0;
   uint64_t body = 0;
+  if (c != NULL && c->st_start < c->st_len)
+    return mp__frame_completes(&c->rx, c->stage + c->st_start, c->st_len - c->st_start);
   if (c == NULL || !c->readahead || c->ra_len - c->ra_start < HDR_SHORT)
     return 0;
   return ra_peek(c, &hdr, &body, &need) != RA_PART; /* a message, or an error to report */
@@ -477,6 +518,9 @@ int mp_conn_close(mp_conn *c) {
   free(c->ra);
   c->ra = NULL;
   c->ra_start = c->ra_len = c->ra_cap = 0;
+  free(c->stage);
+  c->stage = NULL;
+  c->st_start = c->st_len = 0;
   for (size_t i = 0; i < c->in_n; i++)
     mp_plat_handle_close(c->in_h[i]);
   free(c->in_h);
@@ -509,7 +553,7 @@ static int conn_export(void *obj, mp__xfer *out) {
     return mp_set_error(MP_EINVAL, "cannot pass a NULL connection");
   if (c->chan == NULL)
     return mp_set_error(MP_ECLOSED, "cannot pass a closed connection to a child");
-  if (mp__frame_mid(&c->rx) || c->ra_len > c->ra_start || c->in_n > 0)
+  if (mp__frame_mid(&c->rx) || c->ra_len > c->ra_start || c->st_len > c->st_start || c->in_n > 0)
     return mp_set_error(MP_ESTATE, "cannot pass a connection to a child while it is in the "
                                    "middle of receiving a message");
   out->blob[0] = XFER_VERSION;

@@ -20,6 +20,17 @@ int mp__conn_skipping(const mp_conn *c);
 /* A connection over an accepted or connected socket channel. */
 int mp__conn_from_chan(mp_plat_chan *chan, mp_conn **out);
 
+/* ---- for request/reply traffic of small messages (the manager's connections) ---------- */
+
+/* Switches c to staged reads: each read takes up to 4 KiB of what has arrived and the frame
+ * decoder takes its bytes from there, so a small message costs one system call instead of
+ * two (header, body) while every limit of the decoder stays (a large body still gets its
+ * own buffer, grown as it arrives). Bytes beyond a message wait in c for the next receive
+ * (mp_conn_poll and mp_wait see them; such a connection cannot be passed to a child). With
+ * awaits set, a timed receive waits before it reads (a reply just requested is rarely there
+ * yet), which saves a read that would fail. */
+void mp__conn_set_staged(mp_conn *c, int awaits);
+
 /* ---- for a connection with many small messages one way (the pool's worker connections) -- */
 
 /* Switches c to read-ahead before its first receive: each read then takes whatever has

@@ -139,6 +139,35 @@ int mp__frame_advance(mp__frame_rx *f, size_t n) {
   return f->body_got < f->body_cap ? MP_FRAME_MORE : grow_body(f);
 }
 
+int mp__frame_completes(const mp__frame_rx *f, const unsigned char *p, size_t n) {
+  if (f->desync)
+    return 1;
+  size_t got = f->hdr_got;
+  if (f->skip > 0) { /* the rest of a skipped frame goes first, then a new header */
+    if (f->skip >= n)
+      return 0;
+    p += (size_t)f->skip;
+    n -= (size_t)f->skip;
+    got = 0;
+  } else if (f->body) {
+    return n >= f->body_len - f->body_got;
+  }
+  unsigned char h[MP_FRAME_HDR_MAX];
+  size_t take = n < MP_FRAME_HDR_MAX - got ? n : MP_FRAME_HDR_MAX - got;
+  memcpy(h, f->hdr, got);
+  memcpy(h + got, p, take);
+  if (got + take < HDR_SHORT)
+    return 0;
+  int32_t len = (int32_t)(uint32_t)get_be(h, 4);
+  size_t hdr = len == -1 ? MP_FRAME_HDR_MAX : HDR_SHORT;
+  if (len < -1)
+    return 1;
+  if (got + take < hdr)
+    return 0;
+  uint64_t body = len == -1 ? get_be(h + 4, 8) : (uint64_t)len;
+  return body > (uint64_t)f->max || (uint64_t)(n - (hdr - got)) >= body;
+}
+
 int mp__frame_push(mp__frame_rx *f, const void *data, size_t len, size_t *used) {
   const unsigned char *p = data;
   *used = 0;

@@ -45,6 +45,9 @@ int mp__frame_advance(mp__frame_rx *f, size_t n);
 int mp__frame_push(mp__frame_rx *f, const void *data, size_t len, size_t *used);
 /* Hands over the completed body (free with free()) and its length. */
 void mp__frame_take(mp__frame_rx *f, void **body, size_t *len);
+/* 1 if the n bytes at p, pushed next, would end the frame in progress or report an error
+ * (a malformed or oversized length); 0 if more bytes would be needed. Changes nothing. */
+int mp__frame_completes(const mp__frame_rx *f, const unsigned char *p, size_t n);
 /* 1 while a frame is partly received or being skipped. */
 int mp__frame_mid(const mp__frame_rx *f);
 /* Writes the header of a len-byte frame into hdr; returns its size (4 or 12). */

@@ -199,6 +199,7 @@ static int conn_alive(void *io) { return !mp_plat_tcp_peer_gone(mp__conn_chan(io
 static void serve(job *j) {
   mp__session s = {j->m, 0, conn_send, j->conn, {conn_alive, j->conn, ALIVE_CHECK_MS}};
   mp_conn_set_max_message(j->conn, j->m->opts.max_message);
+  mp__conn_set_staged(j->conn, 0); /* a request in one read */
   for (int first = 1;; first = 0) {
     void *buf = NULL;
     size_t len = 0;

@@ -14,6 +14,7 @@
 #include "pickle.h"
 #include "manager.h"
 #include "platform.h"
+#include "value.h"
 
 #define CONNECT_TIMEOUT_MS 10000
 #define REPLY_MARGIN_MS 10000 /* beyond a call's own timeout, for the network */
@@ -35,6 +36,7 @@ static int open_conn(mp_manager_client *cl, mp_conn **out) {
   if ((rc = mp__conn_from_chan(chan, &c)) < 0)
     return rc;
   mp_conn_set_max_message(c, MP_AUTH_FRAME_MAX);
+  mp__conn_set_staged(c, 1); /* a reply in one read, waited for before reading */
   rc = mp__auth_answer(c, cl->authkey, cl->keylen, CONNECT_TIMEOUT_MS);
   if (rc == 0)
     rc = mp__auth_deliver(c, cl->authkey, cl->keylen, CONNECT_TIMEOUT_MS);
@@ -60,12 +62,8 @@ static int remote_error(const mp__pk_exc *exc) {
   }
 }
 
-/* Copies what a reply carries out of the reply tuple. */
-static int detach(const mp_value *v, mp_value **out) {
-  *out = mp_value_copy(v);
-  return *out ? 0 : mp_last_error_code();
-}
-
+/* Reads a reply; *result (may be NULL) takes what '#RETURN' carried, moved out of the
+ * reply without a copy. */
 static int parse_reply(void *buf, size_t len, mp_value **result) {
   mp_value *reply = NULL, *kind = NULL, *val = NULL;
   mp__pk_exc exc;
@@ -81,7 +79,7 @@ static int parse_reply(void *buf, size_t len, mp_value **result) {
     mp_value_at(reply, 1, &val);
     const char *text = "";
     if (strcmp(k, "#RETURN") == 0)
-      rc = result ? detach(val, result) : 0;
+      rc = result ? mp__value_take(reply, 1, result) : 0;
     else if (strcmp(k, "#ERROR") == 0 && exc.kind != MP_PK_EXC_NONE)
       rc = remote_error(&exc);
     else if (strcmp(k, "#TRACEBACK") == 0 || strcmp(k, "#UNSERIALIZABLE") == 0) {
@@ -94,22 +92,21 @@ static int parse_reply(void *buf, size_t len, mp_value **result) {
   return rc;
 }
 
-/* Sends (ident, method, args, kwds) (takes args and kwds; NULL = empty) and reads the
- * reply. *result (may be NULL) gets what '#RETURN' carried. */
-static int call(mp_conn *c, const char *ident, const char *method, mp_value *args, mp_value *kwds,
+/* A call's arguments, borrowed: at most one positional and one keyword argument. */
+typedef struct call_args {
+  const mp_value *arg; /* NULL: none */
+  const char *kwname;  /* NULL: none */
+  const mp_value *kwval;
+} call_args;
+
+/* Sends (ident, method, args, kwds), pickled straight from a's parts, and reads the reply.
+ * *result (may be NULL) gets what '#RETURN' carried. */
+static int call(mp_conn *c, const char *ident, const char *method, const call_args *a,
                 int timeout_ms, mp_value **result) {
-  mp_value *req = mp_value_tuple();
-  if (req == NULL || mp_value_append(req, ident ? mp_value_str(ident) : mp_value_nil()) < 0 ||
-      mp_value_append(req, mp_value_str(method)) < 0 ||
-      mp_value_append(req, args ? args : mp_value_tuple()) < 0 ||
-      mp_value_append(req, kwds ? kwds : mp_value_dict()) < 0) {
-    mp_value_free(req);
-    return mp_last_error_code();
-  }
   void *buf;
   size_t len;
-  int rc = mp__pickle_dumps(req, &buf, &len);
-  mp_value_free(req);
+  int rc = mp__pickle_dumps_call(ident, method, &a->arg, a->arg ? 1 : 0, a->kwname, a->kwval, &buf,
+                                 &len);
   if (rc < 0)
     return rc;
   rc = mp_conn_send(c, buf, len);
@@ -124,16 +121,27 @@ static int call(mp_conn *c, const char *ident, const char *method, mp_value *arg
   return rc;
 }
 
-/* A server-level call on a connection of its own. */
-static int server_call(mp_manager_client *cl, const char *method, mp_value *args,
+/* A call whose one argument (NULL: none) is a string. */
+static int call_str(mp_conn *c, const char *ident, const char *method, const char *arg,
+                    mp_value **result) {
+  call_args a = {NULL, NULL, NULL};
+  mp_value *v = arg ? mp_value_str(arg) : NULL;
+  if (arg && v == NULL)
+    return mp_last_error_code();
+  a.arg = v;
+  int rc = call(c, ident, method, &a, 0, result);
+  mp_value_free(v);
+  return rc;
+}
+
+/* A server-level call on a connection of its own; arg as call_str's. */
+static int server_call(mp_manager_client *cl, const char *method, const char *arg,
                        mp_value **result) {
   mp_conn *c;
   int rc = open_conn(cl, &c);
-  if (rc < 0) {
-    mp_value_free(args);
+  if (rc < 0)
     return rc;
-  }
-  rc = call(c, NULL, method, args, NULL, 0, result);
+  rc = call_str(c, NULL, method, arg, result);
   mp_conn_free(c);
   return rc;
 }
@@ -210,10 +218,7 @@ static int take_conn(rqueue *q, mp_conn **c) {
   char name[MP_THREAD_NAME_MAX + 40];
   snprintf(name, sizeof name, "multiproc-%lld|%s", (long long)mp_getpid(),
            mp_thread_current_name());
-  mp_value *args = mp_value_tuple();
-  if (args && mp_value_append(args, mp_value_str(name)) < 0)
-    args = NULL;
-  rc = args ? call(*c, NULL, "accept_connection", args, NULL, 0, NULL) : mp_last_error_code();
+  rc = call_str(*c, NULL, "accept_connection", name, NULL);
   if (rc < 0)
     mp_conn_free(*c);
   return rc;
@@ -243,51 +248,46 @@ static void give_conn(rqueue *q, mp_conn *c, int rc) {
   mp_conn_free(c);
 }
 
-static int method(rqueue *q, const char *name, mp_value *args, mp_value *kwds, int timeout_ms,
+static int method(rqueue *q, const char *name, const call_args *a, int timeout_ms,
                   mp_value **result) {
+  static const call_args none = {NULL, NULL, NULL};
   mp_conn *c;
   int rc = take_conn(q, &c);
-  if (rc < 0) {
-    mp_value_free(args);
-    mp_value_free(kwds);
+  if (rc < 0)
     return rc;
-  }
-  rc = call(c, q->ident, name, args, kwds, timeout_ms, result);
+  rc = call(c, q->ident, name, a ? a : &none, timeout_ms, result);
   give_conn(q, c, rc);
   return rc;
 }
 
-/* kwds for a timeout: {} forever, {'block': False} for 0, else {'timeout': seconds}. */
-static int timeout_kwds(int timeout_ms, mp_value **kwds) {
+/* The keyword argument of a timeout: none forever, block=False for 0, else timeout=seconds
+ * (*kw is the caller's to free). */
+static int timeout_kw(int timeout_ms, call_args *a, mp_value **kw) {
+  *kw = NULL;
   if (timeout_ms < MP_FOREVER)
     return mp_set_error(MP_EINVAL, "timeout %d ms: use MP_FOREVER (-1), 0 or more", timeout_ms);
-  *kwds = mp_value_dict();
-  if (*kwds == NULL)
-    return MP_ENOMEM;
-  int rc = 0;
-  if (timeout_ms == 0)
-    rc = mp_value_dict_set(*kwds, mp_value_str("block"), mp_value_bool(0));
-  else if (timeout_ms > 0)
-    rc = mp_value_dict_set(*kwds, mp_value_str("timeout"), mp_value_double(timeout_ms / 1000.0));
-  if (rc < 0) {
-    mp_value_free(*kwds);
-    return rc;
-  }
-  return 0;
+  if (timeout_ms == MP_FOREVER)
+    return 0;
+  a->kwname = timeout_ms == 0 ? "block" : "timeout";
+  *kw = timeout_ms == 0 ? mp_value_bool(0) : mp_value_double(timeout_ms / 1000.0);
+  a->kwval = *kw;
+  return *kw ? 0 : mp_last_error_code();
+}
+
+/* put(item, ...) or get(...) with the keyword argument of a timeout. */
+static int timed_method(rqueue *q, const char *name, const mp_value *item, int timeout_ms,
+                        mp_value **result) {
+  call_args a = {item, NULL, NULL};
+  mp_value *kw;
+  int rc = timeout_kw(timeout_ms, &a, &kw);
+  if (rc == 0)
+    rc = method(q, name, &a, timeout_ms, result);
+  mp_value_free(kw);
+  return rc;
 }
 
 static int r_put_value(void *impl, const mp_value *v, int timeout_ms) {
-  mp_value *kwds = NULL, *args = NULL, *item = NULL;
-  int rc = timeout_kwds(timeout_ms, &kwds);
-  if (rc < 0)
-    return rc;
-  if ((rc = detach(v, &item)) < 0 || (args = mp_value_tuple()) == NULL ||
-      (rc = mp_value_append(args, item)) < 0) {
-    mp_value_free(kwds);
-    mp_value_free(args);
-    return rc < 0 ? rc : MP_ENOMEM;
-  }
-  return method(impl, "put", args, kwds, timeout_ms, NULL);
+  return timed_method(impl, "put", v, timeout_ms, NULL);
 }
 
 static int r_put(void *impl, const void *buf, size_t len, int timeout_ms) {
@@ -300,9 +300,7 @@ static int r_put(void *impl, const void *buf, size_t len, int timeout_ms) {
 }
 
 static int r_get_value(void *impl, mp_value **v, int timeout_ms) {
-  mp_value *kwds = NULL;
-  int rc = timeout_kwds(timeout_ms, &kwds);
-  return rc < 0 ? rc : method(impl, "get", NULL, kwds, timeout_ms, v);
+  return timed_method(impl, "get", NULL, timeout_ms, v);
 }
 
 static int r_get(void *impl, void **buf, size_t *len, int timeout_ms) {
@@ -314,7 +312,7 @@ static int r_get(void *impl, void **buf, size_t *len, int timeout_ms) {
 /* A call without arguments that returns an int or a bool. */
 static int simple(rqueue *q, const char *name, int64_t *out) {
   mp_value *v = NULL;
-  int rc = method(q, name, NULL, NULL, 0, &v);
+  int rc = method(q, name, NULL, 0, &v);
   if (rc < 0)
     return rc;
   int b;
@@ -348,22 +346,18 @@ static int r_full(void *impl) {
   return rc < 0 ? rc : i != 0;
 }
 
-static int r_task_done(void *impl) { return method(impl, "task_done", NULL, NULL, 0, NULL); }
+static int r_task_done(void *impl) { return method(impl, "task_done", NULL, 0, NULL); }
 
 static int r_join(void *impl, int timeout_ms) {
   if (timeout_ms != MP_FOREVER)
     return mp_set_error(MP_ENOTSUP, "a remote queue's join has no timeout (queue.Queue.join)");
-  return method(impl, "join", NULL, NULL, MP_FOREVER, NULL);
+  return method(impl, "join", NULL, MP_FOREVER, NULL);
 }
 
 static void r_free(void *impl) {
   rqueue *q = impl;
   /* Give back the reference 'create' took, as a Python proxy's finalizer does. */
-  mp_value *args = mp_value_tuple();
-  if (args && mp_value_append(args, mp_value_str(q->ident)) == 0)
-    server_call(&q->cl, "decref", args, NULL);
-  else
-    mp_value_free(args);
+  server_call(&q->cl, "decref", q->ident, NULL);
   for (size_t i = 0; i < q->nidle; i++)
     mp_conn_free(q->idle[i]);
   free(q->idle);
@@ -401,12 +395,9 @@ int mp_manager_queue(mp_manager_client *c, const char *name, mp_queue **out) {
   memcpy(q->cl.host, c->host, sizeof c->host);
   q->cl.port = c->port;
   q->cl.keylen = c->keylen;
-  mp_value *args = mp_value_tuple(), *res = NULL;
-  int rc;
-  if (args == NULL || mp_value_append(args, mp_value_str(name)) < 0) {
-    mp_value_free(args);
-    rc = mp_last_error_code();
-  } else if ((rc = server_call(c, "create", args, &res)) == MP_ETASK) {
+  mp_value *res = NULL;
+  int rc = server_call(c, "create", name, &res);
+  if (rc == MP_ETASK) {
     char why[300]; /* mp_set_error overwrites the message it would be formatting */
     snprintf(why, sizeof why, "%s", mp_last_error());
     rc = mp_set_error(MP_ENOENT, "mp_manager_queue: the manager has no '%s' (%s)", name, why);

@@ -37,6 +37,11 @@ static int send_pair(mp__session *s, const char *kind, const mp_value *v) {
   return send_buf(s, rc, buf, len);
 }
 
+/* ('#RETURN', None), every put's reply: a constant. */
+static int send_none(mp__session *s) {
+  return s->send(s->io, mp__pickle_return_none, mp__pickle_return_none_len);
+}
+
 static int send_return(mp__session *s, mp_value *v) { /* takes v */
   if (v == NULL)
     return mp_last_error_code();
@@ -221,7 +226,7 @@ static int call_put(mp__session *s, mp__reg_obj *o, request *r, int nowait) {
     return send_error(s, MP_PK_EXC_FULL, NULL);
   if (rc < 0)
     return rc;
-  return send_return(s, mp_value_nil());
+  return send_none(s);
 }
 
 static const char *const exposed[] = {"empty", "full",       "get",   "get_nowait", "join",
@@ -263,10 +268,10 @@ static int call_method(mp__session *s, request *r) {
   if (strcmp(me, "task_done") == 0)
     return mp__squeue_task_done(o->q) < 0
                ? send_error(s, MP_PK_EXC_VALUE, "task_done() called too many times")
-               : send_return(s, mp_value_nil());
+               : send_none(s);
   if (strcmp(me, "join") == 0) {
     rc = mp__squeue_join(o->q, MP_FOREVER, &s->wait);
-    return rc < 0 ? rc : send_return(s, mp_value_nil());
+    return rc < 0 ? rc : send_none(s);
   }
   if (strcmp(me, "__repr__") == 0 || strcmp(me, "__str__") == 0) {
     char text[280];
@@ -309,7 +314,7 @@ static int refcount(mp__session *s, const request *r, int delta) {
   if (o->refs < 0)
     o->refs = 0;
   mp_plat_mutex_unlock(&s->m->mu);
-  return send_return(s, mp_value_nil());
+  return send_none(s);
 }
 
 /* get_methods(token): the exposed names of the object a Token names. The pickle reader
@@ -357,7 +362,7 @@ static int server_call(mp__session *s, const request *r) {
   const char *me = r->method;
   int rc;
   if (strcmp(me, "accept_connection") == 0) {
-    rc = send_return(s, mp_value_nil());
+    rc = send_none(s);
     s->accepted = rc == 0;
     return rc < 0 ? rc : MP__KEEP;
   }
@@ -368,11 +373,11 @@ static int server_call(mp__session *s, const request *r) {
   else if (strcmp(me, "incref") == 0 || strcmp(me, "decref") == 0)
     rc = refcount(s, r, me[0] == 'i' ? 1 : -1);
   else if (strcmp(me, "dummy") == 0)
-    rc = send_return(s, mp_value_nil());
+    rc = send_none(s);
   else if (strcmp(me, "shutdown") == 0 && !s->m->opts.allow_remote_shutdown)
     rc = send_traceback(s, "%s is disabled on this server (allow_remote_shutdown)", me);
   else if (strcmp(me, "shutdown") == 0) {
-    rc = send_return(s, mp_value_nil());
+    rc = send_none(s);
     mp__manager_stop(s->m, 1);
   } else
     rc = send_traceback(s, "'%.60s' is not a server call this manager offers", me);

@@ -90,17 +90,20 @@ static int write_items(pk_out *o, const mp_value *v, int depth) {
   return 0;
 }
 
+/* A tuple of n items: ')' when empty, TUPLE1..3 (0x85..0x87) after up to three items,
+ * else MARK ... TUPLE. open is called before the items, close after them. */
+static int tuple_open(pk_out *o, size_t n) { return n > 3 ? out_op(o, '(') : 0; }
+static int tuple_close(pk_out *o, size_t n) {
+  return out_op(o, n == 0 ? ')' : n > 3 ? 't' : (unsigned char)(0x84 + n));
+}
+
 static int write_tuple(pk_out *o, const mp_value *v, int depth) {
   size_t n = 0;
   mp_value_len(v, &n);
-  if (n == 0)
-    return out_op(o, ')');
-  int rc = n > 3 ? out_op(o, '(') : 0;
+  int rc = tuple_open(o, n);
   if (rc == 0)
     rc = write_items(o, v, depth);
-  if (rc == 0)
-    rc = out_op(o, n > 3 ? 't' : (unsigned char)(0x84 + n)); /* TUPLE1..3 are 0x85..0x87 */
-  return rc;
+  return rc < 0 ? rc : tuple_close(o, n);
 }
 
 static int write_list(pk_out *o, const mp_value *v, int depth) {
@@ -180,6 +183,46 @@ int mp__pickle_dumps(const mp_value *v, void **buf, size_t *len) {
     rc = write_value(&o, v, 1);
   return finish(&o, rc, buf, len);
 }
+
+int mp__pickle_dumps_call(const char *ident, const char *method, const mp_value *const *args,
+                          size_t nargs, const char *kwname, const mp_value *kwval, void **buf,
+                          size_t *len) {
+  /* The levels are those of the tuple's own writing: the request is level 1, args and
+   * kwds level 2, the values in them level 3. */
+  pk_out o = {0};
+  int rc = out_le(&o, 0x80, 4, 1);
+  if (rc == 0)
+    rc = tuple_open(&o, 4);
+  if (rc == 0)
+    rc = ident ? write_blob(&o, 1, ident, strlen(ident)) : out_op(&o, 'N');
+  if (rc == 0)
+    rc = write_blob(&o, 1, method, strlen(method));
+  if (rc == 0)
+    rc = tuple_open(&o, nargs);
+  for (size_t i = 0; rc == 0 && i < nargs; i++)
+    rc = write_value(&o, args[i], 3);
+  if (rc == 0)
+    rc = tuple_close(&o, nargs);
+  if (rc == 0)
+    rc = out_op(&o, '}');
+  if (rc == 0 && kwname) {
+    rc = out_op(&o, '(');
+    if (rc == 0)
+      rc = write_blob(&o, 1, kwname, strlen(kwname));
+    if (rc == 0)
+      rc = write_value(&o, kwval, 3);
+    if (rc == 0)
+      rc = out_op(&o, 'u');
+  }
+  if (rc == 0)
+    rc = tuple_close(&o, 4);
+  return finish(&o, rc, buf, len);
+}
+
+/* PROTO 4, '#RETURN', None, TUPLE2, STOP: what mp__pickle_dumps_pair writes for None. */
+const unsigned char mp__pickle_return_none[] = {0x80, 4,   0x8c, 7,   '#', 'R',  'E',
+                                                'T',  'U', 'R',  'N', 'N', 0x86, '.'};
+const size_t mp__pickle_return_none_len = sizeof mp__pickle_return_none;
 
 int mp__pickle_dumps_pair(const char *kind, const mp_value *v, void **buf, size_t *len) {
   pk_out o = {0};

@@ -51,6 +51,15 @@ typedef struct mp__pk_read {
 
 /* Pickles v (protocol 4 opcodes, no frames) into *buf (free with free()). */
 int mp__pickle_dumps(const mp_value *v, void **buf, size_t *len);
+/* Pickles a proxy's request (ident, method, args, kwds) straight from its parts, the same
+ * bytes as mp__pickle_dumps of the tuple: ident NULL is None, args[0..nargs) the positional
+ * arguments, kwname (NULL: none) with kwval the one keyword argument. */
+int mp__pickle_dumps_call(const char *ident, const char *method, const mp_value *const *args,
+                          size_t nargs, const char *kwname, const mp_value *kwval, void **buf,
+                          size_t *len);
+/* The reply ('#RETURN', None), which every put and task_done gets: a constant. */
+extern const unsigned char mp__pickle_return_none[];
+extern const size_t mp__pickle_return_none_len;
 /* Pickles the reply (kind, v), e.g. ('#RETURN', v), without taking v. */
 int mp__pickle_dumps_pair(const char *kind, const mp_value *v, void **buf, size_t *len);
 /* Pickles the reply ('#ERROR', <kind>(msg)) (msg NULL or "": no arguments). */

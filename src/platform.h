@@ -80,6 +80,11 @@ int mp_plat_chan_dirs(const mp_plat_chan *c);
  * Returns 0 with *nread set, MP_ETIMEDOUT (nothing read), MP_EEOF (the peer closed or
  * vanished; the message says which) or MP_EOS. EINTR is retried. */
 int mp_plat_chan_read(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, size_t *nread);
+/* Reads like mp_plat_chan_read, for a read that expects to wait (a reply just requested):
+ * a timed read on a socket waits before reading instead of trying a read that would fail
+ * first, saving a system call per message (POSIX). */
+int mp_plat_chan_read_awaited(mp_plat_chan *c, void *buf, size_t len, int timeout_ms,
+                              size_t *nread);
 /* One piece of a gathered write. */
 typedef struct mp_plat_buf {
   const void *base;

@@ -551,9 +551,66 @@ static void budget_is_relative_to_size(void **state) {
   free(buf);
 }
 
+/* The request writer of the proxies gives the bytes the tuple writer gives for the same
+ * request, and the constant ('#RETURN', None) is what the pair writer writes. */
+static void assert_same_request(const char *ident, const char *method, size_t nargs,
+                                const char *kwname) {
+  mp_value *args[4] = {expected_value(), mp_value_int(-70000), mp_value_str("x"), mp_value_nil()};
+  mp_value *kwval = mp_value_double(2.5);
+  mp_value *req = tuple_of(0), *targs = tuple_of(0), *kwds = mp_value_dict();
+  mp_value_append(req, ident ? mp_value_str(ident) : mp_value_nil());
+  mp_value_append(req, mp_value_str(method));
+  for (size_t i = 0; i < nargs; i++)
+    mp_value_append(targs, mp_value_copy(args[i]));
+  mp_value_append(req, targs);
+  if (kwname)
+    mp_value_dict_set(kwds, mp_value_str(kwname), mp_value_copy(kwval));
+  mp_value_append(req, kwds);
+  void *want, *got;
+  size_t wlen, glen;
+  assert_mp_ok(mp__pickle_dumps(req, &want, &wlen));
+  assert_mp_ok(mp__pickle_dumps_call(ident, method, (const mp_value *const *)args, nargs, kwname,
+                                     kwval, &got, &glen));
+  assert_int_equal(glen, wlen);
+  assert_memory_equal(got, want, wlen);
+  free(want);
+  free(got);
+  mp_value_free(req);
+  mp_value_free(kwval);
+  for (size_t i = 0; i < 4; i++)
+    mp_value_free(args[i]);
+}
+
+static void request_writer_matches_the_tuple_writer(void **state) {
+  (void)state;
+  for (size_t nargs = 0; nargs <= 4; nargs++) {
+    assert_same_request("7f0000001000", "put", nargs, "timeout");
+    assert_same_request(NULL, "accept_connection", nargs, NULL);
+  }
+  /* Too deep an argument is refused as the tuple writer refuses it. */
+  mp_value *deep = mp_value_list();
+  for (int i = 1; i < MP_VALUE_MAX_DEPTH; i++) { /* 32 levels: too deep inside a request */
+    mp_value *outer = mp_value_list();
+    assert_mp_ok(mp_value_append(outer, deep));
+    deep = outer;
+  }
+  const mp_value *args[1] = {deep};
+  void *buf;
+  size_t len;
+  assert_mp(MP_EINVAL, mp__pickle_dumps_call("1", "put", args, 1, NULL, NULL, &buf, &len));
+  mp_value_free(deep);
+  mp_value *none = mp_value_nil();
+  assert_mp_ok(mp__pickle_dumps_pair("#RETURN", none, &buf, &len));
+  assert_int_equal(len, mp__pickle_return_none_len);
+  assert_memory_equal(buf, mp__pickle_return_none, len);
+  free(buf);
+  mp_value_free(none);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(reads_cpython_protocols_2_to_5),
+      cmocka_unit_test(request_writer_matches_the_tuple_writer),
       cmocka_unit_test(own_pickles_round_trip),
       cmocka_unit_test(reads_exceptions_in_replies),
       cmocka_unit_test(refuses_unknown_globals_and_big_ints),

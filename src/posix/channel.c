@@ -161,9 +161,10 @@ static ssize_t read_once(mp_plat_chan *c, void *buf, size_t len, int dontwait, f
 }
 
 static int chan_read(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, size_t *nread,
-                     fd_sink *sink) {
-  /* A socket can try a non-blocking read first and skip poll when data is already there. */
-  int polled = !(timeout_ms < 0 || c->is_socket);
+                     fd_sink *sink, int poll_first) {
+  /* A socket can try a non-blocking read first and skip poll when data is already there,
+   * unless the caller expects to wait (then the failed read would be wasted). */
+  int polled = !(timeout_ms < 0 || (c->is_socket && !poll_first));
   if (polled) {
     int rc = wait_readable(c->fd, timeout_ms);
     if (rc < 0)
@@ -216,13 +217,18 @@ static ssize_t pipe_writev(int fd, const struct iovec *iov, int n) {
 }
 
 int mp_plat_chan_read(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, size_t *nread) {
-  return chan_read(c, buf, len, timeout_ms, nread, NULL);
+  return chan_read(c, buf, len, timeout_ms, nread, NULL, 0);
+}
+
+int mp_plat_chan_read_awaited(mp_plat_chan *c, void *buf, size_t len, int timeout_ms,
+                              size_t *nread) {
+  return chan_read(c, buf, len, timeout_ms, nread, NULL, 1);
 }
 
 int mp_plat_chan_read_along(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, size_t *nread,
                             mp_plat_handle *h, size_t max, size_t *nh) {
   fd_sink sink = {h, max, 0, 0};
-  int rc = chan_read(c, buf, len, timeout_ms, nread, &sink);
+  int rc = chan_read(c, buf, len, timeout_ms, nread, &sink, 0);
   *nh = sink.n;
   if (sink.lost || rc < 0) {
     for (size_t i = 0; i < sink.n; i++)

@@ -198,6 +198,12 @@ int mp_plat_chan_read(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, si
   return 0;
 }
 
+/* Windows waits inside its one overlapped read either way: nothing to save here. */
+int mp_plat_chan_read_awaited(mp_plat_chan *c, void *buf, size_t len, int timeout_ms,
+                              size_t *nread) {
+  return mp_plat_chan_read(c, buf, len, timeout_ms, nread);
+}
+
 /* A socket is written with blocking send(): Wine 8 stalls overlapped WriteFile calls on a
  * socket once a few MiB are in flight (a 4 MiB message never arrived; see
  * docs/platform-notes.md). mp_plat_tcp_shutdown still ends a send that waits. */
