@@ -52,7 +52,7 @@ static void describe_exit(mp__worker *w, char *buf, size_t size) {
     snprintf(buf, size, "exited with code %d", code);
 }
 
-static void drain_wake(mp_pool *p) {
+void mp__pool_drain_wake(mp_pool *p) {
   void *buf;
   size_t len;
   while (mp_conn_recv(p->wake_r, &buf, &len, 0) == 0)
@@ -94,7 +94,7 @@ static int await_hello(mp_pool *p, mp__worker *w) {
     mp_waitable ws[2] = {mp_waitable_conn(w->conn), mp_waitable_conn(p->wake_r)};
     int rc = mp_wait(ws, 2, MP_FOREVER);
     if (rc > 0 && ws[1].ready) {
-      drain_wake(p); /* queued work is picked up by the main loop later */
+      mp__pool_drain_wake(p); /* queued work is picked up by the main loop later */
       if (terminating(p))
         return mp_set_error(MP_ECANCELED, "the pool was terminated while a worker started");
     }
@@ -510,7 +510,7 @@ static void wait_and_handle(mp_pool *p) {
     if (!ws[i].ready)
       continue;
     if (who[i] == NULL)
-      drain_wake(p);
+      mp__pool_drain_wake(p);
     else if (ws[i].kind == MP_WAIT_CONN)
       read_results(p, who[i]);
     else

@@ -83,27 +83,31 @@ int mp_test_open_handles(void) {
 #endif
 }
 
-const char *mp_test_child_program(void) {
-  static char path[4096];
-#ifndef MP_TESTCHILD
-  fail_msg("this test was built without MP_TESTCHILD");
-#else
-  const char *src = MP_TESTCHILD;
+const char *mp_test_program_path(const char *src, char *path, size_t size) {
   size_t n = 0;
-#  ifdef _WIN32
+#ifdef _WIN32
   if (src[0] == '/') { /* under Wine the build's Unix path is reachable as Z:\ */
     path[n++] = 'Z';
     path[n++] = ':';
   }
-  for (; *src && n + 1 < sizeof path; src++)
+  for (; *src && n + 1 < size; src++)
     path[n++] = *src == '/' ? '\\' : *src;
-#  else
-  for (; *src && n + 1 < sizeof path; src++)
+#else
+  for (; *src && n + 1 < size; src++)
     path[n++] = *src;
-#  endif
-  path[n] = '\0';
 #endif
+  path[n] = '\0';
   return path;
+}
+
+const char *mp_test_child_program(void) {
+  static char path[4096];
+#ifndef MP_TESTCHILD
+  fail_msg("this test was built without MP_TESTCHILD");
+  return path;
+#else
+  return mp_test_program_path(MP_TESTCHILD, path, sizeof path);
+#endif
 }
 
 /* ---- verified messages ------------------------------------------------------------- */

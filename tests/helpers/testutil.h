@@ -38,6 +38,8 @@ int mp_test_open_handles(void);
 
 /* The path of tests/helpers/mp_testchild (under Wine: its Z:\ path). */
 const char *mp_test_child_program(void);
+/* A program of the build at src, as this process names it (under Wine: Z:\...). */
+const char *mp_test_program_path(const char *src, char *path, size_t size);
 
 /* Verified messages for queue tests: a header (producer, sequence number, payload length,
  * checksum), then payload bytes derived from (producer, seq), so a consumer can check each
