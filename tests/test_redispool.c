@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifndef _WIN32
+#  include <signal.h>
+#endif
+
 #include "redisutil.h"
 #include "testutil.h"
 
@@ -103,34 +107,45 @@ static int whoami(const mp_value *in, mp_value **out) {
   return 0;
 }
 
-/* input [i, url, gate, started]: a run that takes the gate's token says so on `started`
- * (with its pid) and then blocks for ever, in Redis; every other run returns 2 * i. */
+/* Opens the plain Redis queue `base``suffix`. */
+static mp_queue *open_q(const char *url, const char *base, const char *suffix) {
+  char name[160];
+  snprintf(name, sizeof name, "%s%s", base, suffix);
+  mp_queue *q = NULL;
+  return mp_redis_queue_create(&q, url, name, NULL) < 0 ? NULL : q;
+}
+
+/* input [i, url, gate]: a run that takes the token of queue `gate` says so on gate-started
+ * (with its pid), waits (in Redis) for a token on gate-release, says gate-finished and
+ * returns 2 * i like every other run. */
 static int gated(const mp_value *in, mp_value **out) {
-  mp_value *vi, *vu, *vg, *vs;
+  mp_value *vi, *vu, *vg;
   int64_t i = 0;
-  const char *url, *gate, *started;
+  const char *url, *gate;
   if (mp_value_at(in, 0, &vi) || mp_value_at(in, 1, &vu) || mp_value_at(in, 2, &vg) ||
-      mp_value_at(in, 3, &vs) || mp_value_get_int(vi, &i) || mp_value_get_str(vu, &url, NULL) ||
-      mp_value_get_str(vg, &gate, NULL) || mp_value_get_str(vs, &started, NULL))
+      mp_value_get_int(vi, &i) || mp_value_get_str(vu, &url, NULL) ||
+      mp_value_get_str(vg, &gate, NULL))
     return 1;
   if (url[0]) {
-    mp_queue *g = NULL, *s = NULL;
+    mp_queue *g = open_q(url, gate, ""), *s = open_q(url, gate, "-started");
+    mp_queue *r = open_q(url, gate, "-release"), *f = open_q(url, gate, "-finished");
     void *tok = NULL;
     size_t len = 0;
-    if (mp_redis_queue_create(&g, url, gate, NULL) < 0)
+    if (!g || !s || !r || !f)
       return 2;
-    int took = mp_queue_get(g, &tok, &len, 0) == 0;
-    mp_free(tok);
-    if (took) {
+    if (mp_queue_get(g, &tok, &len, 0) == 0) {
+      mp_free(tok);
       char pid[32];
       snprintf(pid, sizeof pid, "%lld", (long long)mp_getpid());
-      if (mp_redis_queue_create(&s, url, started, NULL) < 0 ||
-          mp_queue_put(s, pid, strlen(pid), MP_FOREVER) < 0)
+      if (mp_queue_put(s, pid, strlen(pid), MP_FOREVER) < 0 ||
+          mp_queue_get(r, &tok, &len, MP_FOREVER) < 0 || mp_queue_put(f, "f", 1, MP_FOREVER) < 0)
         return 3;
-      mp_queue_get(g, &tok, &len, MP_FOREVER); /* nobody puts: until killed */
-      return 4;
+      mp_free(tok);
     }
     mp_queue_free(g);
+    mp_queue_free(s);
+    mp_queue_free(r);
+    mp_queue_free(f);
   }
   *out = mp_value_int(2 * i);
   return 0;
@@ -139,26 +154,22 @@ static int gated(const mp_value *in, mp_value **out) {
 /* ---- the gate: one token, and the pid of the run that took it ------------------------ */
 
 typedef struct gate {
-  char gate[128], started[128];
+  char name[128];
 } gate;
 
-static void gate_open(gate *g, const char *name) {
-  snprintf(g->gate, sizeof g->gate, "%s-gate", name);
-  snprintf(g->started, sizeof g->started, "%s-started", name);
-  assert_mp_ok(mp_redis_queue_delete(mp_test_redis_url(), g->gate, 5000));
-  assert_mp_ok(mp_redis_queue_delete(mp_test_redis_url(), g->started, 5000));
-  mp_queue *q = NULL;
-  assert_mp_ok(mp_redis_queue_create(&q, mp_test_redis_url(), g->gate, NULL));
-  assert_mp_ok(mp_queue_put(q, "token", 5, 5000));
+static void put_to(const char *base, const char *suffix, const char *what) {
+  mp_queue *q = open_q(mp_test_redis_url(), base, suffix);
+  assert_non_null(q);
+  assert_mp_ok(mp_queue_put(q, what, strlen(what), 5000));
   mp_queue_free(q);
 }
 
-/* Waits (a minute at most) for the run that took the token: its pid. */
-static int64_t gate_taken(gate *g) {
-  mp_queue *q = NULL;
+/* Takes the next item of base``suffix (a minute at most) as a number. */
+static int64_t take_from(const char *base, const char *suffix) {
+  mp_queue *q = open_q(mp_test_redis_url(), base, suffix);
   void *buf = NULL;
   size_t len = 0;
-  assert_mp_ok(mp_redis_queue_create(&q, mp_test_redis_url(), g->started, NULL));
+  assert_non_null(q);
   assert_mp_ok(mp_queue_get(q, &buf, &len, 60000));
   char s[32];
   snprintf(s, sizeof s, "%.*s", (int)len, (const char *)buf);
@@ -167,12 +178,25 @@ static int64_t gate_taken(gate *g) {
   return strtoll(s, NULL, 10);
 }
 
+static void gate_open(gate *g, const char *name) {
+  static const char *const parts[] = {"", "-started", "-release", "-finished"};
+  snprintf(g->name, sizeof g->name, "%s-gate", name);
+  for (int i = 0; i < 4; i++) {
+    char q[160];
+    snprintf(q, sizeof q, "%s%s", g->name, parts[i]);
+    assert_mp_ok(mp_redis_queue_delete(mp_test_redis_url(), q, 5000));
+  }
+  put_to(g->name, "", "token");
+}
+
+/* Waits for the run that took the token: its pid. */
+static int64_t gate_taken(gate *g) { return take_from(g->name, "-started"); }
+
 static mp_value *gated_input(int64_t i, const char *url, const gate *g) {
   mp_value *v = mp_value_list();
   mp_value_append(v, mp_value_int(i));
   mp_value_append(v, mp_value_str(url));
-  mp_value_append(v, mp_value_str(g->gate));
-  mp_value_append(v, mp_value_str(g->started));
+  mp_value_append(v, mp_value_str(g->name));
   return v;
 }
 
@@ -405,6 +429,53 @@ static void used_up_attempts_fail_with_the_worker_named(void **state) {
   stop_worker(w);
 }
 
+#ifndef _WIN32
+static void callback_count(mp_result *r, void *arg) {
+  (void)r;
+  (*(int *)arg)++; /* read after the pool is joined */
+}
+
+/* A worker frozen mid-task (SIGSTOP: its heartbeat stops too) is taken for dead; its task
+ * runs on another worker and that answer is the one given. Thawed, the first worker ends
+ * the task too and answers again: that second answer is dropped. The first worker's next
+ * task proves its duplicate answer came (and went) before: answers are read in order. */
+static void task_that_ran_twice_is_answered_once(void **state) {
+  (void)state;
+  const char *name = fresh("twice");
+  gate g;
+  gate_open(&g, name);
+  mp_process *a = start_worker(name, "", 1, 0);
+  mp_pool *pool = open_pool(name, 3, 500);
+  mp_value *in = gated_input(21, mp_test_redis_url(), &g), *v = NULL;
+  mp_result *r = NULL;
+  int calls = 0;
+  assert_mp_ok(mp_pool_apply_async_cb(pool, gated, in, callback_count, &calls, &r));
+  assert_int_equal(gate_taken(&g), mp_process_pid(a));
+  assert_int_equal(kill((pid_t)mp_process_pid(a), SIGSTOP), 0);
+  mp_process *b = start_worker(name, "", 1, 0);
+  assert_mp_ok(mp_result_get(r, &v, 60000)); /* b ran it again */
+  assert_int_equal(int_of(v), 42);
+  stop_worker(b);
+  put_to(g.name, "-release", "go");
+  assert_int_equal(kill((pid_t)mp_process_pid(a), SIGCONT), 0);
+  assert_int_equal(take_from(g.name, "-finished"), 0); /* a ended its run: it answers next */
+  mp_value *four = mp_value_int(4), *sq = NULL;
+  assert_mp_ok(mp_pool_apply(pool, square, four, &sq)); /* only a is left to run it */
+  assert_int_equal(int_of(sq), 16);
+  assert_mp_ok(mp_result_get(r, &v, 0));
+  assert_int_equal(int_of(v), 42);
+  assert_mp_ok(mp_pool_close(pool));
+  assert_mp_ok(mp_pool_join(pool, 60000));
+  assert_int_equal(calls, 1);
+  mp_result_free(r);
+  mp_value_free(sq);
+  mp_value_free(four);
+  mp_value_free(in);
+  mp_pool_free(pool);
+  stop_worker(a);
+}
+#endif
+
 static void worker_of_another_build_refuses(void **state) {
   (void)state;
   const char *name = fresh("other");
@@ -473,6 +544,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test(map_starmap_apply_and_imap_run_on_separate_workers),
       cmocka_unit_test(killed_worker_task_runs_elsewhere_once),
       cmocka_unit_test(used_up_attempts_fail_with_the_worker_named),
+#ifndef _WIN32
+      cmocka_unit_test(task_that_ran_twice_is_answered_once),
+#endif
       cmocka_unit_test(worker_of_another_build_refuses),
       cmocka_unit_test(workers_leave_and_join_while_a_map_runs),
   };
