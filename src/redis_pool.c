@@ -249,8 +249,9 @@ static void reclaim(mp__rpool *rp) {
   for (int i = 0; i < 7; i++)
     lens[i] = strlen(argv[i]);
   redisReply *reply = NULL;
-  mp__redis_call(rp->rx, 7, argv, lens, &reply); /* a failure: the next round tries again */
-  mp__redis_reply_free(reply);
+  if (mp__redis_call(rp->rx, 7, argv, lens, &reply) < 0 && strstr(mp_last_error(), "NOSCRIPT"))
+    mp__redis_drop(rp->rx);    /* a restarted Redis forgot the script: reconnecting loads it */
+  mp__redis_reply_free(reply); /* any other failure: the next round tries again */
 }
 
 static int stopping(mp__rpool *rp) {

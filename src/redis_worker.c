@@ -41,6 +41,7 @@ typedef struct wk {
   mp_plat_mutex mu;
   mp_plat_cond cv;
   size_t nheld;
+  char beat_ids[MP_REDIS_MAX_PREFETCH][MP_REDIS_ID_MAX]; /* the heartbeat's copy */
   uint32_t lease_ms;
   int stop;
   mp_thread *thread;
@@ -60,7 +61,8 @@ static int on_connect(mp__redis *r, void *arg) {
 
 /* ---- the heartbeat --------------------------------------------------------------------- */
 
-static void refresh(wk *w, size_t n) {
+/* XCLAIM ... JUSTID of the ids held: resets their idle time, so no master reclaims them. */
+static void refresh(wk *w, char (*ids)[MP_REDIS_ID_MAX], size_t n) {
   const char **argv = malloc((n + 6) * sizeof *argv);
   size_t *lens = malloc((n + 6) * sizeof *lens);
   if (argv && lens && mp__redis_ensure(w->hb, -1) == 0) {
@@ -70,8 +72,8 @@ static void refresh(wk *w, size_t n) {
       lens[i] = strlen(head[i]);
     }
     for (size_t i = 0; i < n; i++) {
-      argv[5 + i] = w->ents[i].id; /* the main thread leaves ents alone while it holds them */
-      lens[5 + i] = strlen(w->ents[i].id);
+      argv[5 + i] = ids[i];
+      lens[5 + i] = strlen(ids[i]);
     }
     argv[5 + n] = "JUSTID";
     lens[5 + n] = 6;
@@ -96,9 +98,11 @@ static void heartbeat(void *arg) {
       mp_plat_cond_wait(&w->cv, &w->mu, beat);
     if (w->stop || w->nheld == 0)
       continue;
-    size_t n = w->nheld;
+    size_t n = w->nheld; /* copied under the lock: the main thread reuses ents after */
+    for (size_t i = 0; i < n; i++)
+      memcpy(w->beat_ids[i], w->ents[i].id, MP_REDIS_ID_MAX);
     mp_plat_mutex_unlock(&w->mu);
-    refresh(w, n);
+    refresh(w, w->beat_ids, n);
     mp_plat_mutex_lock(&w->mu);
   }
   mp_plat_mutex_unlock(&w->mu);
@@ -233,7 +237,8 @@ static int run_entry(wk *w, size_t i, size_t *from) {
   return 0;
 }
 
-/* Takes up to w->batch tasks (waiting up to idle_exit_ms, or forever): their count. */
+/* Takes up to w->batch tasks (waiting up to idle_exit_ms, or forever) into ents; *n says
+ * how many. */
 static int take(wk *w, size_t *n) {
   size_t count = w->batch;
   if (w->max_tasks && w->max_tasks - w->done < count)
@@ -251,9 +256,8 @@ static int take(wk *w, size_t *n) {
   for (int i = 0; i < 11; i++)
     lens[i] = strlen(all[i]);
   *n = 0;
-  int rc = mp__redis_ensure(w->r, -1);
   redisReply *reply = NULL;
-  rc = rc ? rc : mp__redis_send(w->r, 11, all, lens);
+  int rc = mp__redis_send(w->r, 11, all, lens);
   rc = rc ? rc : mp__redis_recv(w->r, w->idle_exit_ms ? w->idle_exit_ms : MP_FOREVER, &reply);
   if (rc == 0 && reply->type == REDIS_REPLY_ERROR) {
     rc = mp__redis_reply_error(w->r, reply, "XREADGROUP");
@@ -285,9 +289,12 @@ static int serve(wk *w) {
     if (w->max_tasks && w->done >= w->max_tasks)
       return 0;
     size_t n = 0;
-    int rc = take(w, &n);
+    int rc = mp__redis_ensure(w->r, -1); /* MP_EBROKEN: unreachable for reconnect_ms */
+    if (rc < 0)
+      return rc;
+    rc = take(w, &n);
     if (rc == MP_EBROKEN || rc == MP_EPROTO)
-      continue; /* a lost connection: the next take reconnects (or gives up: ensure) */
+      continue; /* a lost connection or a bad reply: the next take reconnects */
     if (rc < 0)
       return rc;
     if (n == 0 && w->idle_exit_ms)
