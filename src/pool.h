@@ -168,6 +168,8 @@ void mp__pool_wake_locked(mp_pool *p);
 void mp__pool_drain_wake(mp_pool *p);
 /* The master thread (pool_master.c). */
 void mp__pool_thread(void *arg);
+/* A master says it started (rc 0) or why it could not (rc < 0, the last error). */
+void mp__pool_started(mp_pool *p, int rc);
 /* Makes a pool of nworkers (0: mp_cpu_count()) whose master is thread(pool), with remote
  * (may be NULL) as its remote state, and waits until the master says it started. The
  * pool frees remote with remote_free, also when this fails. */

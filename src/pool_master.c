@@ -583,11 +583,7 @@ static void wind_down(mp_pool *p) {
   mp__fail_tasks(t, MP_ECANCELED, "the pool was terminated");
 }
 
-void mp__pool_thread(void *arg) {
-  mp_pool *p = arg;
-  int rc = 0;
-  for (int i = 0; i < p->nworkers && rc == 0; i++)
-    rc = worker_start(p, &p->w[i]);
+void mp__pool_started(mp_pool *p, int rc) {
   mp__pool_lock(p);
   p->start_rc = rc;
   if (rc < 0)
@@ -595,6 +591,14 @@ void mp__pool_thread(void *arg) {
   p->started = 1;
   mp_plat_cond_broadcast(&p->cv);
   mp__pool_unlock(p);
+}
+
+void mp__pool_thread(void *arg) {
+  mp_pool *p = arg;
+  int rc = 0;
+  for (int i = 0; i < p->nworkers && rc == 0; i++)
+    rc = worker_start(p, &p->w[i]);
+  mp__pool_started(p, rc);
   if (rc == 0)
     run(p);
   wind_down(p);

@@ -160,16 +160,8 @@ static mp__task *take(mp__rpool *rp, uint64_t id) {
 
 static int on_connect(mp__redis *r, void *arg) {
   mp__rpool *rp = arg;
-  const char *grp[6] = {"XGROUP", "CREATE", rp->k_tasks, MP__RP_GROUP, "0", "MKSTREAM"};
-  size_t gl[6];
-  for (int i = 0; i < 6; i++)
-    gl[i] = strlen(grp[i]);
   redisReply *reply = NULL;
-  int rc = mp__redis_call(r, 6, grp, gl, &reply);
-  if (rc < 0 && strstr(mp_last_error(), "BUSYGROUP") != NULL)
-    rc = 0; /* made before, by a worker or another master */
-  mp__redis_reply_free(reply);
-  reply = NULL;
+  int rc = mp__rp_make_group(r, rp->k_tasks);
   const char *load[3] = {"SCRIPT", "LOAD", reclaim_lua};
   size_t ll[3] = {6, 4, strlen(reclaim_lua)};
   rc = rc ? rc : mp__redis_call(r, 3, load, ll, &reply);
@@ -428,13 +420,7 @@ static void pool_thread(void *arg) {
   int rc = mp__redis_ensure(rp->tx, -1);
   rc = rc ? rc : mp__redis_ensure(rp->rx, -1);
   rc = rc ? rc : mp_thread_create(&rp->collector, collector, rp, "PoolCollector");
-  mp__pool_lock(p);
-  p->start_rc = rc;
-  if (rc < 0)
-    snprintf(p->msg, sizeof p->msg, "%s", mp_last_error());
-  p->started = 1;
-  mp_plat_cond_broadcast(&p->cv);
-  mp__pool_unlock(p);
+  mp__pool_started(p, rc);
   if (rc < 0)
     return;
   run(rp);
@@ -481,11 +467,7 @@ static int rpool_new(mp__rpool **out, const char *url, const char *name,
   rc = rc ? rc : mp__rp_key(rp->k_tasks, sizeof rp->k_tasks, name, "tasks");
   rc = rc ? rc : mp__rp_key(rp->k_res, sizeof rp->k_res, name, suffix);
   mp__redis_cfg cfg;
-  memset(&cfg, 0, sizeof cfg);
-  cfg.connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
-  cfg.io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 10000;
-  cfg.reconnect_ms = o->reconnect_ms > 0 ? o->reconnect_ms : 30000;
-  cfg.tls_ca_file = o->tls_ca_file;
+  mp__rp_cfg(&cfg, o->connect_timeout_ms, o->io_timeout_ms, o->reconnect_ms, o->tls_ca_file);
   cfg.on_connect = on_connect;
   cfg.arg = rp;
   rc = rc ? rc : mp__redis_create(&rp->tx, url, &cfg);

@@ -64,4 +64,12 @@ int mp__rp_put_fail(mp__buf *b, uint64_t id, int code, const char *msg);
 /* The tasks stream's key and a reply key of pool `name`: MP_EINVAL for a bad name. */
 int mp__rp_key(char *buf, size_t size, const char *name, const char *suffix);
 
+struct mp__redis;
+struct mp__redis_cfg;
+/* A connection's settings from the options' fields (0: the defaults of docs/redis.md). */
+void mp__rp_cfg(struct mp__redis_cfg *cfg, int connect_ms, int io_ms, int reconnect_ms,
+                const char *ca_file);
+/* Makes the tasks stream and its group (once: a second call finds them). */
+int mp__rp_make_group(struct mp__redis *r, const char *k_tasks);
+
 #endif /* MP_REDIS_POOL_H */

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <hiredis/hiredis.h>
+
 #include "pool_wire.h"
 #include "redis.h"
 #include "redis_pool.h"
@@ -90,4 +92,24 @@ int mp__rp_key(char *buf, size_t size, const char *name, const char *suffix) {
                         MP_REDIS_NAME_MAX);
   int w = snprintf(buf, size, "mp:pool:{%s}:%s", name, suffix);
   return w > 0 && (size_t)w < size ? 0 : mp_set_error(MP_EINVAL, "redis pool: key too long");
+}
+
+void mp__rp_cfg(mp__redis_cfg *cfg, int connect_ms, int io_ms, int reconnect_ms,
+                const char *ca_file) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->connect_timeout_ms = connect_ms > 0 ? connect_ms : 5000;
+  cfg->io_timeout_ms = io_ms > 0 ? io_ms : 10000;
+  cfg->reconnect_ms = reconnect_ms > 0 ? reconnect_ms : 30000;
+  cfg->tls_ca_file = ca_file;
+}
+
+int mp__rp_make_group(mp__redis *r, const char *k_tasks) {
+  const char *argv[6] = {"XGROUP", "CREATE", k_tasks, MP__RP_GROUP, "0", "MKSTREAM"};
+  size_t lens[6];
+  for (int i = 0; i < 6; i++)
+    lens[i] = strlen(argv[i]);
+  redisReply *reply = NULL;
+  int rc = mp__redis_call(r, 6, argv, lens, &reply);
+  mp__redis_reply_free(reply);
+  return rc < 0 && strstr(mp_last_error(), "BUSYGROUP") != NULL ? 0 : rc; /* made before */
 }

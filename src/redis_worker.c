@@ -49,14 +49,7 @@ typedef struct wk {
 
 static int on_connect(mp__redis *r, void *arg) {
   wk *w = arg;
-  const char *grp[6] = {"XGROUP", "CREATE", w->k_tasks, MP__RP_GROUP, "0", "MKSTREAM"};
-  size_t gl[6];
-  for (int i = 0; i < 6; i++)
-    gl[i] = strlen(grp[i]);
-  redisReply *reply = NULL;
-  int rc = mp__redis_call(r, 6, grp, gl, &reply);
-  mp__redis_reply_free(reply);
-  return rc < 0 && strstr(mp_last_error(), "BUSYGROUP") != NULL ? 0 : rc;
+  return mp__rp_make_group(r, w->k_tasks);
 }
 
 /* ---- the heartbeat --------------------------------------------------------------------- */
@@ -342,11 +335,7 @@ static int setup(wk *w, const char *url, const char *name, const mp_worker_opts 
   }
   rc = rc ? rc : mp__rp_key(w->k_tasks, sizeof w->k_tasks, name, "tasks");
   mp__redis_cfg cfg;
-  memset(&cfg, 0, sizeof cfg);
-  cfg.connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
-  cfg.io_timeout_ms = o->io_timeout_ms > 0 ? o->io_timeout_ms : 10000;
-  cfg.reconnect_ms = o->reconnect_ms > 0 ? o->reconnect_ms : 30000;
-  cfg.tls_ca_file = o->tls_ca_file;
+  mp__rp_cfg(&cfg, o->connect_timeout_ms, o->io_timeout_ms, o->reconnect_ms, o->tls_ca_file);
   cfg.on_connect = on_connect;
   cfg.arg = w;
   rc = rc ? rc : mp__redis_create(&w->r, url, &cfg);

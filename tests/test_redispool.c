@@ -67,6 +67,13 @@ static void stop_worker(mp_process *p) {
   mp_process_free(p);
 }
 
+/* Closes, joins and frees the pool (its work done). */
+static void close_pool(mp_pool *pool) {
+  assert_mp_ok(mp_pool_close(pool));
+  assert_mp_ok(mp_pool_join(pool, 60000));
+  mp_pool_free(pool);
+}
+
 static mp_pool *open_pool(const char *name, int attempts, int lease_ms) {
   mp_redis_pool_opts o = {0};
   o.workers = 2;
@@ -242,9 +249,7 @@ static void bad_arguments_are_refused(void **state) {
   assert_null(r);
   assert_int_equal(mp_pool_size(pool), 2);
   mp_args_free(a);
-  assert_mp_ok(mp_pool_close(pool));
-  assert_mp_ok(mp_pool_join(pool, 10000));
-  mp_pool_free(pool);
+  close_pool(pool);
 }
 
 static void redis_down_is_a_clear_error_in_time(void **state) {
@@ -345,9 +350,7 @@ static void map_starmap_apply_and_imap_run_on_separate_workers(void **state) {
   mp_imap_free(it);
   for (int i = 0; i < N; i++)
     mp_value_free(in[i]);
-  assert_mp_ok(mp_pool_close(pool));
-  assert_mp_ok(mp_pool_join(pool, 60000));
-  mp_pool_free(pool);
+  close_pool(pool);
   stop_worker(w1);
   stop_worker(w2);
 }
@@ -391,9 +394,7 @@ static void killed_worker_task_runs_elsewhere_once(void **state) {
   mp_imap_free(it);
   for (int i = 0; i < N; i++)
     mp_value_free(in[i]);
-  assert_mp_ok(mp_pool_close(pool));
-  assert_mp_ok(mp_pool_join(pool, 60000));
-  mp_pool_free(pool);
+  close_pool(pool);
   mp_process_free(ws[k]);
   stop_worker(ws[1 - k]);
 }
@@ -530,9 +531,7 @@ static void workers_leave_and_join_while_a_map_runs(void **state) {
   mp_imap_free(it);
   for (int i = 0; i < N; i++)
     mp_value_free(in[i]);
-  assert_mp_ok(mp_pool_close(pool));
-  assert_mp_ok(mp_pool_join(pool, 60000));
-  mp_pool_free(pool);
+  close_pool(pool);
   stop_worker(w2);
 }
 
