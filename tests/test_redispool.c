@@ -271,6 +271,24 @@ static void redis_down_is_a_clear_error_in_time(void **state) {
   assert_true(now_ms() - t0 < 20000);
 }
 
+static void terminate_cancels_what_no_worker_took(void **state) {
+  (void)state;
+  mp_pool *pool = open_pool(fresh("terminate"), 0, 0); /* no worker serves it */
+  mp_result *r[3];
+  mp_value *one = mp_value_int(1), *v = NULL;
+  for (int i = 0; i < 3; i++)
+    assert_mp_ok(mp_pool_apply_async(pool, square, one, &r[i]));
+  assert_mp(MP_ETIMEDOUT, mp_result_get(r[0], &v, 0));
+  assert_mp_ok(mp_pool_terminate(pool));
+  for (int i = 0; i < 3; i++) {
+    assert_mp(MP_ECANCELED, mp_result_get(r[i], &v, 0));
+    mp_result_free(r[i]);
+  }
+  assert_mp(MP_ESTATE, mp_pool_apply_async(pool, square, one, &r[0]));
+  mp_pool_free(pool);
+  mp_value_free(one);
+}
+
 static void map_starmap_apply_and_imap_run_on_separate_workers(void **state) {
   (void)state;
   const char *name = fresh("map");
@@ -540,6 +558,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(bad_arguments_are_refused),
       cmocka_unit_test(redis_down_is_a_clear_error_in_time),
+      cmocka_unit_test(terminate_cancels_what_no_worker_took),
       cmocka_unit_test(map_starmap_apply_and_imap_run_on_separate_workers),
       cmocka_unit_test(killed_worker_task_runs_elsewhere_once),
       cmocka_unit_test(used_up_attempts_fail_with_the_worker_named),
