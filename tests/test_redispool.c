@@ -495,6 +495,43 @@ static void task_that_ran_twice_is_answered_once(void **state) {
 }
 #endif
 
+#ifdef MP_PYTHON3
+/* A Python worker written from docs/redis.md (tests/interop/redis_pool_peer.py) reads the
+ * tasks of a map and answers them; the C master takes its answers like any worker's. */
+static void python_worker_reads_and_answers_the_wire_format(void **state) {
+  (void)state;
+  const char *name = fresh("python");
+  mp_pool *pool = open_pool(name, 0, 0);
+  enum { N = 12 };
+  mp_value *in[N], *out[N];
+  for (int i = 0; i < N; i++)
+    in[i] = mp_value_int(i + 1);
+  const char *argv[] = {
+      MP_PYTHON3, MP_INTEROP_DIR "/redis_pool_peer.py", mp_test_redis_url(), name, "4", NULL};
+  mp_popen_opts o = {0};
+  o.std_out.mode = MP_STDIO_PIPE;
+  mp_popen *py = NULL;
+  assert_mp_ok(mp_popen_create(&py, argv, &o));
+  /* 12 inputs in chunks of 3: four tasks, each answered by Python */
+  assert_mp_ok(mp_pool_map(pool, square, (const mp_value *const *)in, N, 3, out));
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(int_of(out[i]), (int64_t)(i + 1) * (i + 1));
+    mp_value_free(out[i]);
+    mp_value_free(in[i]);
+  }
+  char *text = NULL;
+  size_t len = 0;
+  int code = -1;
+  assert_mp_ok(mp_popen_communicate(py, NULL, 0, &text, &len, NULL, NULL, 60000));
+  assert_mp_ok(mp_popen_returncode(py, &code));
+  assert_int_equal(code, 0);
+  assert_non_null(strstr(text, "answered 4"));
+  mp_free(text);
+  mp_popen_free(py);
+  close_pool(pool);
+}
+#endif
+
 static void worker_of_another_build_refuses(void **state) {
   (void)state;
   const char *name = fresh("other");
@@ -564,6 +601,9 @@ int main(int argc, char **argv) {
       cmocka_unit_test(used_up_attempts_fail_with_the_worker_named),
 #ifndef _WIN32
       cmocka_unit_test(task_that_ran_twice_is_answered_once),
+#endif
+#ifdef MP_PYTHON3
+      cmocka_unit_test(python_worker_reads_and_answers_the_wire_format),
 #endif
       cmocka_unit_test(worker_of_another_build_refuses),
       cmocka_unit_test(workers_leave_and_join_while_a_map_runs),
