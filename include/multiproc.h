@@ -787,7 +787,8 @@ MP_API void mp_imap_free(mp_imap *it);
 
 /* ---- subprocesses (popen.c) --------------------------------------------------------- */
 /* External commands, like Python's subprocess. argv is a NULL-terminated array of UTF-8
- * strings and is never handed to a shell: only mp_run_shell does that. */
+ * strings and is never handed to a shell: only mp_run_shell and mp_popen_create_shell do
+ * that. */
 
 typedef struct mp_popen mp_popen; /* a running (or finished) external command */
 
@@ -843,6 +844,9 @@ enum { MP_STDOUT = 1, MP_STDERR = 2 };
  * (missing, not executable, bad cwd) fails here with MP_ENOENT/MP_EPERM/MP_EOS naming the
  * path; on Windows a batch-file argument that cannot be passed safely is MP_EINVAL. */
 MP_API int mp_popen_create(mp_popen **p, const char *const *argv, const mp_popen_opts *opts);
+/** Like mp_popen_create, but hands cmdline to the system shell as mp_run_shell does (/bin/sh
+ * -c on POSIX, cmd.exe /d /s /c on Windows); never build cmdline from untrusted input. */
+MP_API int mp_popen_create_shell(mp_popen **p, const char *cmdline, const mp_popen_opts *opts);
 /** Writes all len bytes to the child's stdin pipe; *written (may be NULL) says how many went
  * before MP_ETIMEDOUT or MP_EBROKEN (the child closed its stdin). */
 MP_API int mp_popen_write(mp_popen *p, const void *buf, size_t len, size_t *written,
@@ -1047,23 +1051,52 @@ MP_API int mp_worker_serve(const char *url, const char *name, const mp_worker_op
  * protocol: a C master serves queues that Python workers use, and a C worker uses queues
  * that a Python master serves. Addresses are IPv4 "host:port"; the server listens on all
  * interfaces only for "0.0.0.0:port" or ":port"; port 0 picks a free port (see
- * mp_manager_address). Authkeys are NUL-terminated byte strings (Python's b'abc' is "abc"). */
+ * mp_manager_address). Authkeys are byte strings: NUL-terminated with mp_manager_create and
+ * mp_manager_connect (Python's b'abc' is "abc"), or any bytes, NUL included, with a length
+ * through mp_manager_create_bytes and mp_manager_connect_bytes. The library's copies of a
+ * key are zeroed before their memory is freed. */
 
 typedef struct mp_manager mp_manager;               /* the server side */
 typedef struct mp_manager_client mp_manager_client; /* a connection to a server */
 
 typedef struct mp_manager_opts {
-  int max_connections;       /* connections served at once; 0: 64. More wait to be accepted */
+  int max_connections;       /* authenticated connections served at once (a thread each);
+                                0: 64. More wait, authenticated, until one ends */
   int handshake_timeout_ms;  /* for authentication and the first request; 0 or
                                 MP_DEFAULT_TIMEOUT: 5000 ms (always bounded: see the top) */
-  size_t max_message;        /* largest request after authentication; 0: 64 MiB */
+  size_t max_message;        /* largest request after authentication; 0: 64 MiB. A larger
+                                one is skipped and answered with a ValueError */
   int allow_empty_authkey;   /* an empty authkey is refused (MP_EINVAL) unless this is set */
   int allow_remote_shutdown; /* let clients call 'shutdown' (Python's manager.shutdown()) */
+  int max_handshakes;        /* connections in the handshake stage at once, all served by one
+                                thread; 0: 1024. A new one then drops the oldest */
+  size_t max_values;         /* values one request may decode to; 0: 2,097,152. Never more
+                                than the request's size in bytes + 262,144 */
 } mp_manager_opts;
+
+/* How a manager is doing (mp_manager_get_status). */
+typedef struct mp_manager_status {
+  int serving;            /* 1 from mp_manager_start until serving ended */
+  int ended;              /* why serving ended: MP_MANAGER_RUNNING (not yet),
+                             MP_MANAGER_ENDED_SHUTDOWN or MP_MANAGER_ENDED_REMOTE */
+  size_t connections;     /* authenticated connections being served now */
+  size_t handshakes;      /* connections in the handshake stage, or authenticated and
+                             waiting for a serving slot, now */
+  uint64_t accepted;      /* connections accepted so far */
+  uint64_t auth_failures; /* handshakes refused: a wrong key or a malformed answer */
+  uint64_t accept_errors; /* transient failures (accept: EMFILE, ENFILE, ENOMEM...; a serving
+                             thread that could not start); serving goes on after each */
+  char last_error[256];   /* the last such failure, with the OS error */
+} mp_manager_status;
+
+enum { MP_MANAGER_RUNNING = 0, MP_MANAGER_ENDED_SHUTDOWN = 1, MP_MANAGER_ENDED_REMOTE = 2 };
 
 /** Binds address and prepares a server (opts may be NULL); nothing is served before start. */
 MP_API int mp_manager_create(mp_manager **m, const char *address, const char *authkey,
                              const mp_manager_opts *opts);
+/** Like mp_manager_create with a key of keylen bytes, which may contain NUL bytes. */
+MP_API int mp_manager_create_bytes(mp_manager **m, const char *address, const void *authkey,
+                                   size_t keylen, const mp_manager_opts *opts);
 /** Registers a queue.Queue(maxsize) (0: unbounded) under a name like "get_task_queue". */
 MP_API int mp_manager_register_queue(mp_manager *m, const char *name, size_t maxsize);
 /** Returns the bound address as "host:port" (the real port when created with port 0). */
@@ -1074,6 +1107,11 @@ MP_API int mp_manager_start(mp_manager *m);
 MP_API int mp_manager_serve_forever(mp_manager *m);
 /** Stops serving: ends every connection and blocked call, waits for them; idempotent. */
 MP_API int mp_manager_shutdown(mp_manager *m);
+/** Copies the manager's current status into *st (any thread, any time). */
+MP_API int mp_manager_get_status(mp_manager *m, mp_manager_status *st);
+/** Waits until serving has ended (mp_manager_shutdown, or a permitted remote shutdown):
+ * 0, MP_ETIMEDOUT while it still serves, MP_ESTATE if serving never started. */
+MP_API int mp_manager_wait(mp_manager *m, int timeout_ms);
 /** Shuts down if needed and frees the manager and its queues. */
 MP_API void mp_manager_free(mp_manager *m);
 /** A direct handle on a registered queue, without the network (free with mp_queue_free
@@ -1082,6 +1120,9 @@ MP_API int mp_manager_local_queue(mp_manager *m, const char *name, mp_queue **q)
 
 /** Connects to a manager (C or Python) and checks the authkey: MP_EAUTH on a wrong key. */
 MP_API int mp_manager_connect(mp_manager_client **c, const char *address, const char *authkey);
+/** Like mp_manager_connect with a key of keylen bytes, which may contain NUL bytes. */
+MP_API int mp_manager_connect_bytes(mp_manager_client **c, const char *address, const void *authkey,
+                                    size_t keylen);
 /** Gets a proxy for the registered object `name` (as manager.get_task_queue()); its put
  * and get take values (mp_queue_put_value); mp_queue_put sends bytes, and mp_queue_get
  * gives a bytes item's content or another item's MessagePack encoding. MP_ENOENT: unknown. */

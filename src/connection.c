@@ -8,25 +8,19 @@
 #include "xfer.h"
 #include "buf.h"
 #include "connection.h"
+#include "frame.h"
 #include "platform.h"
 
 #define HDR_SHORT 4
-#define HDR_LONG 12  /* -1 marker + 8-byte length */
+#define HDR_LONG MP_FRAME_HDR_MAX
 #define RA_MIN 65536 /* a read-ahead buffer's least size */
 
 struct mp_conn {
   mp_plat_chan *chan; /* NULL once closed */
-  size_t max_message;
-  /* Receive state of the frame in progress. */
-  unsigned char hdr[HDR_LONG];
-  size_t hdr_got, hdr_need;
-  int in_body;
-  unsigned char *body;
-  size_t body_len, body_got;
-  uint64_t skip; /* bytes of an oversized message still to discard */
-  int desync;    /* a malformed prefix was read: message boundaries are lost for good */
+  mp__frame_rx rx;    /* the frame in progress, kept across timeouts; its max, skip and
+                         desync serve the read-ahead too */
   /* Read-ahead (mp__conn_set_readahead): each read takes what has arrived, and messages
-   * are served out of ra[ra_start..ra_len) instead of the frame state above. */
+   * are served out of ra[ra_start..ra_len) instead of rx. */
   int readahead, accepts_handles;
   unsigned char *ra;
   size_t ra_start, ra_len, ra_cap;
@@ -38,12 +32,16 @@ struct mp_conn {
   size_t out_n;
 };
 
-static void reset_rx(mp_conn *c) {
-  c->hdr_got = 0;
-  c->hdr_need = HDR_SHORT;
-  c->in_body = 0;
-  c->body = NULL;
-  c->body_len = c->body_got = 0;
+static void put_be(unsigned char *p, uint64_t v, int n) {
+  for (int i = n - 1; i >= 0; i--, v >>= 8)
+    p[i] = (unsigned char)(v & 0xff);
+}
+
+static uint64_t get_be(const unsigned char *p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; i++)
+    v = (v << 8) | p[i];
+  return v;
 }
 
 static int conn_new(mp_conn **out, mp_plat_chan *chan) {
@@ -53,8 +51,7 @@ static int conn_new(mp_conn **out, mp_plat_chan *chan) {
     return mp_set_error(MP_ENOMEM, "out of memory allocating a connection");
   }
   c->chan = chan;
-  c->max_message = MP_CONN_DEFAULT_MAX_MESSAGE;
-  reset_rx(c);
+  mp__frame_init(&c->rx, MP_CONN_DEFAULT_MAX_MESSAGE);
   *out = c;
   return 0;
 }
@@ -91,18 +88,6 @@ static int check(const mp_conn *c, int dir, const char *fn) {
   return 0;
 }
 
-static void put_be(unsigned char *p, uint64_t v, int n) {
-  for (int i = n - 1; i >= 0; i--, v >>= 8)
-    p[i] = (unsigned char)(v & 0xff);
-}
-
-static uint64_t get_be(const unsigned char *p, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < n; i++)
-    v = (v << 8) | p[i];
-  return v;
-}
-
 int mp_conn_send(mp_conn *c, const void *buf, size_t len) {
   int rc = check(c, MP_CHAN_WRITE, "mp_conn_send");
   if (rc < 0)
@@ -110,15 +95,8 @@ int mp_conn_send(mp_conn *c, const void *buf, size_t len) {
   if (buf == NULL && len > 0)
     return mp_set_error(MP_EINVAL, "mp_conn_send: buf is NULL but len is %llu",
                         (unsigned long long)len);
-  unsigned char hdr[HDR_LONG];
-  size_t hlen = HDR_SHORT;
-  if ((uint64_t)len > 0x7fffffffu) {
-    put_be(hdr, 0xffffffffu, 4);
-    put_be(hdr + 4, (uint64_t)len, 8);
-    hlen = HDR_LONG;
-  } else {
-    put_be(hdr, (uint64_t)len, 4);
-  }
+  unsigned char hdr[MP_FRAME_HDR_MAX];
+  size_t hlen = mp__frame_header(hdr, (uint64_t)len);
   mp_plat_buf parts[2] = {{hdr, hlen}, {buf, len}};
   return mp_plat_chan_write(c->chan, parts, 2);
 }
@@ -135,8 +113,7 @@ static int remaining(uint64_t deadline_ns, int timeout_ms) {
 static int read_some(mp_conn *c, void *buf, size_t len, uint64_t deadline, int timeout_ms,
                      size_t *got) {
   int rc = mp_plat_chan_read(c->chan, buf, len, remaining(deadline, timeout_ms), got);
-  int mid_frame = c->hdr_got > 0 || c->in_body || c->skip > 0;
-  if (rc == MP_EEOF && mid_frame) {
+  if (rc == MP_EEOF && mp__frame_mid(&c->rx)) {
     char cause[256]; /* mp_set_error overwrites the message it would be formatting */
     snprintf(cause, sizeof cause, "%s", mp_last_error());
     return mp_set_error(MP_EBROKEN,
@@ -145,76 +122,43 @@ static int read_some(mp_conn *c, void *buf, size_t len, uint64_t deadline, int t
   return rc;
 }
 
+/* Reads until a frame is complete (MP_FRAME_DONE) or an error; reads never go past the
+ * frame, and a timeout keeps what arrived for the next call. */
+static int recv_frame(mp_conn *c, int timeout_ms) {
+  uint64_t deadline = timeout_ms > 0 ? mp_plat_monotonic_ns() + (uint64_t)timeout_ms * 1000000u : 0;
+  unsigned char scratch[4096]; /* where the bytes of a skipped frame go */
+  for (;;) {
+    unsigned char *dst;
+    size_t room = mp__frame_space(&c->rx, &dst), got;
+    if (room == 0)
+      return mp__frame_advance(&c->rx, 0); /* lost boundaries: the error says so */
+    if (dst == NULL) {
+      dst = scratch;
+      room = room < sizeof scratch ? room : sizeof scratch;
+    }
+    int rc = read_some(c, dst, room, deadline, timeout_ms, &got);
+    if (rc == 0)
+      rc = mp__frame_advance(&c->rx, got);
+    if (rc != MP_FRAME_MORE)
+      return rc;
+  }
+}
+
+/* ---- read-ahead: many small messages per system call ------------------------------- */
+
+/* Reads and drops the rest of an oversized message that the read-ahead refused. */
 static int skip_oversized(mp_conn *c, uint64_t deadline, int timeout_ms) {
   unsigned char scratch[4096];
-  while (c->skip > 0) {
-    size_t want = c->skip < sizeof scratch ? (size_t)c->skip : sizeof scratch;
+  while (c->rx.skip > 0) {
+    size_t want = c->rx.skip < sizeof scratch ? (size_t)c->rx.skip : sizeof scratch;
     size_t got;
     int rc = read_some(c, scratch, want, deadline, timeout_ms, &got);
     if (rc < 0)
       return rc;
-    c->skip -= got;
+    c->rx.skip -= got;
   }
   return 0;
 }
-
-/* Reads the header; then validates the length, which is never allocated when too large. */
-static int read_header(mp_conn *c, uint64_t deadline, int timeout_ms) {
-  while (c->hdr_got < c->hdr_need) {
-    size_t got;
-    int rc =
-        read_some(c, c->hdr + c->hdr_got, c->hdr_need - c->hdr_got, deadline, timeout_ms, &got);
-    if (rc < 0)
-      return rc;
-    c->hdr_got += got;
-    if (c->hdr_got == HDR_SHORT && c->hdr_need == HDR_SHORT) {
-      int32_t n = (int32_t)(uint32_t)get_be(c->hdr, 4);
-      if (n == -1)
-        c->hdr_need = HDR_LONG;
-      else if (n < 0) {
-        reset_rx(c);
-        c->desync = 1;
-        return mp_set_error(MP_EPROTO, "bad message length prefix %ld", (long)n);
-      }
-    }
-  }
-  uint64_t n = c->hdr_need == HDR_LONG ? get_be(c->hdr + 4, 8) : get_be(c->hdr, 4);
-  if (n > (uint64_t)c->max_message) {
-    reset_rx(c);
-    c->skip = n;
-    return mp_set_error(MP_EPROTO,
-                        "message of %llu bytes exceeds the connection's maximum of "
-                        "%llu bytes (mp_conn_set_max_message); it is skipped",
-                        (unsigned long long)n, (unsigned long long)c->max_message);
-  }
-  c->body = malloc(n ? (size_t)n : 1);
-  if (c->body == NULL) {
-    c->skip = n;
-    reset_rx(c);
-    return mp_set_error(MP_ENOMEM, "out of memory for a message of %llu bytes",
-                        (unsigned long long)n);
-  }
-  c->in_body = 1;
-  c->body_len = (size_t)n;
-  c->body_got = 0;
-  return 0;
-}
-
-static int recv_frame(mp_conn *c, int timeout_ms) {
-  uint64_t deadline = timeout_ms > 0 ? mp_plat_monotonic_ns() + (uint64_t)timeout_ms * 1000000u : 0;
-  int rc = skip_oversized(c, deadline, timeout_ms);
-  if (rc == 0 && !c->in_body)
-    rc = read_header(c, deadline, timeout_ms);
-  while (rc == 0 && c->body_got < c->body_len) {
-    size_t got;
-    rc = read_some(c, c->body + c->body_got, c->body_len - c->body_got, deadline, timeout_ms, &got);
-    if (rc == 0)
-      c->body_got += got;
-  }
-  return rc;
-}
-
-/* ---- read-ahead: many small messages per system call ------------------------------- */
 
 enum { RA_PART = 0, RA_WHOLE = 1, RA_BAD_PREFIX = 2, RA_TOO_LARGE = 3 };
 
@@ -235,7 +179,7 @@ static int ra_peek(const mp_conn *c, size_t *hdr, uint64_t *body, size_t *need) 
   if (avail < *hdr)
     return RA_PART;
   *body = n == -1 ? get_be(p + 4, 8) : (uint64_t)n;
-  if (*body > (uint64_t)c->max_message)
+  if (*body > (uint64_t)c->rx.max)
     return RA_TOO_LARGE;
   *need = *hdr + (size_t)*body;
   return avail >= *need ? RA_WHOLE : RA_PART;
@@ -244,7 +188,7 @@ static int ra_peek(const mp_conn *c, size_t *hdr, uint64_t *body, size_t *need) 
 /* The errors of ra_peek, as mp_conn_recv reports them. */
 static int ra_refuse(mp_conn *c, int why, size_t hdr, uint64_t body) {
   if (why == RA_BAD_PREFIX) {
-    c->desync = 1;
+    c->rx.desync = 1;
     return mp_set_error(MP_EPROTO, "bad message length prefix %ld",
                         (long)(int32_t)(uint32_t)get_be(c->ra + c->ra_start, 4));
   }
@@ -252,11 +196,11 @@ static int ra_refuse(mp_conn *c, int why, size_t hdr, uint64_t body) {
   size_t avail = c->ra_len - c->ra_start - hdr;
   uint64_t here = avail < body ? avail : body;
   c->ra_start += hdr + (size_t)here;
-  c->skip = body - here;
+  c->rx.skip = body - here;
   return mp_set_error(MP_EPROTO,
                       "message of %llu bytes exceeds the connection's maximum of "
                       "%llu bytes (mp_conn_set_max_message); it is skipped",
-                      (unsigned long long)body, (unsigned long long)c->max_message);
+                      (unsigned long long)body, (unsigned long long)c->rx.max);
 }
 
 /* Makes room for need bytes from ra_start on, moving the unread part to the front. */
@@ -307,7 +251,7 @@ static int ra_fill(mp_conn *c, uint64_t deadline, int timeout_ms) {
     if (in == NULL) {
       for (size_t i = 0; i < nh; i++)
         mp_plat_handle_close(h[i]);
-      c->desync = 1; /* a message will miss its handles: nothing after can be trusted */
+      c->rx.desync = 1; /* a message will miss its handles: nothing after can be trusted */
       return mp_set_error(MP_ENOMEM, "out of memory queueing %zu received handles", nh);
     }
     c->in_h = in;
@@ -320,7 +264,7 @@ static int ra_fill(mp_conn *c, uint64_t deadline, int timeout_ms) {
 }
 
 int mp__conn_set_readahead(mp_conn *c) {
-  if (c->hdr_got > 0 || c->in_body || c->skip > 0)
+  if (mp__frame_mid(&c->rx))
     return mp_set_error(MP_ESTATE, "read-ahead must be chosen before receiving");
   c->readahead = 1;
   return 0;
@@ -344,7 +288,7 @@ int mp__conn_recv_borrow(mp_conn *c, const unsigned char **msg, size_t *len, int
   int rc = check(c, MP_CHAN_READ, "mp_conn_recv");
   if (rc < 0)
     return rc;
-  if (c->desync)
+  if (c->rx.desync)
     return mp_set_error(MP_EPROTO, "mp_conn_recv: the connection lost its message boundaries "
                                    "after a malformed length prefix; close it");
   uint64_t deadline = timeout_ms > 0 ? mp_plat_monotonic_ns() + (uint64_t)timeout_ms * 1000000u : 0;
@@ -457,20 +401,12 @@ int mp_conn_recv(mp_conn *c, void **buf, size_t *len, int timeout_ms) {
     return mp_set_error(MP_EINVAL, "mp_conn_recv: buf or len is NULL");
   if (c->readahead)
     return recv_copy(c, buf, len, timeout_ms);
-  if (c->desync)
-    return mp_set_error(MP_EPROTO, "mp_conn_recv: the connection lost its message boundaries "
-                                   "after a malformed length prefix; close it");
   rc = recv_frame(c, timeout_ms);
-  if (rc == MP_EBROKEN) {
-    free(c->body);
-    reset_rx(c);
-    c->skip = 0;
-  }
+  if (rc == MP_EBROKEN)
+    mp__frame_reset(&c->rx);
   if (rc < 0)
     return rc;
-  *buf = c->body;
-  *len = c->body_len;
-  reset_rx(c);
+  mp__frame_take(&c->rx, buf, len);
   return 0;
 }
 
@@ -518,11 +454,11 @@ int mp_conn_set_max_message(mp_conn *c, size_t max_bytes) {
   if (c == NULL || max_bytes == 0)
     return mp_set_error(MP_EINVAL, "mp_conn_set_max_message: %s",
                         c == NULL ? "connection is NULL" : "the maximum must be at least 1");
-  c->max_message = max_bytes;
+  c->rx.max = max_bytes;
   return 0;
 }
 
-size_t mp_conn_max_message(const mp_conn *c) { return c ? c->max_message : 0; }
+size_t mp_conn_max_message(const mp_conn *c) { return c ? c->rx.max : 0; }
 
 int mp_conn_readable(const mp_conn *c) {
   return c && c->chan && (mp_plat_chan_dirs(c->chan) & MP_CHAN_READ) != 0;
@@ -537,9 +473,7 @@ int mp_conn_close(mp_conn *c) {
     return mp_set_error(MP_EINVAL, "mp_conn_close: connection is NULL");
   mp_plat_chan_close(c->chan);
   c->chan = NULL;
-  free(c->body);
-  reset_rx(c);
-  c->skip = 0;
+  mp__frame_reset(&c->rx);
   free(c->ra);
   c->ra = NULL;
   c->ra_start = c->ra_len = c->ra_cap = 0;
@@ -563,6 +497,8 @@ void mp_conn_free(mp_conn *c) {
 
 mp_plat_chan *mp__conn_chan(mp_conn *c) { return c ? c->chan : NULL; }
 
+int mp__conn_skipping(const mp_conn *c) { return c && c->rx.skip > 0; }
+
 /* ---- passing to a spawned child ------------------------------------------------------ */
 
 #define XFER_VERSION 1
@@ -573,12 +509,13 @@ static int conn_export(void *obj, mp__xfer *out) {
     return mp_set_error(MP_EINVAL, "cannot pass a NULL connection");
   if (c->chan == NULL)
     return mp_set_error(MP_ECLOSED, "cannot pass a closed connection to a child");
-  if (c->hdr_got > 0 || c->in_body || c->skip > 0 || c->ra_len > c->ra_start || c->in_n > 0)
+  if (mp__frame_mid(&c->rx) || c->ra_len > c->ra_start || c->in_n > 0)
     return mp_set_error(MP_ESTATE, "cannot pass a connection to a child while it is in the "
                                    "middle of receiving a message");
   out->blob[0] = XFER_VERSION;
   out->blob[1] = (unsigned char)mp_plat_chan_dirs(c->chan);
-  put_be(out->blob + 2, (uint64_t)c->max_message, 8);
+  for (int i = 0; i < 8; i++)
+    out->blob[2 + i] = (unsigned char)((uint64_t)c->rx.max >> (56 - 8 * i));
   out->blob_len = 10;
   out->handles[0] = mp_plat_chan_handle(c->chan);
   out->nhandles = 1;
@@ -592,7 +529,9 @@ static int conn_import(const mp__xfer *in, void **obj) {
       mp_plat_handle_close(in->handles[0]);
     return mp_set_error(MP_EPROTO, "malformed connection record from the parent");
   }
-  uint64_t max = get_be(in->blob + 2, 8);
+  uint64_t max = 0;
+  for (int i = 0; i < 8; i++)
+    max = (max << 8) | in->blob[2 + i];
   mp_plat_chan *chan;
   int rc = mp_plat_chan_wrap(&chan, in->handles[0], in->blob[1]);
   if (rc < 0)
@@ -601,7 +540,7 @@ static int conn_import(const mp__xfer *in, void **obj) {
   rc = conn_new(&c, chan);
   if (rc < 0)
     return rc;
-  c->max_message = max == 0 || max > (uint64_t)SIZE_MAX ? MP_CONN_DEFAULT_MAX_MESSAGE : (size_t)max;
+  c->rx.max = max == 0 || max > (uint64_t)SIZE_MAX ? MP_CONN_DEFAULT_MAX_MESSAGE : (size_t)max;
   *obj = c;
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "connection.h"
 #include "queue.h"
 #include "pickle.h"
@@ -33,7 +34,7 @@ static int open_conn(mp_manager_client *cl, mp_conn **out) {
   mp_conn *c;
   if ((rc = mp__conn_from_chan(chan, &c)) < 0)
     return rc;
-  mp_conn_set_max_message(c, MP_MANAGER_HANDSHAKE_MAX);
+  mp_conn_set_max_message(c, MP_AUTH_FRAME_MAX);
   rc = mp__auth_answer(c, cl->authkey, cl->keylen, CONNECT_TIMEOUT_MS);
   if (rc == 0)
     rc = mp__auth_deliver(c, cl->authkey, cl->keylen, CONNECT_TIMEOUT_MS);
@@ -138,16 +139,25 @@ static int server_call(mp_manager_client *cl, const char *method, mp_value *args
 }
 
 int mp_manager_connect(mp_manager_client **out, const char *address, const char *authkey) {
-  if (out == NULL || address == NULL || authkey == NULL)
+  if (authkey == NULL)
+    return mp_set_error(MP_EINVAL, "mp_manager_connect: authkey is NULL");
+  return mp_manager_connect_bytes(out, address, authkey, strlen(authkey));
+}
+
+int mp_manager_connect_bytes(mp_manager_client **out, const char *address, const void *authkey,
+                             size_t keylen) {
+  if (out == NULL || address == NULL || (authkey == NULL && keylen > 0))
     return mp_set_error(MP_EINVAL, "mp_manager_connect: c, address or authkey is NULL");
   mp_manager_client *cl = calloc(1, sizeof *cl);
-  if (cl == NULL || (cl->authkey = malloc(strlen(authkey) + 1)) == NULL) {
-    free(cl);
+  if (cl == NULL)
     return mp_set_error(MP_ENOMEM, "out of memory allocating a manager client");
+  int rc = mp__key_dup(authkey, keylen, &cl->authkey);
+  if (rc < 0) {
+    free(cl);
+    return rc;
   }
-  cl->keylen = strlen(authkey);
-  memcpy(cl->authkey, authkey, cl->keylen + 1);
-  int rc = mp__split_address(address, cl->host, sizeof cl->host, &cl->port);
+  cl->keylen = keylen;
+  rc = mp__split_address(address, cl->host, sizeof cl->host, &cl->port);
   if (rc == 0 && cl->host[0] == '\0')
     strcpy(cl->host, "127.0.0.1"); /* ":5000" or "0.0.0.0:5000": this machine */
   if (rc == 0)
@@ -163,7 +173,7 @@ int mp_manager_connect(mp_manager_client **out, const char *address, const char 
 void mp_manager_disconnect(mp_manager_client *c) {
   if (c == NULL)
     return;
-  free(c->authkey);
+  mp__key_free(c->authkey, c->keylen);
   free(c);
 }
 
@@ -357,7 +367,7 @@ static void r_free(void *impl) {
   for (size_t i = 0; i < q->nidle; i++)
     mp_conn_free(q->idle[i]);
   free(q->idle);
-  free(q->cl.authkey);
+  mp__key_free(q->cl.authkey, q->cl.keylen);
   mp_plat_mutex_destroy(&q->mu);
   free(q);
 }
@@ -382,14 +392,15 @@ int mp_manager_queue(mp_manager_client *c, const char *name, mp_queue **out) {
   if (c == NULL || name == NULL || out == NULL)
     return mp_set_error(MP_EINVAL, "mp_manager_queue: an argument is NULL");
   rqueue *q = calloc(1, sizeof *q);
-  if (q == NULL || (q->cl.authkey = malloc(c->keylen + 1)) == NULL) {
-    free(q);
+  if (q == NULL)
     return mp_set_error(MP_ENOMEM, "out of memory allocating a queue proxy");
+  if (mp__key_dup(c->authkey, c->keylen, &q->cl.authkey) < 0) {
+    free(q);
+    return MP_ENOMEM;
   }
   memcpy(q->cl.host, c->host, sizeof c->host);
   q->cl.port = c->port;
   q->cl.keylen = c->keylen;
-  memcpy(q->cl.authkey, c->authkey, c->keylen + 1);
   mp_value *args = mp_value_tuple(), *res = NULL;
   int rc;
   if (args == NULL || mp_value_append(args, mp_value_str(name)) < 0) {
@@ -407,7 +418,7 @@ int mp_manager_queue(mp_manager_client *c, const char *name, mp_queue **out) {
       (rc = mp__queue_wrap(out, &remote_ops, q)) < 0)
     mp_plat_mutex_destroy(&q->mu);
   if (rc < 0) {
-    free(q->cl.authkey);
+    mp__key_free(q->cl.authkey, q->cl.keylen);
     free(q);
   }
   return rc;

@@ -1,19 +1,20 @@
 /* The queue a manager serves: an in-process, thread-safe FIFO of values with Python's
- * queue.Queue semantics (maxsize, put/get with block and timeout, task_done/join). A get
- * on behalf of a network client checks that the client is still connected before it takes
- * an item, and the server puts an item back at the front if its reply cannot be written:
- * a client that died while waiting never swallows the next item. */
+ * queue.Queue semantics (maxsize, put/get with block and timeout, task_done/join). Every
+ * call that blocks on behalf of a network client (get, put on a full queue, join) checks
+ * now and then that the client is still connected, so a client that went away gives back
+ * its server thread; a get checks once more just before it takes an item, and the server
+ * puts an item back at the front if its reply cannot be written: a client that died while
+ * waiting never swallows the next item. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "deadline.h"
 #include "queue.h"
 #include "manager.h"
+#include "pickle.h"
 #include "platform.h"
-
-/* How often a get waiting for a network client re-checks that the client is still there,
- * so that the waiting server thread ends soon after its client died. */
-#define ALIVE_CHECK_NS 250000000
+#include "value.h"
 
 struct mp__squeue {
   mp_plat_mutex mu;
@@ -22,7 +23,7 @@ struct mp__squeue {
   size_t head, len, cap;
   size_t maxsize;
   size_t unfinished;
-  size_t waiters; /* gets blocked right now (tests watch it) */
+  size_t waiters; /* calls blocked right now: get, put, join (tests watch it) */
   int closed;
 };
 
@@ -75,22 +76,38 @@ static int reserve(mp__squeue *q) {
   return 0;
 }
 
-/* Waits on cv until deadline (-1: forever); MP_ETIMEDOUT when it passed. */
-static int wait_until(mp__squeue *q, mp_plat_cond *cv, int64_t deadline) {
-  if (deadline >= 0 && (int64_t)mp_plat_monotonic_ns() >= deadline)
+/* Waits on cv until deadline (-1: forever): 0 (woken; re-check), MP_ETIMEDOUT once the
+ * deadline passed, MP_EBROKEN once w's client is gone (looked at every w->check_ms). */
+static int wait_until(mp__squeue *q, mp_plat_cond *cv, int64_t deadline, const mp__waiter *w) {
+  int64_t now = (int64_t)mp_plat_monotonic_ns(), until = deadline;
+  if (deadline >= 0 && now >= deadline)
     return MP_ETIMEDOUT;
-  return mp_plat_cond_wait(cv, &q->mu, deadline);
+  if (w) {
+    int64_t check = now + (int64_t)w->check_ms * 1000000;
+    until = deadline < 0 || check < deadline ? check : deadline;
+  }
+  int rc = mp_plat_cond_wait(cv, &q->mu, until);
+  if (w && !w->alive(w->arg))
+    return MP_EBROKEN;
+  return rc == MP_ETIMEDOUT && until != deadline ? 0 : rc;
 }
 
-int mp__squeue_put(mp__squeue *q, mp_value *v, int timeout_ms) {
+static int gone(void) { return mp_set_error(MP_EBROKEN, "the client went away while waiting"); }
+
+int mp__squeue_put(mp__squeue *q, mp_value *v, int timeout_ms, const mp__waiter *w) {
   int64_t deadline;
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   if (rc < 0)
     return rc;
   mp_plat_mutex_lock(&q->mu);
-  while (!q->closed && q->maxsize > 0 && q->len >= q->maxsize && rc == 0)
-    rc = timeout_ms == 0 ? MP_ETIMEDOUT : wait_until(q, &q->not_full, deadline);
-  if (q->closed)
+  while (!q->closed && q->maxsize > 0 && q->len >= q->maxsize && rc == 0 && timeout_ms != 0) {
+    q->waiters++;
+    rc = wait_until(q, &q->not_full, deadline, w);
+    q->waiters--;
+  }
+  if (rc == MP_EBROKEN)
+    rc = gone();
+  else if (q->closed)
     rc = mp_set_error(MP_ECLOSED, "the manager queue is closed (the manager shut down)");
   else if (q->maxsize > 0 && q->len >= q->maxsize)
     rc = mp_set_error(MP_EFULL, "the queue is full (maxsize %zu)", q->maxsize);
@@ -105,30 +122,21 @@ int mp__squeue_put(mp__squeue *q, mp_value *v, int timeout_ms) {
   return rc;
 }
 
-int mp__squeue_get(mp__squeue *q, mp_value **v, int timeout_ms, int (*alive)(void *), void *arg) {
+int mp__squeue_get(mp__squeue *q, mp_value **v, int timeout_ms, const mp__waiter *w) {
   int64_t deadline;
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   if (rc < 0)
     return rc;
   mp_plat_mutex_lock(&q->mu);
   while (!q->closed && q->len == 0 && rc == 0 && timeout_ms != 0) {
-    int64_t until = deadline;
-    if (alive) { /* wake now and then to notice a client that went away */
-      int64_t check = (int64_t)mp_plat_monotonic_ns() + ALIVE_CHECK_NS;
-      until = deadline < 0 || check < deadline ? check : deadline;
-    }
     q->waiters++;
-    rc = wait_until(q, &q->not_empty, until);
+    rc = wait_until(q, &q->not_empty, deadline, w);
     q->waiters--;
-    if (rc == MP_ETIMEDOUT && until != deadline)
-      rc = 0;
-    if (alive && !alive(arg))
-      rc = MP_EBROKEN;
   }
-  if (q->len > 0 && rc != MP_EBROKEN && alive && !alive(arg))
-    rc = MP_EBROKEN;
+  if (q->len > 0 && rc != MP_EBROKEN && w && !w->alive(w->arg))
+    rc = MP_EBROKEN; /* do not hand an item to a client that is gone */
   if (rc == MP_EBROKEN)
-    rc = mp_set_error(MP_EBROKEN, "the client went away while waiting");
+    rc = gone();
   else if (q->len > 0) {
     *v = q->items[q->head];
     q->head = (q->head + 1) % q->cap;
@@ -183,17 +191,21 @@ int mp__squeue_task_done(mp__squeue *q) {
   return rc;
 }
 
-int mp__squeue_join(mp__squeue *q, int timeout_ms) {
+int mp__squeue_join(mp__squeue *q, int timeout_ms, const mp__waiter *w) {
   int64_t deadline;
   int rc = mp__deadline_ns(timeout_ms, &deadline);
   if (rc < 0)
     return rc;
   mp_plat_mutex_lock(&q->mu);
-  while (q->unfinished > 0 && !q->closed && rc == 0)
-    rc = wait_until(q, &q->all_done, deadline);
-  rc = q->unfinished == 0 ? 0
-       : q->closed        ? mp_set_error(MP_ECLOSED, "the manager queue is closed")
-                          : mp_set_error(MP_ETIMEDOUT, "join timed out");
+  while (q->unfinished > 0 && !q->closed && rc == 0) {
+    q->waiters++;
+    rc = wait_until(q, &q->all_done, deadline, w);
+    q->waiters--;
+  }
+  rc = rc == MP_EBROKEN     ? gone()
+       : q->unfinished == 0 ? 0
+       : q->closed          ? mp_set_error(MP_ECLOSED, "the manager queue is closed")
+                            : mp_set_error(MP_ETIMEDOUT, "join timed out");
   mp_plat_mutex_unlock(&q->mu);
   return rc;
 }
@@ -209,25 +221,40 @@ void mp__squeue_close(mp__squeue *q) {
 
 /* ---- the master's direct handle (mp_manager_local_queue) ------------------------------ */
 
+/* The master's put takes exactly what a network client could: the item goes through the
+ * reply's pickling and back, so a value Python could not read (an unhashable or
+ * Python-equal dict key, too deep a nesting) is refused here rather than when a client
+ * gets it, and the queue holds its own copy. */
 static int local_put_value(void *impl, const mp_value *v, int timeout_ms) {
-  mp_value *copy = mp_value_copy(v);
-  if (copy == NULL)
-    return mp_last_error_code();
-  int rc = mp__squeue_put(impl, copy, timeout_ms);
-  if (rc < 0)
+  void *buf = NULL;
+  size_t len = 0;
+  mp_value *reply = NULL, *copy = NULL;
+  int rc = mp__pickle_dumps_pair("#RETURN", v, &buf, &len);
+  if (rc == 0)
+    rc = mp__pickle_read(buf, len, NULL, &reply);
+  free(buf);
+  if (rc == MP_EPROTO) {
+    char why[300]; /* mp_set_error overwrites the message it would be formatting */
+    snprintf(why, sizeof why, "%s", mp_last_error());
+    rc = mp_set_error(MP_EINVAL, "the manager's queues cannot hold this value: %s", why);
+  }
+  if (rc == 0)
+    rc = mp__value_take(reply, 1, &copy);
+  mp_value_free(reply);
+  if (rc == 0 && (rc = mp__squeue_put(impl, copy, timeout_ms, NULL)) < 0)
     mp_value_free(copy);
   return rc;
 }
 
 static int local_get_value(void *impl, mp_value **v, int timeout_ms) {
-  return mp__squeue_get(impl, v, timeout_ms, NULL, NULL);
+  return mp__squeue_get(impl, v, timeout_ms, NULL);
 }
 
 static int local_put(void *impl, const void *buf, size_t len, int timeout_ms) {
   mp_value *v = mp_value_bytes(buf, len);
   if (v == NULL)
     return mp_last_error_code();
-  int rc = mp__squeue_put(impl, v, timeout_ms);
+  int rc = mp__squeue_put(impl, v, timeout_ms, NULL);
   if (rc < 0)
     mp_value_free(v);
   return rc;
@@ -253,7 +280,7 @@ int mp__value_to_bytes(mp_value *v, void **buf, size_t *len) {
 
 static int local_get(void *impl, void **buf, size_t *len, int timeout_ms) {
   mp_value *v = NULL;
-  int rc = mp__squeue_get(impl, &v, timeout_ms, NULL, NULL);
+  int rc = mp__squeue_get(impl, &v, timeout_ms, NULL);
   return rc < 0 ? rc : mp__value_to_bytes(v, buf, len);
 }
 
@@ -270,7 +297,9 @@ static int local_full(void *impl) {
 }
 
 static int local_task_done(void *impl) { return mp__squeue_task_done(impl); }
-static int local_join(void *impl, int timeout_ms) { return mp__squeue_join(impl, timeout_ms); }
+static int local_join(void *impl, int timeout_ms) {
+  return mp__squeue_join(impl, timeout_ms, NULL);
+}
 static void local_free(void *impl) { (void)impl; /* the manager owns the queue */ }
 
 static const mp__queue_ops local_ops = {"manager's local queue",

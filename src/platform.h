@@ -446,19 +446,41 @@ int mp_plat_target_resolve(const mp_plat_target *t, void (**fn)(void));
 
 /* ---- manager: TCP sockets and HMAC (socket.c, hmac.c) -------------------------------- */
 
-/* A listening TCP socket (IPv4) with its own wake-up, so a server thread blocked in
- * accept can be told to stop. */
+/* A listening TCP socket (IPv4, non-blocking) with its own wake-up, so the thread that
+ * polls it can be told to look at its state (a slot is free, or it must stop). */
 typedef struct mp_plat_listener mp_plat_listener;
 /* Binds host:port (host "" or "0.0.0.0": all interfaces; port 0: ephemeral) and listens.
  * The socket is close-on-exec / non-inheritable. */
 int mp_plat_tcp_listen(mp_plat_listener **l, const char *host, int port, int backlog);
 /* The port the listener is bound to. */
 int mp_plat_tcp_port(const mp_plat_listener *l);
-/* Waits for a connection and wraps it in a channel: 0, or MP_ECANCELED after wake. */
-int mp_plat_tcp_accept(mp_plat_listener *l, mp_plat_chan **c);
-/* Makes a current or later mp_plat_tcp_accept return MP_ECANCELED (any thread). */
+/* Makes the current or next mp_plat_tcp_poll report *woken (any thread; wakes coalesce). */
 void mp_plat_tcp_wake(mp_plat_listener *l);
 void mp_plat_tcp_close(mp_plat_listener *l);
+
+/* An accepted TCP socket in non-blocking mode: the manager's handshake stage reads and
+ * writes it without a thread of its own, then makes it a channel. */
+typedef struct mp_plat_nbsock mp_plat_nbsock;
+/* Accepts one pending connection without waiting: 0 with *s and the peer's IPv4 address
+ * (host byte order) in *peer; MP_ETIMEDOUT if none is pending; MP_ENOMEM if the process
+ * or the system is out of descriptors, buffers or memory (EMFILE, ENFILE, ENOBUFS,
+ * ENOMEM; the message names which); MP_EOS for other failures. Connections aborted before
+ * they were accepted are skipped. The socket is close-on-exec / non-inheritable. */
+int mp_plat_tcp_accept_nb(mp_plat_listener *l, mp_plat_nbsock **s, uint32_t *peer);
+/* Waits at most timeout_ms (MP_FOREVER: no limit) until the wake-up fired (*woken, and it
+ * is cleared), the listener has a connection (*accept_ready; only when listen is set), or
+ * one of the n sockets is readable or its peer gone (ready[i]). 0, or MP_ENOMEM/MP_EOS. */
+int mp_plat_tcp_poll(mp_plat_listener *l, int listen, mp_plat_nbsock *const *socks, size_t n,
+                     unsigned char *ready, int *accept_ready, int *woken, int timeout_ms);
+/* Reads what is there (at most len bytes): 0 with *n > 0, MP_ETIMEDOUT if nothing is,
+ * MP_EEOF if the peer closed or reset the connection. */
+int mp_plat_nbsock_recv(mp_plat_nbsock *s, void *buf, size_t len, size_t *n);
+/* Sends a small message (a handshake frame) whole, without waiting: 0, or MP_EBROKEN if
+ * the peer is gone or does not read. */
+int mp_plat_nbsock_send(mp_plat_nbsock *s, const void *buf, size_t len);
+/* Turns the socket into a blocking socket channel; s is consumed (closed on failure). */
+int mp_plat_nbsock_to_chan(mp_plat_nbsock *s, mp_plat_chan **c);
+void mp_plat_nbsock_close(mp_plat_nbsock *s);
 /* Connects to host:port within timeout_ms (MP_FOREVER: the OS's own limit): a channel, or
  * MP_ETIMEDOUT, MP_EOS (refused, unreachable; the message names the address). */
 int mp_plat_tcp_connect(const char *host, int port, int timeout_ms, mp_plat_chan **c);

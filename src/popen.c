@@ -291,6 +291,18 @@ int mp_popen_create(mp_popen **p, const char *const *argv, const mp_popen_opts *
   return popen_start(p, argv, NULL, opts);
 }
 
+/* What a shell child is called in messages: it has no argv of its own. */
+static const char *const shell_argv[] = {"(shell)", NULL};
+
+int mp_popen_create_shell(mp_popen **p, const char *cmdline, const mp_popen_opts *opts) {
+  if (cmdline == NULL) {
+    if (p)
+      *p = NULL;
+    return mp_set_error(MP_EINVAL, "mp_popen_create_shell: cmdline is NULL");
+  }
+  return popen_start(p, shell_argv, cmdline, opts);
+}
+
 /* ---- I/O ----------------------------------------------------------------------------- */
 
 static int resolve_timeout(const mp_popen *p, int timeout_ms) {
@@ -560,8 +572,7 @@ int mp_run_shell(const char *cmdline, const mp_popen_opts *opts, mp_run_result *
       memset(result, 0, sizeof *result);
     return mp_set_error(MP_EINVAL, "mp_run_shell: cmdline is NULL");
   }
-  static const char *const no_argv[] = {"(shell)", NULL};
-  return run_common(no_argv, cmdline, opts, result);
+  return run_common(shell_argv, cmdline, opts, result);
 }
 
 int mp_call(const char *const *argv, const mp_popen_opts *opts, int *code) {

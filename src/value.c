@@ -312,6 +312,29 @@ static int dict_push(mp_value *dict, mp_value *key, mp_value *val) {
   return 0;
 }
 
+int mp__value_dict_push(mp_value *dict, mp_value *key, mp_value *val) {
+  int rc = key == NULL || val == NULL ? null_item_error("mp__value_dict_push")
+           : dict == NULL || dict->type != MP_VALUE_DICT
+               ? mp_set_error(MP_EINVAL, "mp__value_dict_push: not a dict")
+               : dict_push(dict, key, val);
+  if (rc < 0) {
+    mp_value_free(key);
+    mp_value_free(val);
+  }
+  return rc;
+}
+
+int mp__value_take(mp_value *seq, size_t i, mp_value **item) {
+  mp_value *nil = mp_value_nil();
+  int rc = nil ? mp_value_at(seq, i, item) : MP_ENOMEM;
+  if (rc < 0) {
+    mp_value_free(nil);
+    return rc;
+  }
+  seq->u.seq.items[i] = nil;
+  return 0;
+}
+
 int mp_value_dict_set(mp_value *dict, mp_value *key, mp_value *val) {
   int rc = 0;
   if (key == NULL || val == NULL)

@@ -3,7 +3,7 @@
 #  2. BUILD_TESTING=OFF is honoured (no tests, cmocka not looked for, no unused-variable
 #     warning);
 #  3. a parent project that adds multiproc with add_subdirectory gets the library and nothing
-#     else: no tests, no examples, no install rules, no cmocka, and its own BUILD_TESTING
+#     else: no tests, no examples, no tools, no install rules, no cmocka, and its own BUILD_TESTING
 #     does not turn multiproc's tests on;
 #  4. warnings are errors only with MP_WERROR.
 string(REPLACE "|" ";" MP_PREFIX_PATH "${MP_PREFIX_PATH}") # tests/CMakeLists.txt joined it
@@ -60,7 +60,8 @@ expect(subproject lacks "CMOCKA_INCLUDE_DIR" "${cache}")
 expect(subproject has "MP_BUILD_TESTS:BOOL=OFF" "${cache}")
 expect(subproject has "MP_BUILD_EXAMPLES:BOOL=OFF" "${cache}")
 expect(subproject has "MP_INSTALL:BOOL=OFF" "${cache}")
-foreach(sub tests examples)
+expect(subproject has "MP_BUILD_TOOLS:BOOL=OFF" "${cache}")
+foreach(sub tests examples tools)
   if(EXISTS ${dir}/multiproc/${sub})
     message(FATAL_ERROR "subproject: multiproc's ${sub} were configured in a parent project")
   endif()

@@ -3,15 +3,18 @@
  * queues, wrong keys and bad arguments give their codes; hostile clients (garbage frames,
  * oversized prefixes, bad pickles, forbidden globals, half frames, handshake floods, a
  * worker killed in a blocked get) never stop the server from serving a good client and
- * never lose an item. get_methods answers for a pickled Token as CPython sends it. */
+ * never lose an item. get_methods answers for a pickled Token as CPython sends it; keys may
+ * hold NUL bytes. test_manager_hostile.c has the larger attacks. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "connection.h"
 #include "pickle.h"
 #include "manager.h"
 #include "platform.h"
+#include "managerutil.h"
 #include "testutil.h"
 
 #define KEY "abc"
@@ -37,12 +40,7 @@ static mp_queue *remote(mp_manager *m, const char *name, mp_manager_client **c) 
 static void good_client_works(mp_manager *m) {
   mp_manager_client *c;
   mp_queue *q = remote(m, "get_result_queue", &c);
-  mp_value *v = mp_value_str("still serving"), *got = NULL;
-  assert_mp_ok(mp_queue_put_value(q, v, 5000));
-  assert_mp_ok(mp_queue_get_value(q, &got, 5000));
-  assert_true(mp_value_equal(v, got));
-  mp_value_free(v);
-  mp_value_free(got);
+  mp_test_put_get(q, "still serving");
   mp_queue_free(q);
   mp_manager_disconnect(c);
 }
@@ -210,23 +208,9 @@ static void remote_shutdown_when_allowed(void **state) {
 
 /* ---- raw clients ------------------------------------------------------------------- */
 
-static mp_conn *raw_connect(mp_manager *m) {
-  char host[64];
-  int port;
-  mp_plat_chan *chan;
-  mp_conn *c;
-  assert_mp_ok(mp__split_address(mp_manager_address(m), host, sizeof host, &port));
-  assert_mp_ok(mp_plat_tcp_connect(host, port, 5000, &chan));
-  assert_mp_ok(mp__conn_from_chan(chan, &c));
-  return c;
-}
+static mp_conn *raw_connect(mp_manager *m) { return mp_test_mgr_connect(m); }
 
-static mp_conn *raw_authed(mp_manager *m) {
-  mp_conn *c = raw_connect(m);
-  assert_mp_ok(mp__auth_answer(c, KEY, 3, 5000));
-  assert_mp_ok(mp__auth_deliver(c, KEY, 3, 5000));
-  return c;
-}
+static mp_conn *raw_authed(mp_manager *m) { return mp_test_mgr_authed(m, KEY, 3); }
 
 /* The server ends the connection (after an optional reply). */
 static void expect_closed(mp_conn *c) {
@@ -286,27 +270,11 @@ static void hostile_frames(void **state) {
  * exception kind: MP_PK_EXC_NONE for '#RETURN', -1 for '#TRACEBACK'. */
 static int raw_call(mp_conn *c, const char *ident, const char *method, mp_value *args,
                     mp_value *kwds) {
-  mp_value *req = mp_value_tuple(), *reply = NULL, *kind;
-  mp_value_append(req, mp_value_str(ident));
-  mp_value_append(req, mp_value_str(method));
-  mp_value_append(req, args);
-  mp_value_append(req, kwds);
-  void *buf;
-  size_t len;
-  assert_mp_ok(mp__pickle_dumps(req, &buf, &len));
-  mp_value_free(req);
-  assert_mp_ok(mp_conn_send(c, buf, len));
-  free(buf);
-  assert_mp_ok(mp_conn_recv(c, &buf, &len, 5000));
+  char kind[16];
   mp__pk_exc exc;
-  assert_mp_ok(mp__pickle_loads(buf, len, &reply, &exc));
-  mp_free(buf);
-  const char *k;
-  assert_mp_ok(mp_value_at(reply, 0, &kind));
-  assert_mp_ok(mp_value_get_str(kind, &k, NULL));
-  int result = strcmp(k, "#TRACEBACK") == 0 ? -1 : exc.kind;
-  mp_value_free(reply);
-  return result;
+  mp_test_mgr_send(c, ident, method, args, kwds);
+  mp_test_mgr_reply(c, kind, &exc, NULL);
+  return strcmp(kind, "#TRACEBACK") == 0 ? -1 : exc.kind;
 }
 
 static void server_refuses_bad_timeouts(void **state) {
@@ -646,6 +614,67 @@ static void worker_killed_mid_get_loses_nothing(void **state) {
   mp_manager_free(m);
 }
 
+/* A value Python could not read back exactly is refused, by the server for a remote put
+ * (costing that one call: the proxy goes on working) and by the master's local put. */
+static void unkeepable_values_are_refused_not_altered(void **state) {
+  (void)state;
+  mp_manager *m = serve(NULL);
+  mp_manager_client *c;
+  mp_queue *q = remote(m, "get_task_queue", &c), *local;
+  assert_mp_ok(mp_manager_local_queue(m, "get_task_queue", &local));
+  mp_value *unhashable = mp_value_dict(), *equal = mp_value_dict();
+  mp_value_dict_set(unhashable, mp_value_list(), mp_value_int(1));
+  mp_value_dict_set(equal, mp_value_int(1), mp_value_str("one"));
+  mp_value_dict_set(equal, mp_value_bool(1), mp_value_str("True")); /* 1 == True in Python */
+  const mp_value *bad[] = {unhashable, equal};
+  const char *why[] = {"unhashable", "equal"};
+  for (int i = 0; i < 2; i++) {
+    assert_mp(MP_EINVAL, mp_queue_put_value(q, bad[i], 5000));
+    if (strstr(mp_last_error(), why[i]) == NULL)
+      fail_msg("remote put: '%s' lacks '%s'", mp_last_error(), why[i]);
+    assert_mp(MP_EINVAL, mp_queue_put_value(local, bad[i], 0));
+    if (strstr(mp_last_error(), why[i]) == NULL)
+      fail_msg("local put: '%s' lacks '%s'", mp_last_error(), why[i]);
+  }
+  size_t n = 1;
+  assert_mp_ok(mp_queue_qsize(q, &n)); /* nothing refused went in */
+  assert_int_equal(n, 0);
+  mp_test_put_get(q, "the proxy still works");
+  mp_value_free(unhashable);
+  mp_value_free(equal);
+  mp_queue_free(local);
+  mp_queue_free(q);
+  mp_manager_disconnect(c);
+  mp_manager_free(m);
+}
+
+/* Authkeys are bytes: NUL bytes count (mp_manager_*_bytes), never truncate the key. */
+static void keys_with_nul_bytes(void **state) {
+  (void)state;
+  static const char key[] = "a\0b";
+  mp_manager *m = NULL, *other = NULL;
+  mp_manager_client *c = NULL;
+  assert_mp_ok(mp_manager_create_bytes(&m, "127.0.0.1:0", key, 3, NULL));
+  assert_mp_ok(mp_manager_register_queue(m, "q", 0));
+  assert_mp_ok(mp_manager_start(m));
+  assert_mp_ok(mp_manager_connect_bytes(&c, mp_manager_address(m), key, 3));
+  mp_queue *q;
+  assert_mp_ok(mp_manager_queue(c, "q", &q));
+  mp_test_put_get(q, "behind a NUL");
+  mp_queue_free(q);
+  mp_manager_disconnect(c);
+  c = NULL;
+  /* "a" as a C string, and a key that differs after the NUL, are other keys. */
+  assert_mp(MP_EAUTH, mp_manager_connect(&c, mp_manager_address(m), "a"));
+  assert_mp(MP_EAUTH, mp_manager_connect_bytes(&c, mp_manager_address(m), "a\0c", 3));
+  assert_null(c);
+  assert_mp(MP_EINVAL, mp_manager_connect_bytes(&c, mp_manager_address(m), NULL, 2));
+  assert_mp(MP_EINVAL, mp_manager_create_bytes(&other, "127.0.0.1:0", NULL, 2, NULL));
+  assert_mp(MP_EINVAL, mp_manager_create_bytes(&other, "127.0.0.1:0", "", 0, NULL));
+  assert_null(other);
+  mp_manager_free(m);
+}
+
 int main(int argc, char **argv) {
   mp_init(&argc, &argv);
   const struct CMUnitTest tests[] = {
@@ -660,6 +689,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(stalled_and_flooding_clients),
       cmocka_unit_test(two_workers_share_tasks),
       cmocka_unit_test(worker_killed_mid_get_loses_nothing),
+      cmocka_unit_test(keys_with_nul_bytes),
+      cmocka_unit_test(unkeepable_values_are_refused_not_altered),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

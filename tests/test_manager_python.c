@@ -1,8 +1,9 @@
 /* Wire compatibility with CPython's multiprocessing.managers (Linux leg: Debian's python3,
  * and any newer python3.X on the machine). A Python client against a C manager: every
  * value type both ways, queue.Empty/Full/ValueError raised from the C server, a wrong key
- * refused, get_methods with a pickled Token (known, unknown, and through AutoProxy). A C client against a Python manager: the same values, MP_EEMPTY/MP_EFULL, a
- * wrong key giving MP_EAUTH while the server goes on serving, and shutdown. */
+ * refused, get_methods with a pickled Token (known, unknown, and through AutoProxy). A C client
+ * against a Python manager: the same values, MP_EEMPTY/MP_EFULL, a wrong key giving MP_EAUTH while
+ * the server goes on serving, and shutdown. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,17 +102,9 @@ static mp_popen *start_python(const char *python, const char *const *args, int p
 
 static void run_python_client(const char *python, const char *addr, const char *mode) {
   const char *args[] = {interop_path("py_client.py"), addr, KEY, mode, NULL};
-  mp_popen *p = start_python(python, args, 0);
-  assert_non_null(p);
-  char *out = NULL;
-  assert_mp_ok(mp_popen_communicate(p, NULL, 0, &out, NULL, NULL, NULL, 60000));
-  int code = -1;
-  assert_mp_ok(mp_popen_returncode(p, &code));
-  if (code != 0)
-    fail_msg("%s py_client.py %s exited with %d; output:\n%s", python, mode, code, out);
+  char *out = mp_test_run(python, args);
   printf("%s", out);
   mp_free(out);
-  mp_popen_free(p);
 }
 
 static void python_client_c_manager(void **state) {
@@ -136,6 +129,12 @@ static void python_client_c_manager(void **state) {
     run_python_client(pythons[k], mp_manager_address(m), "wrongkey");
     run_python_client(pythons[k], mp_manager_address(m), "values");
     run_python_client(pythons[k], mp_manager_address(m), "methods");
+    mp_manager *nul = NULL; /* a key with a NUL byte, as Python's bytes allow */
+    assert_mp_ok(mp_manager_create_bytes(&nul, "127.0.0.1:0", KEY "\0nul", sizeof KEY + 3, NULL));
+    assert_mp_ok(mp_manager_register_queue(nul, "q", 0));
+    assert_mp_ok(mp_manager_start(nul));
+    run_python_client(pythons[k], mp_manager_address(nul), "nulkey");
+    mp_manager_free(nul);
     for (size_t i = 0; i < N_EXPECTED; i++) { /* Python's own pickles of the values */
       mp_value *want = expected(i), *got = NULL;
       assert_mp_ok(mp_queue_get_value(result, &got, 0));

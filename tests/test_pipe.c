@@ -1,6 +1,7 @@
 /* Pipes and connections in one process: framing, sizes, timeouts, closes, bad prefixes,
  * mp_wait over many connections, and exporting a connection for a child. A writer
  * thread feeds messages larger than the OS pipe buffer. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -249,6 +250,34 @@ static void truncated_frame_then_close_is_broken(void **state) {
     assert_mp(MP_EEOF, mp_conn_recv(a, &buf, &len, MP_FOREVER));
     mp_conn_free(a);
   }
+}
+
+/* A header announcing a large message costs memory only as its bytes arrive (a peer's four
+ * bytes used to make the reader allocate the whole announced size at once). */
+static void announced_length_is_not_allocated_up_front(void **state) {
+  (void)state;
+  mp_conn *a, *b;
+  assert_mp_ok(mp_pipe(&a, &b, 1));
+  assert_mp_ok(mp_conn_set_max_message(a, (size_t)512 << 20));
+  size_t before = mp_test_heap_in_use();
+  const unsigned char hdr[4] = {0x10, 0, 0, 0}; /* 256 MiB */
+  raw_write(b, hdr, 4);
+  raw_write(b, "0123456789", 10);
+  void *buf;
+  size_t len;
+  assert_mp(MP_ETIMEDOUT, mp_conn_recv(a, &buf, &len, 50));
+  size_t grown = mp_test_heap_in_use() - before;
+  printf("heap grew by %zu bytes for a header of 256 MiB and 10 bytes\n", grown);
+  assert_true(grown < ((size_t)1 << 20));
+  /* It takes the bytes that arrive (less than a pipe buffer: the write never waits). */
+  size_t chunk = (size_t)32 << 10;
+  char *big = calloc(1, chunk);
+  raw_write(b, big, chunk);
+  assert_mp(MP_ETIMEDOUT, mp_conn_recv(a, &buf, &len, 50));
+  free(big);
+  mp_conn_free(b);
+  assert_mp(MP_EBROKEN, mp_conn_recv(a, &buf, &len, 1000));
+  mp_conn_free(a);
 }
 
 static void clean_close_is_eof(void **state) {
@@ -974,6 +1003,7 @@ int main(void) {
       cmocka_unit_test(recv_timeout_consumes_nothing),
       cmocka_unit_test(timeout_mid_frame_keeps_framing),
       cmocka_unit_test(truncated_frame_then_close_is_broken),
+      cmocka_unit_test(announced_length_is_not_allocated_up_front),
       cmocka_unit_test(clean_close_is_eof),
       cmocka_unit_test(oversized_prefix_is_refused_and_skipped),
       cmocka_unit_test(negative_prefix_is_a_protocol_error),

@@ -536,8 +536,8 @@ static void worker_of_another_build_refuses(void **state) {
   (void)state;
   const char *name = fresh("other");
   char path[4096];
-  const char *argv[] = {mp_test_program_path(MP_REDISPOOL_OTHER, path, sizeof path),
-                        mp_test_redis_url(), name, "other-build", NULL};
+  mp_test_native_path(path, sizeof path, MP_REDISPOOL_OTHER);
+  const char *argv[] = {path, mp_test_redis_url(), name, "other-build", NULL};
   mp_popen *w = NULL;
   assert_mp_ok(mp_popen_create(&w, argv, NULL));
   mp_pool *pool = open_pool(name, 0, 0);

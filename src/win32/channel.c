@@ -3,6 +3,7 @@
  * FILE_FLAG_FIRST_PIPE_INSTANCE (so nobody can have created it first),
  * PIPE_REJECT_REMOTE_CLIENTS and a DACL that admits only the current user; the client end
  * is opened at once, so the name is never connectable by anyone else. */
+#include <winsock2.h>
 #include <windows.h>
 
 #include <stdlib.h>
@@ -13,7 +14,8 @@
 #include "wide.h"
 
 #define PIPE_BUFSIZE 65536
-#define MAX_IO ((DWORD)1 << 30) /* one ReadFile/WriteFile moves at most 1 GiB */
+#define MAX_IO ((DWORD)1 << 30)     /* one ReadFile/WriteFile moves at most 1 GiB */
+#define SOCKET_IO ((size_t)1 << 20) /* send() on a socket moves at most 1 MiB */
 
 static int chan_new(mp_plat_chan **c, HANDLE h, int dirs) {
   mp_plat_chan *ch = calloc(1, sizeof *ch);
@@ -196,7 +198,28 @@ int mp_plat_chan_read(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, si
   return 0;
 }
 
+/* A socket is written with blocking send(): Wine 8 stalls overlapped WriteFile calls on a
+ * socket once a few MiB are in flight (a 4 MiB message never arrived; see
+ * docs/platform-notes.md). mp_plat_tcp_shutdown still ends a send that waits. */
+static int send_all(mp_plat_chan *c, const char *p, size_t len) {
+  while (len > 0) {
+    int n = send((SOCKET)c->h, p, len > SOCKET_IO ? (int)SOCKET_IO : (int)len, 0);
+    if (n <= 0) {
+      int err = WSAGetLastError();
+      if (mp__win_peer_gone((DWORD)err) || err == WSAENOTSOCK || err == WSAEINTR)
+        return mp__os_error_code(MP_EBROKEN, err,
+                                 "the peer closed the connection before the message was sent");
+      return mp__os_error_code(MP_EOS, err, "send");
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
 static int write_all(mp_plat_chan *c, const char *p, size_t len) {
+  if (c->is_socket)
+    return send_all(c, p, len);
   while (len > 0) {
     OVERLAPPED ov;
     memset(&ov, 0, sizeof ov);

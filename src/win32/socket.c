@@ -1,11 +1,15 @@
 /* Win32 backend: TCP sockets for the manager. Sockets are overlapped and non-inheritable
  * and become ordinary channels: ReadFile/WriteFile with an OVERLAPPED work on a socket
- * handle from the base provider, so the framing code is the same as for pipes. A listener
- * waits on its FD_ACCEPT event and a wake-up event together. */
+ * handle from the base provider, so the framing code is the same as for pipes. The
+ * listener is non-blocking (accepted sockets inherit that through the handshake stage)
+ * and WSAPoll watches it, the handshaking sockets and a wake-up: a UDP socket bound to
+ * 127.0.0.1 that mp_plat_tcp_wake sends a datagram to, since WSAPoll waits on sockets
+ * only. */
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #include <windows.h>
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +19,13 @@
 
 struct mp_plat_listener {
   SOCKET s;
-  HANDLE accept_event, wake_event;
+  SOCKET wake; /* UDP, bound to 127.0.0.1, non-blocking */
+  struct sockaddr_in wake_addr;
   int port;
+};
+
+struct mp_plat_nbsock {
+  SOCKET s;
 };
 
 static INIT_ONCE wsa_once = INIT_ONCE_STATIC_INIT;
@@ -66,6 +75,23 @@ static SOCKET new_socket(void) {
                     WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
 }
 
+/* The wake-up: a UDP socket on 127.0.0.1 that datagrams to itself make readable. */
+static int wake_socket(mp_plat_listener *l) {
+  l->wake = WSASocketW(AF_INET, SOCK_DGRAM, IPPROTO_UDP, NULL, 0, WSA_FLAG_NO_HANDLE_INHERIT);
+  if (l->wake == INVALID_SOCKET)
+    return sock_error("WSASocketW (wake-up)");
+  memset(&l->wake_addr, 0, sizeof l->wake_addr);
+  l->wake_addr.sin_family = AF_INET;
+  l->wake_addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int len = sizeof l->wake_addr;
+  u_long on = 1;
+  if (bind(l->wake, (struct sockaddr *)&l->wake_addr, sizeof l->wake_addr) != 0 ||
+      getsockname(l->wake, (struct sockaddr *)&l->wake_addr, &len) != 0 ||
+      ioctlsocket(l->wake, FIONBIO, &on) != 0)
+    return sock_error("binding the wake-up socket");
+  return 0;
+}
+
 int mp_plat_tcp_listen(mp_plat_listener **out, const char *host, int port, int backlog) {
   struct sockaddr_in sa;
   int rc = wsa_init();
@@ -76,6 +102,7 @@ int mp_plat_tcp_listen(mp_plat_listener **out, const char *host, int port, int b
   mp_plat_listener *l = calloc(1, sizeof *l);
   if (l == NULL)
     return mp_set_error(MP_ENOMEM, "out of memory allocating a listener");
+  l->wake = INVALID_SOCKET;
   l->s = new_socket();
   if (l->s == INVALID_SOCKET) {
     free(l);
@@ -93,14 +120,11 @@ int mp_plat_tcp_listen(mp_plat_listener **out, const char *host, int port, int b
     rc = sock_error("listen");
   else if (getsockname(l->s, (struct sockaddr *)&sa, &salen) != 0)
     rc = sock_error("getsockname");
-  if (rc == 0) {
-    l->accept_event = CreateEventW(NULL, FALSE, FALSE, NULL);
-    l->wake_event = CreateEventW(NULL, TRUE, FALSE, NULL);
-    if (!l->accept_event || !l->wake_event)
-      rc = mp__os_error("CreateEventW");
-    else if (WSAEventSelect(l->s, l->accept_event, FD_ACCEPT) != 0)
-      rc = sock_error("WSAEventSelect");
-  }
+  u_long on = 1;
+  if (rc == 0 && ioctlsocket(l->s, FIONBIO, &on) != 0)
+    rc = sock_error("ioctlsocket(FIONBIO) on the listener");
+  if (rc == 0)
+    rc = wake_socket(l);
   if (rc < 0) {
     mp_plat_tcp_close(l);
     return rc;
@@ -116,7 +140,6 @@ int mp_plat_tcp_port(const mp_plat_listener *l) { return l->port; }
 static int to_chan(SOCKET s, mp_plat_chan **c) {
   u_long off = 0;
   BOOL one = TRUE;
-  WSAEventSelect(s, NULL, 0); /* an accepted socket inherits the listener's selection */
   ioctlsocket(s, FIONBIO, &off);
   SetHandleInformation((HANDLE)s, HANDLE_FLAG_INHERIT, 0);
   setsockopt(s, IPPROTO_TCP, TCP_NODELAY, (const char *)&one, sizeof one);
@@ -126,38 +149,110 @@ static int to_chan(SOCKET s, mp_plat_chan **c) {
   return rc;
 }
 
-int mp_plat_tcp_accept(mp_plat_listener *l, mp_plat_chan **c) {
+int mp_plat_tcp_accept_nb(mp_plat_listener *l, mp_plat_nbsock **s, uint32_t *peer) {
   for (;;) {
-    HANDLE hs[2] = {l->wake_event, l->accept_event};
-    DWORD w = WaitForMultipleObjects(2, hs, FALSE, INFINITE);
-    if (w == WAIT_OBJECT_0)
-      return mp_set_error(MP_ECANCELED, "the listener was woken to stop");
-    if (w != WAIT_OBJECT_0 + 1)
-      return mp__os_error("WaitForMultipleObjects (accept)");
-    SOCKET s = accept(l->s, NULL, NULL);
-    if (s == INVALID_SOCKET) {
-      int e = WSAGetLastError();
-      if (e == WSAEWOULDBLOCK || e == WSAECONNRESET || e == WSAEINTR)
-        continue; /* the event fired for a connection that is gone again */
-      return mp__os_error_code(MP_EOS, e, "accept");
+    struct sockaddr_in sa;
+    int len = sizeof sa;
+    SOCKET a = accept(l->s, (struct sockaddr *)&sa, &len);
+    if (a != INVALID_SOCKET) {
+      SetHandleInformation((HANDLE)a, HANDLE_FLAG_INHERIT, 0);
+      *s = malloc(sizeof **s);
+      if (*s == NULL) {
+        closesocket(a);
+        return mp_set_error(MP_ENOMEM, "out of memory accepting a connection");
+      }
+      (*s)->s = a; /* non-blocking, as the listener */
+      *peer = sa.sin_family == AF_INET ? ntohl(sa.sin_addr.s_addr) : 0;
+      return 0;
     }
-    /* FD_ACCEPT is re-enabled by accept; more pending connections set the event again. */
-    return to_chan(s, c);
+    int e = WSAGetLastError();
+    if (e == WSAECONNRESET || e == WSAEINTR)
+      continue; /* a connection that is gone again */
+    if (e == WSAEWOULDBLOCK)
+      return mp_set_error(MP_ETIMEDOUT, "no connection is waiting to be accepted");
+    if (e == WSAEMFILE || e == WSAENOBUFS)
+      return mp__os_error_code(MP_ENOMEM, e, "accept");
+    return mp__os_error_code(MP_EOS, e, "accept");
   }
 }
 
-void mp_plat_tcp_wake(mp_plat_listener *l) { SetEvent(l->wake_event); }
+void mp_plat_tcp_wake(mp_plat_listener *l) {
+  char b = 1;
+  sendto(l->wake, &b, 1, 0, (const struct sockaddr *)&l->wake_addr, sizeof l->wake_addr);
+}
 
 void mp_plat_tcp_close(mp_plat_listener *l) {
   if (l == NULL)
     return;
   if (l->s != INVALID_SOCKET)
     closesocket(l->s);
-  if (l->accept_event)
-    CloseHandle(l->accept_event);
-  if (l->wake_event)
-    CloseHandle(l->wake_event);
+  if (l->wake != INVALID_SOCKET)
+    closesocket(l->wake);
   free(l);
+}
+
+int mp_plat_tcp_poll(mp_plat_listener *l, int listen, mp_plat_nbsock *const *socks, size_t n,
+                     unsigned char *ready, int *accept_ready, int *woken, int timeout_ms) {
+  WSAPOLLFD local[64], *p = n + 2 <= 64 ? local : malloc((n + 2) * sizeof *p);
+  if (p == NULL)
+    return mp_set_error(MP_ENOMEM, "out of memory polling %llu sockets", (unsigned long long)n);
+  size_t k = 0;
+  p[k++] = (WSAPOLLFD){l->wake, POLLRDNORM, 0};
+  if (listen)
+    p[k++] = (WSAPOLLFD){l->s, POLLRDNORM, 0};
+  size_t first = k;
+  for (size_t i = 0; i < n; i++)
+    p[k++] = (WSAPOLLFD){socks[i]->s, POLLRDNORM, 0};
+  int rc = WSAPoll(p, (ULONG)k, timeout_ms < 0 ? -1 : timeout_ms);
+  *woken = *accept_ready = 0;
+  for (size_t i = 0; i < n; i++)
+    ready[i] = rc > 0 && (p[first + i].revents & (POLLRDNORM | POLLHUP | POLLERR)) != 0;
+  if (rc > 0) {
+    *woken = p[0].revents != 0;
+    *accept_ready = listen && (p[1].revents & (POLLRDNORM | POLLERR)) != 0;
+  }
+  if (p != local)
+    free(p);
+  if (rc < 0)
+    return sock_error("WSAPoll (manager)");
+  char drain[16];
+  while (*woken && recv(l->wake, drain, sizeof drain, 0) > 0) {
+  }
+  return 0;
+}
+
+int mp_plat_nbsock_recv(mp_plat_nbsock *s, void *buf, size_t len, size_t *n) {
+  int r = recv(s->s, buf, len > INT_MAX ? INT_MAX : (int)len, 0);
+  if (r > 0) {
+    *n = (size_t)r;
+    return 0;
+  }
+  if (r == 0)
+    return mp_set_error(MP_EEOF, "the peer closed the connection");
+  int e = WSAGetLastError();
+  if (e == WSAEWOULDBLOCK)
+    return mp_set_error(MP_ETIMEDOUT, "nothing to read yet");
+  return mp__os_error_code(MP_EEOF, e, "recv (the peer is gone)");
+}
+
+int mp_plat_nbsock_send(mp_plat_nbsock *s, const void *buf, size_t len) {
+  int r = send(s->s, buf, (int)len, 0);
+  if (r == (int)len)
+    return 0;
+  return mp_set_error(MP_EBROKEN, "the peer is gone or does not read");
+}
+
+int mp_plat_nbsock_to_chan(mp_plat_nbsock *s, mp_plat_chan **c) {
+  SOCKET a = s->s;
+  free(s);
+  return to_chan(a, c);
+}
+
+void mp_plat_nbsock_close(mp_plat_nbsock *s) {
+  if (s == NULL)
+    return;
+  closesocket(s->s);
+  free(s);
 }
 
 static int finish_connect(SOCKET s, int timeout_ms, const char *what) {

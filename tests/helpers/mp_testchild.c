@@ -11,6 +11,10 @@
  *                  "grandchild <pid>\n"
  *   fds            Linux: write "fds N\n", N = open descriptors other than 0, 1, 2
  *   ids            POSIX: write "pid P pgid G sid S\n"
+ *   append PATH S  append S to the file PATH (created if missing)
+ *   fail-until PATH N   append a line to PATH, then exit 1 while PATH has fewer than N
+ *                  lines (a job that fails N-1 times, then works)
+ *   wait-file PATH wait (polling every 10 ms, at most 60 s) until PATH exists
  *   crash          write through a null pointer (Windows: the exit code is the exception's,
  *                  as for any crashing program, not a dialog)
  * Arguments arrive as UTF-8: on Windows they are read with CommandLineToArgvW, as every
@@ -186,6 +190,35 @@ static void print_fds(void) {
 }
 #endif
 
+static void append_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "ab");
+  if (f == NULL || fputs(text, f) < 0 || fclose(f) != 0)
+    exit(93);
+}
+
+static int count_lines(const char *path) {
+  FILE *f = fopen(path, "rb");
+  int c, n = 0;
+  if (f == NULL)
+    return 0;
+  while ((c = fgetc(f)) != EOF)
+    n += c == '\n';
+  fclose(f);
+  return n;
+}
+
+static void wait_file(const char *path) {
+  for (int i = 0; i < 6000; i++) {
+    FILE *f = fopen(path, "rb");
+    if (f != NULL) {
+      fclose(f);
+      return;
+    }
+    sleep_ms(10);
+  }
+  exit(94);
+}
+
 #ifdef _WIN32
 static LONG WINAPI end_with_code(EXCEPTION_POINTERS *ep) {
   TerminateProcess(GetCurrentProcess(), ep->ExceptionRecord->ExceptionCode);
@@ -229,7 +262,15 @@ static int run(int argc, char **argv) {
       print_env(a);
     else if (strcmp(c, "spawn-sleep") == 0)
       spawn_sleep(a);
-    else {
+    else if (strcmp(c, "wait-file") == 0)
+      wait_file(a);
+    else if (strcmp(c, "append") == 0 || strcmp(c, "fail-until") == 0) {
+      const char *b = i + 2 < argc ? argv[i + 2] : "";
+      append_file(a, c[0] == 'a' ? b : "x\n");
+      if (c[0] == 'f' && count_lines(a) < atoi(b))
+        return 1;
+      i++;
+    } else {
       takes_arg = 0;
       if (strcmp(c, "cwd") == 0)
         print_cwd();

@@ -36,10 +36,30 @@ void mp_test_crash(void);
 /* Open file descriptors (Linux) or handles (Windows) of this process, to detect leaks. */
 int mp_test_open_handles(void);
 
+/* Bytes the C heap has handed out and not taken back (glibc's mallinfo2, the sanitizers'
+ * allocator, msvcrt's heap walk): tests compare it before and after a workload. */
+size_t mp_test_heap_in_use(void);
+
+/* Runs program with args (NULL-terminated, at most 14) to completion within 60 s and
+ * returns its stdout (free with mp_free); fails the test unless it exits with 0. */
+char *mp_test_run(const char *program, const char *const *args);
+
+
 /* The path of tests/helpers/mp_testchild (under Wine: its Z:\ path). */
 const char *mp_test_child_program(void);
-/* A program of the build at src, as this process names it (under Wine: Z:\...). */
-const char *mp_test_program_path(const char *src, char *path, size_t size);
+
+/* Copies a path the build gave (a Unix path under Wine) into out in the form the test's own
+ * system uses: Z:\... with backslashes under Wine, unchanged elsewhere. */
+void mp_test_native_path(char *out, size_t size, const char *build_path);
+
+/* Makes a fresh directory (a new, unguessed name) and stores its full path in out. */
+void mp_test_temp_dir(char *out, size_t size, const char *tag);
+
+/* Removes a directory and everything in it. */
+void mp_test_remove_tree(const char *path);
+
+/* Returns 1 while process pid runs (a zombie no longer does), 0 once it is gone. */
+int mp_test_process_alive(int64_t pid);
 
 /* Verified messages for queue tests: a header (producer, sequence number, payload length,
  * checksum), then payload bytes derived from (producer, seq), so a consumer can check each

@@ -36,3 +36,8 @@ print(c_array('py_token_p2', pickle.dumps(TOKEN, protocol=2)))
 print(c_array('py_token_p4', pickle.dumps(TOKEN, protocol=4)))
 print(c_array('py_token_twice_p2', pickle.dumps((TOKEN, TOKEN), protocol=2)))
 print(c_array('py_token_twice_p5', pickle.dumps([TOKEN, TOKEN], protocol=5)))
+# Values outside the subset, as a client's put request carries them: the server must refuse
+# each by name (never alter it), and keep serving the connection.
+for name, v in (('set', {1, 2}), ('frozenset', frozenset([1])), ('bytearray', bytearray(b'ab')),
+                ('complex', 1 + 2j), ('big_int', 2**64)):
+    print(c_array('py_put_%s' % name, pickle.dumps((None, 'put', (v,), {}), protocol=4)))

@@ -4,6 +4,9 @@
 #   py_client.py host:port key wrongkey -- must be refused with AuthenticationError
 #   py_client.py host:port key methods  -- the 'get_methods' server call with a pickled
 #                                          Token, by hand and through AutoProxy
+#   py_client.py host:port key quick    -- connect, put and get one value on queue 'q';
+#                                          prints "served in <ms> ms" (the hostile tests)
+#   py_client.py host:port key nulkey   -- the same, with key + b'\0nul' as the key
 import queue
 import sys
 import time
@@ -24,6 +27,7 @@ class QueueManager(BaseManager):
 QueueManager.register('get_task_queue')
 QueueManager.register('get_result_queue')
 QueueManager.register('small')
+QueueManager.register('q')
 
 
 def server_call(address, key, name, args):
@@ -63,8 +67,19 @@ def main():
     host, port = sys.argv[1].rsplit(':', 1)
     key = sys.argv[2].encode()
     mode = sys.argv[3]
+    if mode == 'nulkey':
+        key, mode = key + b'\0nul', 'quick'
     if mode == 'methods':
         return methods((host, int(port)), key)
+    if mode == 'quick':
+        t0 = time.monotonic()
+        m = QueueManager(address=(host, int(port)), authkey=key)
+        m.connect()
+        q = m.q()
+        q.put('a good Python client')
+        assert q.get(timeout=10) == 'a good Python client'
+        print('served in %.1f ms' % ((time.monotonic() - t0) * 1000))
+        return 0
     if mode == 'wrongkey':
         m = QueueManager(address=(host, int(port)), authkey=key + b'-wrong')
         try:
