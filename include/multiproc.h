@@ -1015,6 +1015,49 @@ MP_API int mp_redis_queue_create(mp_queue **q, const char *url, const char *name
 /** Deletes the queue `name` from the server (its messages, group and settings). */
 MP_API int mp_redis_queue_delete(const char *url, const char *name, int timeout_ms);
 
+/* ---- pools on Redis (redis_pool.c, redis_worker.c; docs/redis.md) ------------------- */
+/* A distributed multiprocessing.Pool: mp_redis_pool_create makes an mp_pool whose workers
+ * are programs on any machine that reaches the Redis server, each serving in
+ * mp_worker_serve (the same program, started in worker mode). Every mp_pool_* call works
+ * on it except the argument-list ones (MP_ENOTSUP: objects cannot travel). A worker whose
+ * build differs from the caller's refuses a task with MP_ECHILD; a worker that dies (is
+ * silent for lease_ms) has its tasks run elsewhere, up to `attempts` runs in all, then they
+ * fail with MP_EWORKER naming it; each result reaches the caller once, even when its task
+ * ran twice. Without hiredis at build time the calls give MP_ENOTSUP. */
+
+typedef struct mp_redis_pool_opts {
+  int workers;            /* the size mp_pool_size reports and default chunk sizes assume;
+                             0: 4 (workers come and go: this is not a limit) */
+  int attempts;           /* runs of a task whose workers died before it fails with
+                             MP_EWORKER; 0: 3 */
+  int lease_ms;           /* a worker silent this long is taken for dead; 0: 10000 (at least
+                             100) */
+  int connect_timeout_ms; /* as mp_redis_opts; 0: 5000 */
+  int io_timeout_ms;      /* as mp_redis_opts; 0: 10000 */
+  int reconnect_ms;       /* as mp_redis_opts; 0: 30000 */
+  const char *tls_ca_file; /* as mp_redis_opts */
+} mp_redis_pool_opts;
+
+typedef struct mp_worker_opts {
+  const char *worker;     /* this worker's name in messages and in Redis (printable, no
+                             spaces, at most 100 bytes); NULL: "worker-<pid>-<random>" */
+  size_t batch;           /* tasks taken from Redis at once; 0: 16, at most 256 */
+  uint64_t max_tasks;     /* leave (return 0) after this many tasks; 0: never */
+  int idle_exit_ms;       /* leave (return 0) after this long without a task; 0: never */
+  int connect_timeout_ms; /* as mp_redis_opts; 0: 5000 */
+  int io_timeout_ms;      /* as mp_redis_opts; 0: 10000 */
+  int reconnect_ms;       /* as mp_redis_opts; 0: 30000 */
+  const char *tls_ca_file; /* as mp_redis_opts */
+} mp_worker_opts;
+
+/** Makes a pool whose tasks go through the Redis server at url to the workers serving
+ * `name` (opts may be NULL): MP_EBROKEN if Redis is unreachable within the timeouts. */
+MP_API int mp_redis_pool_create(mp_pool **pool, const char *url, const char *name,
+                                const mp_redis_pool_opts *opts);
+/** Serves the tasks of the Redis pools `name` at url in this process until max_tasks or
+ * idle_exit_ms says to leave (0), or Redis stays unreachable (MP_EBROKEN). */
+MP_API int mp_worker_serve(const char *url, const char *name, const mp_worker_opts *opts);
+
 /* ---- managers (manager.c, manager_client.c) ------------------------------------------ */
 /* A network manager like Python's multiprocessing.managers.BaseManager, speaking its wire
  * protocol: a C master serves queues that Python workers use, and a C worker uses queues

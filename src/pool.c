@@ -165,6 +165,8 @@ static void pool_destroy(mp_pool *p) {
   free(p->pids);
   free(p->ws);
   free(p->who);
+  if (p->remote)
+    p->remote_free(p->remote);
   mp_plat_cond_destroy(&p->cv);
   mp_plat_mutex_destroy(&p->mu);
   free(p);
@@ -188,25 +190,33 @@ static int pool_setup(mp_pool *p, int nworkers, const mp_pool_opts *o) {
   return rc ? rc : mp_pipe(&p->wake_r, &p->wake_w, 0);
 }
 
-int mp_pool_create(mp_pool **pool, int nworkers, const mp_pool_opts *opts) {
+int mp__pool_create_with(mp_pool **pool, int nworkers, const mp_pool_opts *opts,
+                         void (*thread)(void *), struct mp__rpool *remote,
+                         void (*remote_free)(struct mp__rpool *)) {
   mp_pool_opts none;
   memset(&none, 0, sizeof none);
   const mp_pool_opts *o = opts ? opts : &none;
-  if (pool == NULL)
-    return mp_set_error(MP_EINVAL, "mp_pool_create: pool is NULL");
-  *pool = NULL;
-  if (nworkers < 0)
-    return mp_set_error(MP_EINVAL, "mp_pool_create: nworkers is %d", nworkers);
-  int rc = check_opts(o);
-  if (rc < 0)
+  int rc = pool == NULL ? mp_set_error(MP_EINVAL, "mp_pool_create: pool is NULL") : 0;
+  if (rc == 0 && nworkers < 0)
+    rc = mp_set_error(MP_EINVAL, "mp_pool_create: nworkers is %d", nworkers);
+  rc = rc ? rc : check_opts(o);
+  mp_pool *p = rc ? NULL : calloc(1, sizeof *p);
+  if (rc == 0 && p == NULL)
+    rc = mp_set_error(MP_ENOMEM, "mp_pool_create: out of memory");
+  if (rc < 0) {
+    if (pool)
+      *pool = NULL;
+    if (remote)
+      remote_free(remote);
     return rc;
-  mp_pool *p = calloc(1, sizeof *p);
-  if (p == NULL)
-    return mp_set_error(MP_ENOMEM, "mp_pool_create: out of memory");
+  }
+  *pool = NULL;
   mp_plat_mutex_init(&p->mu);
   mp_plat_cond_init(&p->cv);
+  p->remote = remote;
+  p->remote_free = remote_free;
   rc = pool_setup(p, nworkers ? nworkers : mp_cpu_count(), o);
-  rc = rc ? rc : mp_thread_create(&p->thread, mp__pool_thread, p, "PoolMaster");
+  rc = rc ? rc : mp_thread_create(&p->thread, thread, p, "PoolMaster");
   if (rc == 0) {
     mp__pool_lock(p);
     while (!p->started)
@@ -224,6 +234,10 @@ int mp_pool_create(mp_pool **pool, int nworkers, const mp_pool_opts *opts) {
   }
   *pool = p;
   return 0;
+}
+
+int mp_pool_create(mp_pool **pool, int nworkers, const mp_pool_opts *opts) {
+  return mp__pool_create_with(pool, nworkers, opts, mp__pool_thread, NULL, NULL);
 }
 
 int mp_pool_close(mp_pool *p) {
@@ -376,6 +390,11 @@ static int apply_one(mp_pool *p, void (*fn)(void), const mp_value *input, const 
     *result = NULL;
   if (p == NULL || fn == NULL || result == NULL)
     return mp_set_error(MP_EINVAL, "%s: pool, fn or result is NULL", who);
+  if (args && p->remote)
+    return mp_set_error(MP_ENOTSUP,
+                        "%s: a Redis pool's tasks take values, not argument lists (their "
+                        "objects cannot travel to other machines)",
+                        who);
   uint32_t fnid;
   int rc = fn_id(p, fn, &fnid);
   if (rc < 0)

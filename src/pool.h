@@ -155,13 +155,26 @@ struct mp_pool {
   mp_thread *thread;
   int thread_joined;
   unsigned serial;
+  /* A pool whose workers are elsewhere (redis_pool.c): its master's state, freed last. */
+  struct mp__rpool *remote;
+  void (*remote_free)(struct mp__rpool *remote);
 };
 
 void mp__pool_lock(mp_pool *p);
 void mp__pool_unlock(mp_pool *p);
 /* Wakes the master from its wait (the pool's lock held). */
 void mp__pool_wake_locked(mp_pool *p);
+/* The master's side of a wake-up: empties the wake pipe (pool_master.c). */
+void mp__pool_drain_wake(mp_pool *p);
 /* The master thread (pool_master.c). */
 void mp__pool_thread(void *arg);
+/* A master says it started (rc 0) or why it could not (rc < 0, the last error). */
+void mp__pool_started(mp_pool *p, int rc);
+/* Makes a pool of nworkers (0: mp_cpu_count()) whose master is thread(pool), with remote
+ * (may be NULL) as its remote state, and waits until the master says it started. The
+ * pool frees remote with remote_free, also when this fails. */
+int mp__pool_create_with(mp_pool **pool, int nworkers, const mp_pool_opts *opts,
+                         void (*thread)(void *), struct mp__rpool *remote,
+                         void (*remote_free)(struct mp__rpool *));
 
 #endif /* MP_POOL_H */

@@ -52,7 +52,7 @@ static void describe_exit(mp__worker *w, char *buf, size_t size) {
     snprintf(buf, size, "exited with code %d", code);
 }
 
-static void drain_wake(mp_pool *p) {
+void mp__pool_drain_wake(mp_pool *p) {
   void *buf;
   size_t len;
   while (mp_conn_recv(p->wake_r, &buf, &len, 0) == 0)
@@ -94,7 +94,7 @@ static int await_hello(mp_pool *p, mp__worker *w) {
     mp_waitable ws[2] = {mp_waitable_conn(w->conn), mp_waitable_conn(p->wake_r)};
     int rc = mp_wait(ws, 2, MP_FOREVER);
     if (rc > 0 && ws[1].ready) {
-      drain_wake(p); /* queued work is picked up by the main loop later */
+      mp__pool_drain_wake(p); /* queued work is picked up by the main loop later */
       if (terminating(p))
         return mp_set_error(MP_ECANCELED, "the pool was terminated while a worker started");
     }
@@ -510,7 +510,7 @@ static void wait_and_handle(mp_pool *p) {
     if (!ws[i].ready)
       continue;
     if (who[i] == NULL)
-      drain_wake(p);
+      mp__pool_drain_wake(p);
     else if (ws[i].kind == MP_WAIT_CONN)
       read_results(p, who[i]);
     else
@@ -583,11 +583,7 @@ static void wind_down(mp_pool *p) {
   mp__fail_tasks(t, MP_ECANCELED, "the pool was terminated");
 }
 
-void mp__pool_thread(void *arg) {
-  mp_pool *p = arg;
-  int rc = 0;
-  for (int i = 0; i < p->nworkers && rc == 0; i++)
-    rc = worker_start(p, &p->w[i]);
+void mp__pool_started(mp_pool *p, int rc) {
   mp__pool_lock(p);
   p->start_rc = rc;
   if (rc < 0)
@@ -595,6 +591,14 @@ void mp__pool_thread(void *arg) {
   p->started = 1;
   mp_plat_cond_broadcast(&p->cv);
   mp__pool_unlock(p);
+}
+
+void mp__pool_thread(void *arg) {
+  mp_pool *p = arg;
+  int rc = 0;
+  for (int i = 0; i < p->nworkers && rc == 0; i++)
+    rc = worker_start(p, &p->w[i]);
+  mp__pool_started(p, rc);
   if (rc == 0)
     run(p);
   wind_down(p);

@@ -54,6 +54,12 @@ int mp__pw_check_results(mp__reader r, size_t n);
  * that does not decode. */
 int mp__pw_read_item(mp__reader *r, mp__value_arena *a, mp_value **v, char *msg, size_t size);
 
+/* Runs fn over the n input values that start r, appending one result item per input to
+ * out (a failure item for a task that failed). fn NULL: every item fails with MP_ECHILD
+ * and why. An error only for an input that does not decode or no memory. */
+int mp__pw_run_items(void (*fn)(void), const char *why, unsigned flags, uint32_t n, mp__reader *r,
+                     mp__buf *out);
+
 /* The worker process's target (pool_worker.c); args[0] is its connection. */
 int mp__pool_worker_main(mp_args *args);
 

@@ -62,35 +62,48 @@ static int call_fn(void (*fn)(void), unsigned flags, const mp_value *in, mp_valu
 }
 
 /* Appends the item of a task that ran: its output, or its failure. */
-static int put_outcome(wstate *s, int rc, mp_value *out) {
+static int put_outcome(mp__buf *b, int rc, mp_value *out) {
   char fallback[96];
   if (rc != 0) {
     snprintf(fallback, sizeof fallback, "the task returned %d", rc);
     mp_value_free(out);
-    return put_failure(&s->out, MP_ETASK, fallback);
+    return put_failure(b, MP_ETASK, fallback);
   }
-  rc = mp__value_encode_append(out, &s->out);
+  rc = mp__value_encode_append(out, b);
   mp_value_free(out);
-  return rc < 0 ? put_failure(&s->out, rc, "pool worker: the output could not be encoded") : 0;
+  return rc < 0 ? put_failure(b, rc, "pool worker: the output could not be encoded") : 0;
 }
 
-/* Runs the input that starts r and appends its result item. */
-static int run_item(wstate *s, const wfn *f, unsigned flags, mp__reader *r, mp__value_arena *a) {
-  mp_value *in = NULL, *out = NULL;
+/* Runs the input that starts r and appends its result item to out; fn NULL: the item
+ * fails with MP_ECHILD and why. */
+static int run_item(void (*fn)(void), const char *why, unsigned flags, mp__reader *r,
+                    mp__value_arena *a, mp__buf *out) {
+  mp_value *in = NULL, *res = NULL;
   size_t used = 0;
   int rc = mp__value_decode_in(a, r->p, r->left, &in, &used);
   if (rc < 0)
     return rc; /* the master sent something it could not have encoded: give up */
   mp__get_bytes(r, used);
-  if (f->fn == NULL) {
+  if (fn == NULL) {
     mp__value_free_in(a, in);
-    return mp__pw_put_failure(&s->out, MP_ECHILD, f->error);
+    return mp__pw_put_failure(out, MP_ECHILD, why);
   }
   if (mp_last_error_code() != 0)
     clear_error(); /* only when dirty: formatting a message per task costs */
-  rc = call_fn(f->fn, flags, in, &out);
+  rc = call_fn(fn, flags, in, &res);
   mp__value_free_in(a, in);
-  return put_outcome(s, rc, out);
+  return put_outcome(out, rc, res);
+}
+
+int mp__pw_run_items(void (*fn)(void), const char *why, unsigned flags, uint32_t n, mp__reader *r,
+                     mp__buf *out) {
+  mp__value_arena a; /* the inputs of a chunk share one allocation */
+  mp__value_arena_init(&a, n);
+  int rc = 0;
+  for (uint32_t i = 0; rc == 0 && i < n; i++)
+    rc = run_item(fn, why, flags, r, &a, out);
+  mp__value_arena_done(&a);
+  return rc;
 }
 
 /* Starts the answer to a task of n items; send_answer ends and writes it. */
@@ -118,12 +131,8 @@ static int on_task(wstate *s, mp__reader *r) {
   if (rc < 0 || f == NULL)
     return rc < 0 ? rc : mp_set_error(MP_EPROTO, "pool worker: no function %u", (unsigned)fnid);
   size_t at;
-  mp__value_arena a; /* the inputs of a chunk share one allocation */
-  mp__value_arena_init(&a, n);
   rc = begin_answer(s, n, &at);
-  for (uint32_t i = 0; rc == 0 && i < n; i++)
-    rc = run_item(s, f, flags, r, &a);
-  mp__value_arena_done(&a);
+  rc = rc ? rc : mp__pw_run_items(f->fn, f->error, flags, n, r, &s->out);
   return rc < 0 ? rc : send_answer(s, at);
 }
 
@@ -152,7 +161,7 @@ static int on_args_task(wstate *s, mp__reader *r) {
     mp_value *out = NULL;
     clear_error();
     code = ((mp_args_task_fn)f->fn)(args, &out);
-    rc = put_outcome(s, code, out);
+    rc = put_outcome(&s->out, code, out);
   }
   mp_args_free(args); /* releases the objects imported for this task */
   return rc < 0 ? rc : send_answer(s, at);

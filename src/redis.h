@@ -1,7 +1,7 @@
 /* Redis through hiredis: the URL, one connection with its reconnect policy (redis_url.c,
- * redis_conn.c), used by the Redis-backed queue (redis_queue.c). Not part of the public
- * API. Only redis_conn.c and redis_queue.c see hiredis; the OS stays inside hiredis and
- * behind platform.h. */
+ * redis_conn.c), used by the Redis-backed queue (redis_queue.c) and the distributed pool
+ * (redis_pool.c, redis_worker.c, redis_pool_wire.c). Not part of the public API. Only these
+ * redis_*.c files see hiredis; the OS stays inside hiredis and behind platform.h. */
 #ifndef MP_REDIS_H
 #define MP_REDIS_H
 

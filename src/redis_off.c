@@ -21,3 +21,16 @@ int mp_redis_queue_delete(const char *url, const char *name, int timeout_ms) {
   (void)url, (void)name, (void)timeout_ms;
   return unsupported("mp_redis_queue_delete");
 }
+
+int mp_redis_pool_create(mp_pool **pool, const char *url, const char *name,
+                         const mp_redis_pool_opts *opts) {
+  (void)url, (void)name, (void)opts;
+  if (pool)
+    *pool = NULL;
+  return unsupported("mp_redis_pool_create");
+}
+
+int mp_worker_serve(const char *url, const char *name, const mp_worker_opts *opts) {
+  (void)url, (void)name, (void)opts;
+  return unsupported("mp_worker_serve");
+}
