@@ -20,9 +20,27 @@ down() {
   sh "$fixture" stop "$dir" >/dev/null
 }
 
+# Namespaces and links of earlier runs that died before "down" hold the same addresses:
+# remove those whose process (the number in the tag) is gone.
+sweep() {
+  prefix=${tag%%[0-9]*}
+  for name in $(ip netns list 2>/dev/null | awk '{print $1}') \
+    $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//'); do
+    case "$name" in
+    "$prefix"[0-9]*-[0-9] | "$prefix"[0-9]*-h[0-9]) ;;
+    *) continue ;;
+    esac
+    pid=${name#"$prefix"}
+    pid=${pid%%-*}
+    kill -0 "$pid" 2>/dev/null && continue
+    ip netns del "$name" 2>/dev/null || ip link del "$name" 2>/dev/null
+  done
+}
+
 case "$cmd" in
 up)
   command -v ip >/dev/null || exit 77
+  sweep
   ip netns add "$tag-1" 2>/dev/null || exit 77
   for i in 1 2; do
     [ "$i" = 1 ] || ip netns add "$tag-$i" || { down; exit 1; }
