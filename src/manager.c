@@ -17,6 +17,8 @@
 #define DEFAULT_HANDSHAKE_MS 5000
 #define DEFAULT_MAX_MESSAGE ((size_t)64 << 20)
 #define NAME_MAX_LEN 200
+#define MANAGER_BACKLOG 4096  /* connections the kernel queues before the front stage accepts them \
+                               */
 #define ALIVE_CHECK_MS 250    /* how often a blocked call looks whether its client is there */
 #define SHUTDOWN_GRACE_MS 200 /* a request in progress may finish its reply this long */
 
@@ -81,7 +83,11 @@ int mp_manager_create_bytes(mp_manager **out, const char *address, const void *a
     rc = manager_new(&m, authkey, keylen, opts);
   if (rc < 0)
     return rc;
-  if ((rc = mp_plat_tcp_listen(&m->listener, host, port, 128)) < 0) {
+  /* A deep accept queue (the kernel caps it at net.core.somaxconn): when it is full, the
+   * kernel drops a newcomer's SYN and a good client waits a second for its retransmission,
+   * whatever the front stage would have done. The front stage accepts at once and applies
+   * its own limits (max_handshakes, the oldest handshake dropped first) to a flood. */
+  if ((rc = mp_plat_tcp_listen(&m->listener, host, port, MANAGER_BACKLOG)) < 0) {
     mp_manager_free(m);
     return rc;
   }
