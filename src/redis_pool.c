@@ -5,7 +5,9 @@
  * every lease_ms / 2 runs the reclaim script, which puts the tasks of silent (dead)
  * workers back in the stream or, after `attempts` deaths, answers them with MP_EWORKER.
  * A table of the tasks in flight, by id, gives each answer to its caller once: a second
- * answer of a task that ran twice finds nothing and is dropped. Formats: redis_pool.h. */
+ * answer of a task that ran twice finds nothing and is dropped. A lost connection (a Redis
+ * restart) costs nothing: unconfirmed XADDs go again, and the collector, reconnected,
+ * recovers answers a lost reply took with it (recover_lua). Formats: redis_pool.h. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,24 @@ static const char reclaim_lua[] =
     "end\n"
     "return #p\n";
 
+/* KEYS[1] the tasks stream, KEYS[2] this master's answers; ARGV: stream ids of tasks in
+ * flight. Run after the collector reconnects: a BLMPOP whose reply the lost connection
+ * swallowed took answers out of the list for good. Atomically takes the answers waiting and
+ * says which ids left the stream: a task whose entry is gone was answered (its worker
+ * pushes the answer before it deletes the entry), so if its answer is not among these nor
+ * came before, it was lost, and the task must run again (an entry that a reclaim moved
+ * counts as gone too: that task runs once more, and is answered once). */
+static const char recover_lua[] =
+    "local a = redis.call('LRANGE', KEYS[2], 0, -1)\n"
+    "redis.call('DEL', KEYS[2])\n"
+    "local gone = {}\n"
+    "for i, id in ipairs(ARGV) do\n"
+    "  if #redis.call('XRANGE', KEYS[1], id, id) == 0 then gone[#gone + 1] = i end\n"
+    "end\n"
+    "return {a, gone}\n";
+
+#define RECOVER_BATCH 1000 /* ids per recovery script */
+
 typedef struct slot {
   uint64_t id; /* the task's id on the wire, key_of(t); 0: empty */
   mp__task *t;
@@ -66,7 +86,7 @@ struct mp__rpool {
   mp__redis *tx, *rx; /* the master thread's, the collector's */
   char k_tasks[MP_REDIS_NAME_MAX + 32], k_res[MP_REDIS_NAME_MAX + 64];
   char sha[41];
-  int lease_ms, attempts;
+  int lease_ms, attempts, reconnect_ms;
   /* tasks in flight, by id (open addressing); guarded by the pool's lock */
   slot *tab;
   size_t cap, count;
@@ -253,6 +273,112 @@ static int stopping(mp__rpool *rp) {
   return stop;
 }
 
+/* Fails task id (in the table) with the error just set. */
+static void fail_unqueued(mp__rpool *rp, uint64_t id, int code) {
+  mp__task *t = take(rp, id);
+  if (t) {
+    char msg[MP__POOL_MSG_MAX];
+    snprintf(msg, sizeof msg, "redis pool: the task could not be queued: %s", mp_last_error());
+    fail_one(t, code, msg, strlen(msg));
+  }
+}
+
+/* Appends task t's entry (our head, then its encoded body) to b. */
+static int put_task_locked(mp__rpool *rp, mp__task *t, mp__buf *b) {
+  /* t->body is 'T', fnid u32, then flags, n and the inputs: those follow our head */
+  int rc = mp__rp_put_task_head(b, key_of(t), rp->k_res, (uint32_t)rp->lease_ms,
+                                &rp->p->fns[t->fnid].ref, t->flags, (uint32_t)t->count);
+  return rc ? rc : mp__buf_put(b, t->body + 10, t->len - 10);
+}
+
+/* Notes the stream entry an XADD's reply names for task id, if it is still in flight. */
+static void set_sid(mp__rpool *rp, uint64_t id, const redisReply *reply) {
+  if (reply->type != REDIS_REPLY_STRING || reply->len >= MP_REDIS_ID_MAX)
+    return;
+  mp__pool_lock(rp->p);
+  slot *s = find_locked(rp, id);
+  if (s)
+    memcpy(s->sid, reply->str, reply->len + 1);
+  mp__pool_unlock(rp->p);
+}
+
+/* Adds task id (in the table, with entry sid) to the stream again: its answer was lost. */
+static void resend(mp__rpool *rp, uint64_t id, const char *sid, mp__buf *b) {
+  mp__pool_lock(rp->p);
+  slot *s = find_locked(rp, id);
+  int rc = s && strcmp(s->sid, sid) == 0 ? 0 : 1; /* answered, or added again already */
+  b->len = 0;
+  rc = rc ? rc : put_task_locked(rp, s->t, b);
+  mp__pool_unlock(rp->p);
+  redisReply *reply = NULL;
+  const char *argv[5] = {"XADD", rp->k_tasks, "*", "d", (const char *)b->data};
+  size_t lens[5] = {4, strlen(rp->k_tasks), 1, 1, b->len};
+  rc = rc ? rc : mp__redis_call(rp->rx, 5, argv, lens, &reply);
+  if (rc == 0)
+    set_sid(rp, id, reply);
+  else if (rc < 0 && mp__redis_connected(rp->rx)) /* refused (no memory...): it fails */
+    fail_unqueued(rp, id, rc);
+  mp__redis_reply_free(reply); /* the connection lost: the next one recovers it */
+}
+
+/* One recovery script over ids[0..n) (their entries sids): the answers it took are given,
+ * then the tasks whose entries are gone and that are still unanswered go again. */
+static int recover_some(mp__rpool *rp, const uint64_t *ids, char (*sids)[MP_REDIS_ID_MAX], size_t n,
+                        mp__buf *b) {
+  const char **argv = malloc((n + 5) * sizeof *argv);
+  size_t *lens = malloc((n + 5) * sizeof *lens);
+  redisReply *reply = NULL;
+  int rc = argv && lens ? 0 : oom();
+  if (rc == 0) {
+    const char *head[5] = {"EVAL", recover_lua, "2", rp->k_tasks, rp->k_res};
+    for (size_t i = 0; i < n + 5; i++) {
+      argv[i] = i < 5 ? head[i] : sids[i - 5];
+      lens[i] = strlen(argv[i]);
+    }
+    rc = mp__redis_call(rp->rx, (int)n + 5, argv, lens, &reply);
+  }
+  if (rc == 0 && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+      reply->element[0]->type == REDIS_REPLY_ARRAY &&
+      reply->element[1]->type == REDIS_REPLY_ARRAY) {
+    const redisReply *answers = reply->element[0], *gone = reply->element[1];
+    for (size_t i = 0; i < answers->elements; i++)
+      on_answer(rp, answers->element[i]);
+    for (size_t i = 0; i < gone->elements; i++) {
+      long long k = gone->element[i]->type == REDIS_REPLY_INTEGER ? gone->element[i]->integer : 0;
+      if (k >= 1 && (size_t)k <= n)
+        resend(rp, ids[k - 1], sids[k - 1], b);
+    }
+  }
+  mp__redis_reply_free(reply);
+  free(argv);
+  free(lens);
+  return rc;
+}
+
+/* After the collector's connection came back: recovers the answers a lost BLMPOP reply took
+ * with it (recover_lua), for the tasks in flight that Redis had taken (a snapshot: answers
+ * move the table's entries), RECOVER_BATCH at a time. */
+static void recover(mp__rpool *rp) {
+  mp__pool_lock(rp->p);
+  size_t n = 0, cap = rp->count;
+  uint64_t *ids = malloc((cap ? cap : 1) * sizeof *ids);
+  char(*sids)[MP_REDIS_ID_MAX] = malloc((cap ? cap : 1) * sizeof *sids);
+  for (size_t i = 0; ids && sids && i < rp->cap; i++)
+    if (rp->tab[i].id && rp->tab[i].sid[0]) {
+      ids[n] = rp->tab[i].id;
+      memcpy(sids[n++], rp->tab[i].sid, MP_REDIS_ID_MAX);
+    }
+  mp__pool_unlock(rp->p);
+  mp__buf b = {0};
+  /* a lost connection stops it: the next one recovers again (a new epoch) */
+  int rc = ids && sids ? 0 : oom();
+  for (size_t at = 0; rc == 0 && at < n; at += RECOVER_BATCH)
+    rc = recover_some(rp, ids + at, sids + at, n - at < RECOVER_BATCH ? n - at : RECOVER_BATCH, &b);
+  mp__buf_free(&b);
+  free(ids);
+  free(sids);
+}
+
 static void collector(void *arg) {
   mp__rpool *rp = arg;
   int half = rp->lease_ms / 2;
@@ -263,6 +389,7 @@ static void collector(void *arg) {
   for (int i = 0; i < 7; i++)
     lens[i] = strlen(argv[i]);
   int64_t next_reclaim = after_ms(half);
+  uint64_t epoch = mp__redis_epoch(rp->rx); /* connected by pool_thread */
   while (!stopping(rp)) {
     int rc = mp__redis_ensure(rp->rx, -1);
     if (rc < 0) {
@@ -270,6 +397,10 @@ static void collector(void *arg) {
       snprintf(msg, sizeof msg, "redis pool: %s", mp_last_error());
       fail_in_flight(rp, rc, msg);
       continue; /* what comes next tries again */
+    }
+    if (mp__redis_epoch(rp->rx) != epoch) { /* a new connection: answers may have been lost */
+      epoch = mp__redis_epoch(rp->rx);
+      recover(rp); /* lost again: the next connection recovers */
     }
     redisReply *reply = NULL;
     rc = mp__redis_send(rp->rx, 7, argv, lens);
@@ -304,11 +435,7 @@ static size_t take_batch_locked(mp__rpool *rp, mp__task **bad) {
     t->next = NULL;
     size_t at = rp->batch.len;
     int rc = t->body ? 0 : mp__task_encode(t, &p->scratch);
-    /* t->body is 'T', fnid u32, then flags, n and the inputs: those follow our head */
-    rc = rc ? rc
-            : mp__rp_put_task_head(&rp->batch, key_of(t), rp->k_res, (uint32_t)rp->lease_ms,
-                                   &p->fns[t->fnid].ref, t->flags, (uint32_t)t->count);
-    rc = rc ? rc : mp__buf_put(&rp->batch, t->body + 10, t->len - 10);
+    rc = rc ? rc : put_task_locked(rp, t, &rp->batch);
     rc = rc ? rc : insert_locked(rp, t);
     if (rc < 0) {
       rp->batch.len = at;
@@ -325,38 +452,54 @@ static size_t take_batch_locked(mp__rpool *rp, mp__task **bad) {
   return n;
 }
 
-/* XADDs the batch, pipelined: one round trip. A task Redis did not take fails. */
-static void send_batch(mp__rpool *rp, size_t n) {
-  int rc = mp__redis_ensure(rp->tx, -1);
-  size_t sent = 0;
-  for (; rc == 0 && sent < n; sent++) {
+/* One pipelined round of XADDs for batch tasks [from, n): how many of them are settled
+ * (queued, or refused by Redis and failed), in order; *rc is the connection's error that
+ * stopped the round (0: none). */
+static size_t send_round(mp__rpool *rp, size_t from, size_t n, int *rc) {
+  size_t sent = from;
+  for (*rc = 0; *rc == 0 && sent < n; sent++) {
     size_t start = sent ? rp->ends[sent - 1] : 0;
     const char *argv[5] = {"XADD", rp->k_tasks, "*", "d", (const char *)rp->batch.data + start};
     size_t lens[5] = {4, strlen(rp->k_tasks), 1, 1, rp->ends[sent] - start};
-    rc = mp__redis_send(rp->tx, 5, argv, lens);
+    *rc = mp__redis_send(rp->tx, 5, argv, lens);
   }
-  for (size_t i = 0; i < n; i++) {
+  size_t i = from;
+  for (; *rc == 0 && i < sent; i++) {
     redisReply *reply = NULL;
-    int r = i < sent && rc == 0 ? mp__redis_recv(rp->tx, 0, &reply) : rc;
-    if (r == 0 && reply->type == REDIS_REPLY_ERROR)
-      r = mp__redis_reply_error(rp->tx, reply, "XADD");
-    if (r == 0 && reply->type == REDIS_REPLY_STRING && reply->len < MP_REDIS_ID_MAX) {
-      mp__pool_lock(rp->p);
-      slot *s = find_locked(rp, rp->ids[i]);
-      if (s)
-        memcpy(s->sid, reply->str, reply->len + 1);
-      mp__pool_unlock(rp->p);
-    }
+    *rc = mp__redis_recv(rp->tx, 0, &reply);
+    if (*rc < 0)
+      break; /* its reply is lost with the connection: unsettled */
+    int r = mp__redis_reply_error(rp->tx, reply, "XADD");
+    if (r == 0)
+      set_sid(rp, rp->ids[i], reply);
     mp__redis_reply_free(reply);
-    if (r < 0) {
-      rc = r;
-      mp__task *t = take(rp, rp->ids[i]);
-      if (t) {
-        char msg[MP__POOL_MSG_MAX];
-        snprintf(msg, sizeof msg, "redis pool: the task could not be queued: %s", mp_last_error());
-        fail_one(t, r, msg, strlen(msg));
-      }
+    if (r < 0)
+      fail_unqueued(rp, rp->ids[i], r);
+  }
+  return i;
+}
+
+/* XADDs the batch, pipelined: one round trip. A task Redis refused fails. When the
+ * connection breaks (a Redis restart), the tasks whose XADD Redis did not confirm go again
+ * on a new connection: one Redis did run then sits in the stream twice, runs twice and is
+ * answered once (the table). Redis unreachable for reconnect_ms: they fail. */
+static void send_batch(mp__rpool *rp, size_t n) {
+  size_t done = 0;
+  int64_t deadline = -1; /* from the first break: reconnect_ms to get a connection that holds */
+  while (done < n) {
+    int rc = mp__redis_ensure(rp->tx, deadline), broke = 0; /* ensure's failure is final */
+    if (rc == 0) {
+      done = send_round(rp, done, n, &rc);
+      broke = rc == MP_EBROKEN;
     }
+    if (rc == 0)
+      continue;
+    if (broke && deadline < 0)
+      deadline = after_ms(rp->reconnect_ms);
+    if (broke && (int64_t)mp_plat_monotonic_ns() < deadline)
+      continue;
+    for (; done < n; done++)
+      fail_unqueued(rp, rp->ids[done], rc);
   }
 }
 
@@ -459,6 +602,7 @@ static int rpool_new(mp__rpool **out, const char *url, const char *name,
     return oom();
   rp->lease_ms = o->lease_ms > 0 ? (o->lease_ms < 100 ? 100 : o->lease_ms) : 10000;
   rp->attempts = o->attempts > 0 ? o->attempts : 3;
+  rp->reconnect_ms = o->reconnect_ms > 0 ? o->reconnect_ms : 30000;
   unsigned char rnd[8];
   char suffix[40];
   int rc = mp_plat_random_bytes(rnd, sizeof rnd);
