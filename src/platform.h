@@ -117,8 +117,8 @@ int mp_plat_chan_write_along(mp_plat_chan *c, const mp_plat_buf *bufs, size_t nb
 int mp_plat_chan_read_along(mp_plat_chan *c, void *buf, size_t len, int timeout_ms, size_t *nread,
                             mp_plat_handle *h, size_t max, size_t *nh);
 /* MP_PLAT_PASS_INTO: duplicates h into the process proc (a process handle, see
- * mp_plat_child.wait) and gives its value there; the caller keeps h. MP_ENOTSUP
- * elsewhere. */
+ * mp_plat_child.wait) and gives its value there; the caller keeps h. MP_EBROKEN when proc
+ * has exited or is exiting. MP_ENOTSUP elsewhere. */
 int mp_plat_handle_into(mp_plat_handle proc, mp_plat_handle h, mp_plat_handle *theirs);
 
 /* ---- wait: block on several channels and processes at once (wait.c) ------------------ */

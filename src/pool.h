@@ -115,6 +115,7 @@ typedef struct mp__worker {
   mp_conn *conn;
   int64_t pid;
   int eof, stopping, timed_out;
+  int gone;              /* refused its task's handles (Windows): exiting; takes no more work */
   int topping;           /* assign: may get more work in this pass */
   mp__task *head, *tail; /* sent, unanswered; head is running */
   size_t inflight, inflight_bytes, inflight_handles;

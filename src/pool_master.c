@@ -205,7 +205,7 @@ static void fail_unsendable(mp_pool *p) {
 }
 
 static int can_take(const mp_pool *p, const mp__worker *w, const mp__task *t) {
-  if (w->proc == NULL || w->eof || w->stopping || w->inflight >= MP__POOL_DEPTH)
+  if (w->proc == NULL || w->eof || w->stopping || w->gone || w->inflight >= MP__POOL_DEPTH)
     return 0;
   if (w->inflight > 0 && (w->inflight_bytes + t->len > MP__POOL_DEPTH_BYTES ||
                           w->inflight_handles + t->nhandles > MP_PLAT_MAX_PASS))
@@ -262,13 +262,22 @@ static int put_task(mp__worker *w, const mp__task *t) {
   return rc ? rc : mp__conn_msg_end(&w->out, at);
 }
 
-/* Moves the queue's head to w: 0, or an error with nothing given. */
+/* Moves the queue's head to w: 0, or an error with nothing given. A worker that died
+ * since the master last waited (its exit not seen yet) refuses the handles of an argument
+ * task (MP_EBROKEN): the task stays at the head for another worker, and the worker takes
+ * no more work until its exit is handled like any other death. */
 static int give_locked(mp_pool *p, mp__worker *w) {
   mp__task *t = p->pend_head;
   int rc = send_defs_locked(p, w, t->fnid);
   size_t undo = w->out.len; /* the definitions stay: the worker learns them either way */
   if (rc == 0)
     rc = t->flags & MP__PW_ARGS ? put_args_task(w, t) : put_task(w, t);
+  if (rc == MP_EBROKEN) {
+    w->out.len = undo;
+    w->gone = 1;
+    mp_process_kill(w->proc); /* an exit that is surely coming, whatever the refusal meant */
+    return rc;
+  }
   if (rc < 0) {
     w->out.len = undo;
     pop_head_locked(p);

@@ -42,6 +42,29 @@ static int init_unless_file(const mp_value *args) {
   return -1;
 }
 
+/* Once the file initargs".armed" exists, a starting worker waits for initargs".open":
+ * it holds the master in the replacement's start-up for as long as a test needs. */
+static int init_behind_gate(const mp_value *args) {
+  const char *base = "";
+  char armed[600], open[600];
+  mp_value_get_str(args, &base, NULL);
+  snprintf(armed, sizeof armed, "%s.armed", base);
+  snprintf(open, sizeof open, "%s.open", base);
+  FILE *f = fopen(armed, "r");
+  if (f == NULL)
+    return 0;
+  fclose(f);
+  for (int i = 0; i < 3000; i++) {
+    if ((f = fopen(open, "r")) != NULL) {
+      fclose(f);
+      return 0;
+    }
+    mp_sleep_ms(10); /* waiting for another process's file: there is no event */
+  }
+  mp_set_error(MP_ETIMEDOUT, "the gate %s never opened", open);
+  return -1;
+}
+
 static int64_t int_of(const mp_value *v) {
   int64_t x = -999;
   mp_value_get_int(v, &x);
@@ -186,6 +209,48 @@ static void kill_pid(int64_t pid) {
 #else
   assert_int_equal(kill((pid_t)pid, SIGKILL), 0);
 #endif
+}
+
+/* Waits (up to 30 s) until the process pid (not this one's child) has exited. */
+static void wait_dead(int64_t pid) {
+#ifdef _WIN32
+  HANDLE h = OpenProcess(SYNCHRONIZE, FALSE, (DWORD)pid);
+  if (h == NULL)
+    return; /* already gone */
+  assert_int_equal(WaitForSingleObject(h, 30000), WAIT_OBJECT_0);
+  CloseHandle(h);
+#else
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+  for (int i = 0; i < 3000; i++) {
+    char line[512] = "";
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+      return; /* reaped */
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = 0;
+    const char *end = strrchr(line, ')'); /* "pid (name) state ..." */
+    if (end && (end[2] == 'Z' || end[2] == 'X'))
+      return;
+    mp_sleep_ms(10); /* another process's state: there is no event to wait on */
+  }
+  fail_msg("process %lld never exited", (long long)pid);
+#endif
+}
+
+static void touch(const char *base, const char *suffix) {
+  char path[600];
+  snprintf(path, sizeof path, "%s%s", base, suffix);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fclose(f);
+}
+
+static void remove_with(const char *base, const char *suffix) {
+  char path[600];
+  snprintf(path, sizeof path, "%s%s", base, suffix);
+  remove(path);
 }
 
 /* Waits (up to 30 s) until the task wrote its pid to path. */
@@ -665,6 +730,21 @@ static void a_task_takes_a_queue_a_dict_and_a_connection(void **state) {
   end_pool(p);
 }
 
+/* Each of n objects_task results says want, and each task's message came through a. */
+static void take_objects_results(mp_result **r, int n, mp_conn *a, int64_t want) {
+  for (int i = 0; i < n; i++) {
+    mp_value *out = NULL;
+    assert_mp_ok(mp_result_take(r[i], &out, 30000));
+    assert_int_equal(int_of(out), want);
+    mp_value_free(out);
+    mp_result_free(r[i]);
+    void *msg = NULL;
+    size_t len = 0;
+    assert_mp_ok(mp_conn_recv(a, &msg, &len, 30000));
+    mp_free(msg);
+  }
+}
+
 /* Argument tasks queued on a worker that dies run on its replacement, with their handles
  * passed again. */
 static void argument_tasks_behind_a_dead_worker_run_elsewhere(void **state) {
@@ -691,17 +771,7 @@ static void argument_tasks_behind_a_dead_worker_run_elsewhere(void **state) {
   mp_args_free(args);
   kill_pid(read_pid_file(path));
   assert_mp(MP_EWORKER, mp_result_get(victim, NULL, 30000));
-  for (int i = 0; i < 3; i++) {
-    mp_value *out = NULL;
-    assert_mp_ok(mp_result_take(r[i], &out, 30000));
-    assert_int_equal(int_of(out), 1);
-    mp_value_free(out);
-    mp_result_free(r[i]);
-    void *msg = NULL;
-    size_t len = 0;
-    assert_mp_ok(mp_conn_recv(a, &msg, &len, 30000));
-    mp_free(msg);
-  }
+  take_objects_results(r, 3, a, 1);
   mp_result_free(victim);
   mp_value_free(victim_in);
   mp_value_free(d);
@@ -710,6 +780,65 @@ static void argument_tasks_behind_a_dead_worker_run_elsewhere(void **state) {
   mp_queue_free(q);
   remove(path);
   end_pool(p);
+}
+
+/* A worker that died while the master was busy elsewhere (here: waiting for another
+ * worker's replacement to start) still looks alive when argument tasks are dealt out; the
+ * handles it cannot take (Windows) mark it gone, and its tasks run on the others. */
+static void argument_tasks_dealt_to_an_unnoticed_dead_worker_run_elsewhere(void **state) {
+  (void)state;
+  enum { N = 5 };
+  char gate[512], pa[512], pb[512];
+  temp_path(gate, sizeof gate, "gate");
+  temp_path(pa, sizeof pa, "deadA");
+  temp_path(pb, sizeof pb, "deadB");
+  mp_value *gv = mp_value_str(gate), *va = mp_value_str(pa), *vb = mp_value_str(pb);
+  mp_pool_opts o;
+  memset(&o, 0, sizeof o);
+  o.initializer = init_behind_gate;
+  o.initargs = gv;
+  mp_pool *p = make_pool(2, &o);
+  mp_result *ra, *rb, *r[N];
+  assert_mp_ok(mp_pool_apply_async(p, announce_and_sleep, va, &ra));
+  assert_mp_ok(mp_pool_apply_async(p, announce_and_sleep, vb, &rb)); /* one on each worker */
+  int64_t a_pid = read_pid_file(pa), b_pid = read_pid_file(pb);
+  touch(gate, ".armed");
+  kill_pid(a_pid);
+  /* A's task fails before its replacement starts: the master now waits in that start-up,
+   * blind to B, while B dies and the tasks queue up. */
+  assert_mp(MP_EWORKER, mp_result_get(ra, NULL, 30000));
+  kill_pid(b_pid);
+  wait_dead(b_pid);
+  mp_queue *q = NULL;
+  assert_mp_ok(mp_queue_create(&q, 0));
+  mp_conn *a, *b;
+  assert_mp_ok(mp_pipe(&a, &b, 1));
+  mp_value *d = mp_value_dict();
+  mp_args *args = NULL;
+  assert_mp_ok(mp_args_create(&args));
+  assert_mp_ok(mp_args_add_queue(args, q));
+  assert_mp_ok(mp_args_add_value(args, d));
+  assert_mp_ok(mp_args_add_conn(args, b));
+  for (int i = 0; i < N; i++) /* more than the workers: some are dealt to B */
+    assert_mp_ok(mp_pool_apply_args_async(p, objects_task, args, &r[i]));
+  mp_args_free(args);
+  touch(gate, ".open");
+  assert_mp(MP_EWORKER, mp_result_get(rb, NULL, 30000));
+  take_objects_results(r, N, a, 0);
+  mp_result_free(ra);
+  mp_result_free(rb);
+  mp_value_free(d);
+  mp_conn_free(a);
+  mp_conn_free(b);
+  mp_queue_free(q);
+  end_pool(p);
+  remove(pa);
+  remove(pb);
+  remove_with(gate, ".armed");
+  remove_with(gate, ".open");
+  mp_value_free(gv);
+  mp_value_free(va);
+  mp_value_free(vb);
 }
 
 /* map_ex: one failed input does not take the other outputs with it. */
@@ -902,6 +1031,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(a_task_over_its_time_limit_is_killed),
       cmocka_unit_test(a_task_takes_a_queue_a_dict_and_a_connection),
       cmocka_unit_test(argument_tasks_behind_a_dead_worker_run_elsewhere),
+      cmocka_unit_test(argument_tasks_dealt_to_an_unnoticed_dead_worker_run_elsewhere),
       cmocka_unit_test(map_ex_gives_per_item_results),
       cmocka_unit_test(map_ex_times_out_and_keeps_what_finished),
       cmocka_unit_test(result_take_gives_the_output_away),

@@ -310,9 +310,18 @@ int mp_plat_chan_read_along(mp_plat_chan *c, void *buf, size_t len, int timeout_
 
 int mp_plat_handle_into(mp_plat_handle proc, mp_plat_handle h, mp_plat_handle *theirs) {
   HANDLE out = NULL;
-  if (!DuplicateHandle(GetCurrentProcess(), (HANDLE)h, (HANDLE)proc, &out, 0, FALSE,
-                       DUPLICATE_SAME_ACCESS))
-    return mp__os_error("DuplicateHandle(into a running process)");
-  *theirs = (mp_plat_handle)out;
-  return 0;
+  if (DuplicateHandle(GetCurrentProcess(), (HANDLE)h, (HANDLE)proc, &out, 0, FALSE,
+                      DUPLICATE_SAME_ACCESS)) {
+    *theirs = (mp_plat_handle)out;
+    return 0;
+  }
+  /* A process that is exiting has no handle table left: Windows and Wine refuse with
+   * STATUS_PROCESS_IS_TERMINATING, which reads as ERROR_ACCESS_DENIED, and Windows does so
+   * before the process's handle is signalled. Our process handles come from CreateProcess
+   * (full access), so that refusal means the process is going. */
+  DWORD err = GetLastError();
+  if (err == ERROR_ACCESS_DENIED || WaitForSingleObject((HANDLE)proc, 0) == WAIT_OBJECT_0)
+    return mp_set_error(MP_EBROKEN, "DuplicateHandle(into a running process): the process has "
+                                    "exited or is exiting");
+  return mp__os_error_code(MP_EOS, (long)err, "DuplicateHandle(into a running process)");
 }

@@ -334,14 +334,16 @@ static int create_suspended(const mp_plat_child_spec *s, const launch *l, PROCES
   return ok ? 0 : start_error(l, err);
 }
 
+/* The suspended child can only have ended if someone killed it: that shows as MP_EBROKEN
+ * (mp_plat_handle_into), and the start fails. */
 static int give_handles(HANDLE child, const mp_plat_child_spec *s) {
   for (size_t i = 0; i < s->npass; i++) {
-    HANDLE v = NULL;
-    if (!DuplicateHandle(GetCurrentProcess(), (HANDLE)s->pass[i], child, &v, 0, FALSE,
-                         DUPLICATE_SAME_ACCESS))
-      return mp__os_error("DuplicateHandle(into child)");
+    mp_plat_handle v;
+    int rc = mp_plat_handle_into((mp_plat_handle)child, s->pass[i], &v);
+    if (rc < 0)
+      return rc;
     if (s->passed)
-      s->passed[i] = (mp_plat_handle)v;
+      s->passed[i] = v;
   }
   return 0;
 }
