@@ -38,18 +38,6 @@ struct mp_conn {
   size_t out_n;
 };
 
-static void put_be(unsigned char *p, uint64_t v, int n) {
-  for (int i = n - 1; i >= 0; i--, v >>= 8)
-    p[i] = (unsigned char)(v & 0xff);
-}
-
-static uint64_t get_be(const unsigned char *p, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < n; i++)
-    v = (v << 8) | p[i];
-  return v;
-}
-
 static int conn_new(mp_conn **out, mp_plat_chan *chan) {
   mp_conn *c = calloc(1, sizeof *c);
   if (c == NULL) {
@@ -205,14 +193,14 @@ static int ra_peek(const mp_conn *c, size_t *hdr, uint64_t *body, size_t *need) 
   *need = HDR_SHORT;
   if (avail < HDR_SHORT)
     return RA_PART;
-  int32_t n = (int32_t)(uint32_t)get_be(p, 4);
+  int32_t n = (int32_t)(uint32_t)mp__get_be(p, 4);
   if (n < -1)
     return RA_BAD_PREFIX;
   *hdr = n == -1 ? HDR_LONG : HDR_SHORT;
   *need = *hdr;
   if (avail < *hdr)
     return RA_PART;
-  *body = n == -1 ? get_be(p + 4, 8) : (uint64_t)n;
+  *body = n == -1 ? mp__get_be(p + 4, 8) : (uint64_t)n;
   if (*body > (uint64_t)c->rx.max)
     return RA_TOO_LARGE;
   *need = *hdr + (size_t)*body;
@@ -224,7 +212,7 @@ static int ra_refuse(mp_conn *c, int why, size_t hdr, uint64_t body) {
   if (why == RA_BAD_PREFIX) {
     c->rx.desync = 1;
     return mp_set_error(MP_EPROTO, "bad message length prefix %ld",
-                        (long)(int32_t)(uint32_t)get_be(c->ra + c->ra_start, 4));
+                        (long)(int32_t)(uint32_t)mp__get_be(c->ra + c->ra_start, 4));
   }
   /* What is buffered of it goes now; the rest is skipped by the next reads. */
   size_t avail = c->ra_len - c->ra_start - hdr;
@@ -380,7 +368,7 @@ int mp__conn_msg_end(mp__buf *b, size_t at) {
     b->len = at;
     return mp_set_error(MP_EINVAL, "a batched message of %zu bytes exceeds 2 GiB - 1", n);
   }
-  put_be(b->data + at, n, 4);
+  mp__put_be(b->data + at, n, 4);
   return 0;
 }
 

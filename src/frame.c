@@ -8,25 +8,13 @@
 #define HDR_SHORT 4
 #define FIRST_CAP ((size_t)1 << 16) /* bodies up to this size get their buffer at once */
 
-static void put_be(unsigned char *p, uint64_t v, int n) {
-  for (int i = n - 1; i >= 0; i--, v >>= 8)
-    p[i] = (unsigned char)(v & 0xff);
-}
-
-static uint64_t get_be(const unsigned char *p, int n) {
-  uint64_t v = 0;
-  for (int i = 0; i < n; i++)
-    v = (v << 8) | p[i];
-  return v;
-}
-
 size_t mp__frame_header(unsigned char *hdr, uint64_t len) {
   if (len <= 0x7fffffffu) {
-    put_be(hdr, len, 4);
+    mp__put_be(hdr, len, 4);
     return HDR_SHORT;
   }
-  put_be(hdr, 0xffffffffu, 4);
-  put_be(hdr + 4, len, 8);
+  mp__put_be(hdr, 0xffffffffu, 4);
+  mp__put_be(hdr + 4, len, 8);
   return MP_FRAME_HDR_MAX;
 }
 
@@ -66,7 +54,7 @@ size_t mp__frame_space(mp__frame_rx *f, unsigned char **dst) {
 
 /* The header is complete: check the length before allocating anything. */
 static int start_body(mp__frame_rx *f) {
-  uint64_t n = f->hdr_need == MP_FRAME_HDR_MAX ? get_be(f->hdr + 4, 8) : get_be(f->hdr, 4);
+  uint64_t n = f->hdr_need == MP_FRAME_HDR_MAX ? mp__get_be(f->hdr + 4, 8) : mp__get_be(f->hdr, 4);
   if (n > (uint64_t)f->max) {
     next_header(f);
     f->skip = n;
@@ -92,7 +80,7 @@ static int start_body(mp__frame_rx *f) {
 static int header_bytes(mp__frame_rx *f, size_t n) {
   f->hdr_got += n;
   if (f->hdr_got == HDR_SHORT && f->hdr_need == HDR_SHORT) {
-    int32_t len = (int32_t)(uint32_t)get_be(f->hdr, 4);
+    int32_t len = (int32_t)(uint32_t)mp__get_be(f->hdr, 4);
     if (len == -1) {
       f->hdr_need = MP_FRAME_HDR_MAX;
       return MP_FRAME_MORE;
@@ -158,13 +146,13 @@ int mp__frame_completes(const mp__frame_rx *f, const unsigned char *p, size_t n)
   memcpy(h + got, p, take);
   if (got + take < HDR_SHORT)
     return 0;
-  int32_t len = (int32_t)(uint32_t)get_be(h, 4);
+  int32_t len = (int32_t)(uint32_t)mp__get_be(h, 4);
   size_t hdr = len == -1 ? MP_FRAME_HDR_MAX : HDR_SHORT;
   if (len < -1)
     return 1;
   if (got + take < hdr)
     return 0;
-  uint64_t body = len == -1 ? get_be(h + 4, 8) : (uint64_t)len;
+  uint64_t body = len == -1 ? mp__get_be(h + 4, 8) : (uint64_t)len;
   return body > (uint64_t)f->max || (uint64_t)(n - (hdr - got)) >= body;
 }
 

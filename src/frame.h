@@ -14,6 +14,19 @@
 
 #define MP_FRAME_HDR_MAX 12 /* -1 marker + 8-byte length */
 
+/* Big-endian n-byte integers, as the frame headers carry their lengths. */
+static inline void mp__put_be(unsigned char *p, uint64_t v, int n) {
+  for (int i = n - 1; i >= 0; i--, v >>= 8)
+    p[i] = (unsigned char)(v & 0xff);
+}
+
+static inline uint64_t mp__get_be(const unsigned char *p, int n) {
+  uint64_t v = 0;
+  for (int i = 0; i < n; i++)
+    v = (v << 8) | p[i];
+  return v;
+}
+
 typedef struct mp__frame_rx {
   size_t max;       /* largest body accepted; set it at any time between frames */
   size_t first_cap; /* the first buffer of a body (64 KiB; the fuzzer makes it small) */
