@@ -12,12 +12,21 @@ int mp__child_spawn(const mp_plat_child_spec *spec, mp_plat_child *c);
  * and releases it. */
 void mp__child_discard(mp_plat_child *c);
 
-/* The caller is done with c: a child that has not been reaped is remembered and reaped by a
- * later mp__child_reap_abandoned, so that it never stays a zombie; c is released either way. */
-void mp__child_abandon(mp_plat_child *c);
+/* What becomes of an abandoned child at mp_shutdown: nothing (a subprocess, as in Python),
+ * joined (a process), or terminated and joined (a daemon process). */
+enum { MP__AT_EXIT_NOTHING, MP__AT_EXIT_JOIN, MP__AT_EXIT_TERMINATE };
+
+/* The caller is done with c: a child that has not been reaped is remembered, reaped by a later
+ * mp__child_reap_abandoned or dealt with by mp__child_shutdown as at_exit says, so that it never
+ * stays a zombie; c is released either way. */
+void mp__child_abandon(mp_plat_child *c, int at_exit);
 
 /* Reaps every remembered child that has exited, without blocking. */
 void mp__child_reap_abandoned(void);
+
+/* mp_shutdown: terminates and joins the remembered children as their at_exit says, and reaps
+ * the others that have exited. */
+void mp__child_shutdown(void);
 
 /* In a fork child: the parent's abandoned children are not this process's to reap. */
 void mp__child_forget_all(void);

@@ -475,7 +475,7 @@ void mp_popen_free(mp_popen *p) {
     return;
   for (int i = 0; i < 3; i++)
     mp_plat_pipe_close(p->pipes[i]);
-  mp__child_abandon(&p->c);
+  mp__child_abandon(&p->c, MP__AT_EXIT_NOTHING);
   free(p->out.data);
   free(p->err.data);
   free(p);

@@ -6,12 +6,15 @@
  *
  *   parent                                   child (mp_init sees the marker as argv[1])
  *   spawn self --multiproc-child=ppid:h:f -> takes bootstrap handle h, checks its peer
- *          <- ["hello", pid]                  (proves mp_init ran; bounded by start_timeout)
- *   ["call", target, name, handles, args] ->  resolves the target, imports the handles
- *          <- ["ok"] | ["error", code, msg]   (so start() reports bootstrap failures)
+ *          <- "hello"                         (proves mp_init ran; bounded by start_timeout)
+ *   call: target, name, handles, args     ->  resolves the target, imports the handles
+ *          <- reply: 0 or code, message       (so start() reports bootstrap failures)
  *                                             runs the target, exits with its result
- */
-#include <msgpack.h>
+ *
+ * The call is u16 length + target reference, u16 length + name, u16 n + n u64 handles, then
+ * the arguments; the reply a u32 code (0, or a negative MP_E*) + the message: big-endian, like
+ * every wire of ours (buf.h). Parent and child are the same build, so nothing is versioned. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,7 @@
 #include "compat.h"
 #include "xfer.h"
 #include "args.h"
+#include "buf.h"
 #include "child.h"
 #include "connection.h"
 #include "forkserver.h"
@@ -43,7 +47,6 @@ struct mp_process {
   int daemon, detached, start_timeout_ms;
   mp_start_method method;
   int state;
-  int freed;       /* the user freed it while it ran: mp_shutdown reaps and frees it */
   int serves;      /* not a process of the user's: the fork server (see mp__process_spawn_server) */
   int launch_lost; /* forkserver: the last launch's server went away before it answered */
   mp_plat_child proc;
@@ -150,33 +153,6 @@ static void registry_remove(mp_process *p) {
   mp_plat_global_unlock();
 }
 
-static void process_destroy(mp_process *p) {
-  mp_plat_child_release(&p->proc);
-  mp_args_free(p->args);
-  free(p->name);
-  free(p);
-}
-
-/* Children the user freed that have exited are reaped and freed now, as Python's start()
- * cleans up finished children: they never stay zombies until mp_shutdown. */
-static void reap_freed(void) {
-  for (;;) {
-    mp_process *done = NULL;
-    mp_plat_global_lock();
-    for (mp_process **pp = &live; *pp; pp = &(*pp)->next) {
-      if ((*pp)->freed && mp_plat_child_wait(&(*pp)->proc, 0) == 0) {
-        done = *pp;
-        *pp = done->next;
-        break;
-      }
-    }
-    mp_plat_global_unlock();
-    if (done == NULL)
-      return;
-    process_destroy(done);
-  }
-}
-
 /* ---- the public object ------------------------------------------------------------------ */
 
 int mp_process_create(mp_process **out, mp_target_fn fn, const mp_args *args,
@@ -222,14 +198,14 @@ int mp_process_create(mp_process **out, mp_target_fn fn, const mp_args *args,
 void mp_process_free(mp_process *p) {
   if (p == NULL)
     return;
-  if (p->state == ST_STARTED) {
-    /* Still running: it stays registered, and mp_shutdown reaps and frees it. */
-    mp_plat_global_lock();
-    p->freed = 1;
-    mp_plat_global_unlock();
-    return;
-  }
-  process_destroy(p);
+  if (p->state == ST_STARTED)
+    registry_remove(p);
+  /* A child still running is reaped once it ends, and joined by mp_shutdown (a daemon
+   * terminated first), as Python joins the children a program forgot. */
+  mp__child_abandon(&p->proc, p->daemon ? MP__AT_EXIT_TERMINATE : MP__AT_EXIT_JOIN);
+  mp_args_free(p->args);
+  free(p->name);
+  free(p);
 }
 
 int64_t mp_process_pid(const mp_process *p) {
@@ -245,17 +221,6 @@ const char *mp_current_process_name(void) { return current_name; }
 int64_t mp_getppid(void) { return parent_pid ? parent_pid : mp_plat_getppid(); }
 
 /* ---- fork ----------------------------------------------------------------------------- */
-
-/* The handles a child's arguments name, found by asking each object to export itself: an
- * object that cannot travel (a closed connection) fails the start, as it does under spawn. */
-static int args_handles(const mp_args *args, mp_plat_handle *out, size_t *n) {
-  char *buf = NULL;
-  size_t len = 0;
-  *n = 0;
-  int rc = mp__args_encode(args, &buf, &len, out, n, MP_MAX_CHILD_HANDLES);
-  free(buf);
-  return rc;
-}
 
 static void become_child(const char *name, int64_t ppid) {
   /* A plain loop, not snprintf or strlen: every page of code a fork child runs for the first
@@ -279,42 +244,32 @@ static int fork_child_main(void *ctx) {
 }
 
 static int start_fork(mp_process *p) {
-  /* Found before the fork: every page the child writes costs it a copy. */
+  /* The handles the arguments name, found before the fork (every page the child writes costs
+   * it a copy): an object that cannot travel (a closed connection) fails the start, as under
+   * spawn. */
   mp_plat_handle keep[MP_MAX_CHILD_HANDLES];
-  size_t nkeep = 0;
-  int rc = args_handles(p->args, keep, &nkeep);
-  if (rc == 0)
-    rc = mp_plat_child_fork(&p->proc, p->detached ? 0 : MP_CHILD_DIE_WITH_PARENT, keep, nkeep,
-                            fork_child_main, p);
-  return rc;
+  size_t nkeep = 0, len = 0;
+  char *buf = NULL;
+  int rc = mp__args_encode(p->args, &buf, &len, keep, &nkeep, MP_MAX_CHILD_HANDLES);
+  free(buf);
+  return rc ? rc
+            : mp_plat_child_fork(&p->proc, p->detached ? 0 : MP_CHILD_DIE_WITH_PARENT, keep, nkeep,
+                                 fork_child_main, p);
 }
 
 /* ---- spawn: the parent's side of the bootstrap -------------------------------------------- */
 
-typedef struct call_msg {
-  char *buf;
-  size_t len;
-} call_msg;
-
 static int encode_call(mp_process *p, const mp__buf *fnref, const char *args_buf, size_t args_len,
-                       const mp_plat_handle *child_handles, size_t nh, call_msg *out) {
-  msgpack_sbuffer sb;
-  msgpack_packer pk;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+                       const mp_plat_handle *child_handles, size_t nh, mp__buf *out) {
   size_t nlen = strlen(p->name);
-  int bad = msgpack_pack_array(&pk, 5) || msgpack_pack_str_with_body(&pk, "call", 4) ||
-            msgpack_pack_bin_with_body(&pk, fnref->data, fnref->len) ||
-            msgpack_pack_str_with_body(&pk, p->name, nlen) || msgpack_pack_array(&pk, nh);
+  nlen = nlen < sizeof current_name ? nlen : sizeof current_name - 1; /* what the child keeps */
+  int bad = mp__buf_put_u16(out, (unsigned)fnref->len) ||
+            mp__buf_put(out, fnref->data, fnref->len) || mp__buf_put_u16(out, (unsigned)nlen) ||
+            mp__buf_put(out, p->name, nlen) || mp__buf_put_u16(out, (unsigned)nh);
   for (size_t i = 0; i < nh && !bad; i++)
-    bad = msgpack_pack_int64(&pk, (int64_t)child_handles[i]);
-  bad = bad || msgpack_pack_bin_with_body(&pk, args_buf, args_len);
-  if (bad) {
-    msgpack_sbuffer_destroy(&sb);
+    bad = mp__buf_put_u64(out, (uint64_t)(int64_t)child_handles[i]);
+  if (bad || mp__buf_put(out, args_buf, args_len))
     return mp_set_error(MP_ENOMEM, "start: out of memory encoding the call");
-  }
-  out->buf = sb.data;
-  out->len = sb.size;
   return 0;
 }
 
@@ -354,54 +309,19 @@ static int recv_from_child(mp_process *p, mp_conn *c, uint64_t deadline, const c
                       p->proc.status, stage);
 }
 
-/* The i-th item of a decoded message as text, bytes or an integer: 0 or MP_EPROTO. */
-static int item_str(const mp_value *m, size_t i, const char **s, size_t *n) {
-  mp_value *it = NULL;
-  return mp_value_at(m, i, &it) == 0 && mp_value_get_str(it, s, n) == 0 ? 0 : MP_EPROTO;
-}
-
-static int item_bytes(const mp_value *m, size_t i, const void **s, size_t *n) {
-  mp_value *it = NULL;
-  return mp_value_at(m, i, &it) == 0 && mp_value_get_bytes(it, s, n) == 0 ? 0 : MP_EPROTO;
-}
-
-static int item_int(const mp_value *m, size_t i, int64_t *v) {
-  mp_value *it = NULL;
-  return mp_value_at(m, i, &it) == 0 && mp_value_get_int(it, v) == 0 ? 0 : MP_EPROTO;
-}
-
-/* A message from the other side: one MessagePack list, decoded by value.c, which bounds
- * what it allocates by the input's size (hostile bytes never make a giant allocation). */
-static int decode_list(const void *msg, size_t len, mp_value **m, size_t *n) {
-  *m = NULL;
-  if (mp_value_decode(msg, len, m) != 0 || mp_value_type_of(*m) != MP_VALUE_LIST ||
-      mp_value_len(*m, n) != 0) {
-    mp_value_free(*m);
-    *m = NULL;
-    return MP_EPROTO;
-  }
-  return 0;
-}
-
-/* Reads ["ok"] or ["error", code, message]; anything else is a protocol error. */
+/* Reads the reply: 0, or the child's error with its message; anything else is MP_EPROTO. */
 static int check_reply(const void *msg, size_t len) {
-  mp_value *m;
-  size_t n = 0, sl = 0;
-  const char *s = NULL;
-  int64_t code = 0;
-  int rc = mp_set_error(MP_EPROTO, "start: malformed bootstrap reply from the child");
-  if (decode_list(msg, len, &m, &n) != 0 || item_str(m, 0, &s, &sl) != 0)
-    rc = MP_EPROTO;
-  else if (n == 1 && sl == 2 && memcmp(s, "ok", 2) == 0)
-    rc = 0;
-  else if (n == 3 && item_int(m, 1, &code) == 0 && code < 0 && code > -1000 &&
-           item_str(m, 2, &s, &sl) == 0)
-    rc = mp_set_error((int)code, "child could not start its target: %.*s", (int)sl, s);
-  mp_value_free(m);
-  return rc;
+  mp__reader r = {msg, len, 0};
+  int32_t code = (int32_t)mp__get_u32(&r);
+  if (r.bad || code > 0 || code <= -1000 || (code == 0 && r.left > 0))
+    return mp_set_error(MP_EPROTO, "start: malformed bootstrap reply from the child");
+  if (code == 0)
+    return 0;
+  return mp_set_error(code, "child could not start its target: %.*s",
+                      (int)(r.left > 500 ? 500 : r.left), (const char *)r.p);
 }
 
-static int handshake(mp_process *p, mp_conn *mine, const call_msg *call) {
+static int handshake(mp_process *p, mp_conn *mine, const mp__buf *call) {
   uint64_t deadline = mp_plat_monotonic_ns() + (uint64_t)p->start_timeout_ms * 1000000u;
   void *msg = NULL;
   size_t len = 0;
@@ -409,7 +329,7 @@ static int handshake(mp_process *p, mp_conn *mine, const call_msg *call) {
   mp_free(msg);
   msg = NULL;
   if (rc == 0)
-    rc = mp_conn_send(mine, call->buf, call->len);
+    rc = mp_conn_send(mine, call->data, call->len);
   if (rc == 0)
     rc = recv_from_child(p, mine, deadline, "call", &msg, &len);
   if (rc == 0)
@@ -451,7 +371,7 @@ static int start_bootstrapped(mp_process *p, launch_fn launch, mp_conn **keep) {
   size_t nh = 0;
   char *args_buf = NULL;
   size_t args_len = 0;
-  call_msg call = {NULL, 0};
+  mp__buf call = {0};
   mp__xfer boot;
   int rc = mp__fnref_encode((void (*)(void))p->fn, &fnref);
   if (rc == 0)
@@ -489,7 +409,7 @@ static int start_bootstrapped(mp_process *p, launch_fn launch, mp_conn **keep) {
     *keep = mine, mine = NULL;
   mp_conn_free(theirs);
   mp_conn_free(mine);
-  free(call.buf);
+  mp__buf_free(&call);
   free(args_buf);
   mp__buf_free(&fnref);
   return rc;
@@ -546,7 +466,7 @@ int mp_process_start(mp_process *p) {
                     "call mp_init(&argc, &argv) first; exiting\n");
     mp_plat_exit(MP_EXIT_NO_INIT);
   }
-  reap_freed();
+  mp__child_reap_abandoned(); /* what free() left: never a zombie until mp_shutdown */
   mp_start_method m = resolve_method(p->method);
   int rc = mp__start_method_check(m, "mp_process_start");
   /* What the parent printed before start comes before what the child prints. */
@@ -616,7 +536,7 @@ mp_plat_handle mp__process_wait_handle(mp_process *p) {
   return p ? p->proc.wait : MP_PLAT_INVALID; /* INVALID until spawned */
 }
 
-/* Terminates daemons, then joins every child; frees those the user already freed. */
+/* Terminates daemons, then joins every child, those the user freed too. */
 void mp_shutdown(void) {
   for (;;) {
     mp_plat_global_lock();
@@ -630,11 +550,9 @@ void mp_shutdown(void) {
       mp_plat_child_signal(&p->proc, MP_SIG_TERM, 0);
     mp_plat_child_wait(&p->proc, MP_FOREVER);
     p->state = ST_DONE;
-    if (p->freed)
-      process_destroy(p);
   }
+  mp__child_shutdown();
   mp__forkserver_stop(); /* after the joins: its children die with it */
-  mp__child_reap_abandoned();
 }
 
 /* ---- the child's side of the bootstrap ---------------------------------------------------- */
@@ -648,74 +566,41 @@ typedef struct child_call {
   size_t args_len;
 } child_call;
 
-static int parse_call(const mp_value *m, size_t n, child_call *c) {
-  const char *s = NULL, *name = NULL;
-  const void *ref = NULL;
-  size_t sl = 0, rl = 0, nl = 0, nh = 0;
-  mp_value *hs = NULL;
-  if (n != 5 || item_str(m, 0, &s, &sl) != 0 || sl != 4 || memcmp(s, "call", 4) != 0 ||
-      item_bytes(m, 1, &ref, &rl) != 0 || rl > MP__FNREF_MAX || item_str(m, 2, &name, &nl) != 0 ||
-      mp_value_at(m, 3, &hs) != 0 || mp_value_type_of(hs) != MP_VALUE_LIST ||
-      mp_value_len(hs, &nh) != 0 || nh > MP_MAX_CHILD_HANDLES ||
-      item_bytes(m, 4, (const void **)&c->args, &c->args_len) != 0)
+/* Decodes and checks a call message; call points into msg. */
+static int parse_call(const void *msg, size_t len, child_call *c) {
+  mp__reader r = {msg, len, 0};
+  size_t rl = mp__get_u16(&r);
+  const unsigned char *ref = mp__get_bytes(&r, rl);
+  size_t nl = mp__get_u16(&r);
+  const unsigned char *name = mp__get_bytes(&r, nl);
+  size_t nh = mp__get_u16(&r);
+  if (r.bad || rl > MP__FNREF_MAX || nl >= sizeof c->name || nh > MP_MAX_CHILD_HANDLES)
     return mp_set_error(MP_EPROTO, "bootstrap: malformed call");
-  for (size_t i = 0; i < nh; i++) {
-    int64_t h = 0;
-    if (item_int(hs, i, &h) != 0)
-      return mp_set_error(MP_EPROTO, "bootstrap: handle %zu is not a number", i);
-    c->handles[i] = (mp_plat_handle)h;
-  }
+  for (size_t i = 0; i < nh; i++)
+    c->handles[i] = (mp_plat_handle)(int64_t)mp__get_u64(&r);
+  if (r.bad)
+    return mp_set_error(MP_EPROTO, "bootstrap: the call's %zu handles are cut short", nh);
   c->nhandles = nh;
   c->fnref = (mp__reader){ref, rl, 0};
-  snprintf(c->name, sizeof c->name, "%.*s", (int)nl, name);
+  memcpy(c->name, name, nl);
+  c->name[nl] = '\0';
+  c->args = (const char *)r.p;
+  c->args_len = r.left;
   return 0;
 }
 
-/* Decodes and checks a call message; *m (freed by the caller) holds what call points into. */
-static int decode_call(const void *msg, size_t len, mp_value **m, child_call *call) {
-  size_t n = 0;
-  if (decode_list(msg, len, m, &n) != 0)
-    return mp_set_error(MP_EPROTO, "bootstrap: the call is not one MessagePack list");
-  return parse_call(*m, n, call);
-}
-
 int mp__boot_check_call(const void *msg, size_t len) {
-  mp_value *m = NULL;
   child_call call;
-  int rc = decode_call(msg, len, &m, &call);
-  mp_value_free(m);
-  return rc;
+  return parse_call(msg, len, &call);
 }
 
 static int send_reply(mp_conn *c, int code, const char *message) {
-  msgpack_sbuffer sb;
-  msgpack_packer pk;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  if (code == 0) {
-    msgpack_pack_array(&pk, 1);
-    msgpack_pack_str_with_body(&pk, "ok", 2);
-  } else {
-    msgpack_pack_array(&pk, 3);
-    msgpack_pack_str_with_body(&pk, "error", 5);
-    msgpack_pack_int(&pk, code);
-    msgpack_pack_str_with_body(&pk, message, strlen(message));
-  }
-  int rc = mp_conn_send(c, sb.data, sb.size);
-  msgpack_sbuffer_destroy(&sb);
-  return rc;
-}
-
-static int send_hello(mp_conn *c) {
-  msgpack_sbuffer sb;
-  msgpack_packer pk;
-  msgpack_sbuffer_init(&sb);
-  msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-  msgpack_pack_array(&pk, 2);
-  msgpack_pack_str_with_body(&pk, "hello", 5);
-  msgpack_pack_int64(&pk, mp_plat_getpid());
-  int rc = mp_conn_send(c, sb.data, sb.size);
-  msgpack_sbuffer_destroy(&sb);
+  mp__buf b = {0};
+  int rc =
+      mp__buf_put_u32(&b, (uint32_t)code) || mp__buf_put(&b, message, code ? strlen(message) : 0)
+          ? MP_ENOMEM
+          : mp_conn_send(c, b.data, b.len);
+  mp__buf_free(&b);
   return rc;
 }
 
@@ -726,9 +611,8 @@ static int receive_call(mp_conn *c, mp_target_fn *fn, mp_args **args) {
   int rc = mp_conn_recv(c, &msg, &len, MP_FOREVER);
   if (rc)
     return rc;
-  mp_value *m = NULL;
   child_call call;
-  rc = decode_call(msg, len, &m, &call);
+  rc = parse_call(msg, len, &call);
   void (*code)(void) = NULL;
   if (rc == 0)
     rc = mp__fnref_decode(&call.fnref, &code);
@@ -740,26 +624,17 @@ static int receive_call(mp_conn *c, mp_target_fn *fn, mp_args **args) {
     *fn = (mp_target_fn)code;
     snprintf(current_name, sizeof current_name, "%s", call.name);
   }
-  mp_value_free(m);
   mp_free(msg);
   return rc;
 }
 
-/* Reads a decimal number ending at stop; 0 or MP_EPROTO. */
+/* Reads a decimal number (digits only, no sign or space) ending at stop; 0 or MP_EPROTO. */
 static int marker_number(const char **p, char stop, long long *out) {
-  long long v = 0;
-  const char *q = *p;
-  if (*q < '0' || *q > '9')
+  char *end;
+  errno = 0;
+  if (**p < '0' || **p > '9' || (*out = strtoll(*p, &end, 10), errno == ERANGE) || *end != stop)
     return MP_EPROTO;
-  for (; *q >= '0' && *q <= '9'; q++) {
-    if (v > (0x7fffffffffffffffLL - 9) / 10)
-      return MP_EPROTO;
-    v = v * 10 + (*q - '0');
-  }
-  if (*q != stop)
-    return MP_EPROTO;
-  *p = q + (stop != '\0');
-  *out = v;
+  *p = end + (stop != '\0');
   return 0;
 }
 
@@ -785,6 +660,11 @@ static int run_preload(mp_target_fn fn) {
   return r == 0 ? 0 : mp_set_error(MP_ECHILD, "the fork server's preload function returned %d", r);
 }
 
+static void bootstrap_failed(void) {
+  fprintf(stderr, "multiproc: %s\n", mp_last_error());
+  mp_plat_exit(MP_EXIT_BOOTSTRAP);
+}
+
 static void served_child_main(int64_t client, int64_t boot);
 
 /* Serves forks on the bootstrap connection's handle: never returns. */
@@ -802,7 +682,7 @@ static void serve_forks(mp_conn *c) {
  * serving): never returns. */
 static void run_bootstrap(mp_plat_handle h, int server) {
   mp_conn *c = NULL;
-  if (mp__conn_wrap_handle(h, &c) != 0 || send_hello(c) != 0)
+  if (mp__conn_wrap_handle(h, &c) != 0 || mp_conn_send(c, "hello", 5) != 0)
     mp_plat_exit(MP_EXIT_BOOTSTRAP);
   mp_target_fn fn = NULL;
   mp_args *args = NULL;
@@ -830,44 +710,39 @@ static void served_child_main(int64_t client, int64_t boot) {
   live = NULL; /* what the preload started is the server's */
   mp__child_forget_all();
   mp_plat_handle h = MP_PLAT_INVALID;
-  if (mp_plat_bootstrap_handle(client, boot, &h) != 0) {
-    fprintf(stderr, "multiproc: %s\n", mp_last_error());
-    mp_plat_exit(MP_EXIT_BOOTSTRAP);
-  }
+  if (mp_plat_bootstrap_handle(client, boot, &h) != 0)
+    bootstrap_failed();
   run_bootstrap(h, 0);
 }
 
 /* Runs the whole child: never returns. */
 static void child_main(const char *marker) {
-  int64_t ppid = 0, value = 0;
+  int64_t value = 0;
   int flags = 0;
   mp_plat_handle h = MP_PLAT_INVALID;
-  if (mp__boot_parse_marker(marker, &ppid, &value, &flags) != 0 ||
+  if (mp__boot_parse_marker(marker, &parent_pid, &value, &flags) != 0 ||
       mp_plat_child_mode_allowed() != 0 ||
       ((flags & MP_MARKER_SERVER) &&
-       mp__start_method_check(MP_START_FORKSERVER, "fork server") != 0)) {
-    fprintf(stderr, "multiproc: %s\n", mp_last_error());
-    mp_plat_exit(MP_EXIT_BOOTSTRAP);
-  }
+       mp__start_method_check(MP_START_FORKSERVER, "fork server") != 0) ||
+      mp_plat_bootstrap_handle(parent_pid, value, &h) != 0)
+    bootstrap_failed();
   is_spawned_child_running = 1;
-  parent_pid = ppid;
-  if (mp_plat_bootstrap_handle(ppid, value, &h) != 0) {
-    fprintf(stderr, "multiproc: %s\n", mp_last_error());
-    mp_plat_exit(MP_EXIT_BOOTSTRAP);
-  }
-  mp_plat_child_setup(ppid, flags & MP_CHILD_DIE_WITH_PARENT);
+  mp_plat_child_setup(parent_pid, flags & MP_CHILD_DIE_WITH_PARENT);
   run_bootstrap(h, (flags & MP_MARKER_SERVER) != 0);
 }
 
-static void read_forced_method(void) {
+/* MULTIPROC_START_METHOD forces a method (the test suite re-runs itself so): 0 or MP_EINVAL. */
+static int read_forced_method(void) {
   const char *env = getenv("MULTIPROC_START_METHOD");
   if (env == NULL || env[0] == '\0')
-    return;
+    return 0;
   for (size_t i = 0; i < NMETHODS; i++)
     if (strcmp(env, methods[i].name) == 0 && methods[i].available())
       forced_method = methods[i].id;
-  if (forced_method == 0)
-    mp_set_error(MP_EINVAL, "MULTIPROC_START_METHOD=%s is not a start method here; ignored", env);
+  return forced_method
+             ? 0
+             : mp_set_error(MP_EINVAL,
+                            "MULTIPROC_START_METHOD=%s is not a start method here; ignored", env);
 }
 
 int mp_init(int *argc, char ***argv) {
@@ -883,10 +758,10 @@ int mp_init(int *argc, char ***argv) {
   if (initialised)
     return 0;
   initialised = 1;
-  read_forced_method();
+  int rc = read_forced_method();
   atexit(mp_shutdown);
-  if (forced_method == 0 && getenv("MULTIPROC_START_METHOD") && getenv("MULTIPROC_START_METHOD")[0])
-    return MP_EINVAL;
+  if (rc != 0)
+    return rc;
   /* Chosen by now: the server starts while the program is still as main left it (its
    * threads, if any, are the program's to know about); a failure is retried at first use. */
   return resolve_method(MP_START_DEFAULT) == MP_START_FORKSERVER ? mp__forkserver_start(0) : 0;

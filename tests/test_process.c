@@ -7,8 +7,10 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "child.h"
 #include "connection.h"
 #include "platform.h"
+#include "proc.h"
 
 #ifdef _WIN32
 #  include <windows.h>
@@ -874,6 +876,54 @@ static void a_bootstrap_not_from_the_parent_is_refused(void **state) {
   mp_popen_free(other);
 }
 
+/* A process freed while it runs is joined by mp_shutdown, and a freed daemon is terminated
+ * first: mp_shutdown returns, and no child is left behind. */
+static void mp_shutdown_joins_freed_processes(void **state) {
+  (void)state;
+  mp_conn *a, *b, *da, *db;
+  assert_mp_ok(mp_pipe(&a, &b, 1));
+  assert_mp_ok(mp_pipe(&da, &db, 1));
+  mp_process *p = start_sole_holder(wait_on_pipe, b);
+  mp_process_opts o = {0};
+  o.daemon = 1;
+  mp_process *d = NULL;
+  mp_args *args = args_with_conn(db);
+  assert_mp_ok(mp_process_create(&d, wait_on_pipe, args, &o));
+  assert_mp_ok(mp_process_start(d));
+  mp_args_free(args);
+  mp_conn_free(db);
+  mp_process_free(p);
+  mp_process_free(d);
+  assert_mp_ok(mp_conn_send(a, "go", 2));
+  mp_shutdown();
+  assert_int_equal(mp__child_abandoned_count(), 0);
+  void *buf = NULL;
+  size_t len = 0;
+  int rc = mp_conn_recv(da, &buf, &len, 0); /* the daemon, its sole holder, is gone */
+  assert_true(rc == MP_EEOF || rc == MP_EBROKEN);
+  mp_conn_free(a);
+  mp_conn_free(da);
+}
+
+/* The call a spawned child decodes (hostile bytes, fuzzed too): anything cut short, too many
+ * handles or too long a name is MP_EPROTO. */
+static void the_bootstrap_call_is_checked(void **state) {
+  (void)state;
+  const unsigned char call[] = {0, 2, 'f', 'n', 0, 3, 'a', 'b', 'c', 0,
+                                1, 0, 0,   0,   0, 0, 0,   0,   5,   'x'};
+  assert_mp_ok(mp__boot_check_call(call, sizeof call));
+  for (size_t n = 0; n < sizeof call - 1; n++)
+    assert_int_equal(mp__boot_check_call(call, n), MP_EPROTO);
+  const unsigned char many[] = {0, 0, 0, 0, 1, 1}; /* 257 handles */
+  assert_int_equal(mp__boot_check_call(many, sizeof many), MP_EPROTO);
+  unsigned char name[2 + 2 + 200 + 2];
+  memset(name, 'n', sizeof name);
+  name[0] = name[1] = 0, name[2] = 0, name[3] = 200, name[204] = name[205] = 0;
+  assert_int_equal(mp__boot_check_call(name, sizeof name), MP_EPROTO);
+  name[3] = 127, name[131] = name[132] = 0; /* the longest name a child keeps */
+  assert_mp_ok(mp__boot_check_call(name, 2 + 2 + 127 + 2));
+}
+
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "--probe-init") == 0) {
     mp_init(&argc, &argv); /* must not take the marker in argv[2] for its own */
@@ -906,6 +956,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(passed_handles_do_not_leak_into_what_the_child_runs),
       cmocka_unit_test(a_marker_elsewhere_is_an_ordinary_argument),
       cmocka_unit_test(a_bootstrap_not_from_the_parent_is_refused),
+      cmocka_unit_test(the_bootstrap_call_is_checked),
+      cmocka_unit_test(mp_shutdown_joins_freed_processes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
