@@ -269,15 +269,6 @@ static BOOL create(const launch *l, const std_dups *d, DWORD flags, PROCESS_INFO
   return ok;
 }
 
-static DWORD creation_flags(int flags) {
-  DWORD f = CREATE_UNICODE_ENVIRONMENT | CREATE_SUSPENDED;
-  if (flags & MP_CHILD_NEW_GROUP)
-    f |= CREATE_NEW_PROCESS_GROUP;
-  if (flags & MP_CHILD_DETACHED)
-    f |= DETACHED_PROCESS | CREATE_BREAKAWAY_FROM_JOB;
-  return f;
-}
-
 /* Starts the suspended child; a detached child whose breakaway the enclosing job refuses
  * (Task Scheduler, RunAs, CI agents) starts again inside that job. */
 static int create_suspended(const mp_plat_child_spec *s, const launch *l, PROCESS_INFORMATION *pi) {
@@ -285,7 +276,10 @@ static int create_suspended(const mp_plat_child_spec *s, const launch *l, PROCES
   int rc = make_dups(s, &d);
   if (rc != 0)
     return rc;
-  DWORD flags = creation_flags(s->flags), err = 0;
+  DWORD err = 0;
+  DWORD flags = CREATE_UNICODE_ENVIRONMENT | CREATE_SUSPENDED |
+                (s->flags & MP_CHILD_NEW_GROUP ? CREATE_NEW_PROCESS_GROUP : 0) |
+                (s->flags & MP_CHILD_DETACHED ? DETACHED_PROCESS | CREATE_BREAKAWAY_FROM_JOB : 0);
   BOOL ok = create(l, &d, flags, pi, &err);
   /* Wine under load now and then fails a start with ERROR_INTERNAL_ERROR that the next
    * attempt does not meet (docs/platform-notes.md); Windows does not use the code here. */

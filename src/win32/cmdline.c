@@ -1,6 +1,7 @@
 /* Windows command-line quoting and batch-file escaping, in UTF-8. Pure code: no OS call,
  * so that it compiles, is unit-tested (tests/test_cmdline.c) and fuzzed (fuzz/fuzz_cmdline.c)
  * on Linux too. Every byte that matters here is ASCII, so UTF-8 passes through untouched. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,10 +20,8 @@ int mp__cmdline_is_batch(const char *path) {
   return strcmp(ext, "bat") == 0 || strcmp(ext, "cmd") == 0;
 }
 
-static int plain_for_cmd(unsigned char c) {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80 ||
-         strchr("#$*+-./:?@\\_", c) != NULL;
-}
+/* What cmd.exe passes through unquoted, with every byte from 0x80 up. */
+#define PLAIN_FOR_CMD "#$*+-./:?@\\_0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 /* By the MSVCRT / CommandLineToArgvW rules an argument is quoted when empty or holding
  * whitespace or a quote. A batch file's (bat), which cmd.exe re-parses, also for anything
@@ -31,14 +30,8 @@ static int needs_quotes(const char *a, int bat) {
   size_t n = strlen(a);
   int quote = n == 0 || strpbrk(a, " \t\n\v\"") != NULL || (bat && a[n - 1] == '\\');
   for (const char *p = a; bat && *p; p++)
-    quote |= !plain_for_cmd((unsigned char)*p);
+    quote |= (unsigned char)*p < 0x80 && strchr(PLAIN_FOR_CMD, *p) == NULL;
   return quote;
-}
-
-static char *put(char *p, const char *s) {
-  size_t n = strlen(s);
-  memcpy(p, s, n);
-  return p + n;
 }
 
 static char *put_n(char *p, char c, size_t n) {
@@ -64,7 +57,7 @@ static char *put_arg(char *p, const char *a, int bat) {
     if (bat && *a == '"')
       *p++ = '"';
     if (bat && *a == '%')
-      p = put(p, "%%cd:~,");
+      p += sprintf(p, "%s", "%%cd:~,");
     *p++ = *a;
   }
   p = put_n(p, '\\', quote ? backslashes * 2 : backslashes);
@@ -82,10 +75,7 @@ static int build(const char *head, const char *name, const char *const *argv, in
   char *line = malloc(cap), *p = line;
   if (line == NULL)
     return mp_set_error(MP_ENOMEM, "out of memory for the command line");
-  p = put(p, head);
-  *p++ = '"';
-  p = put(p, name);
-  *p++ = '"';
+  p += sprintf(p, "%s\"%s\"", head, name);
   for (size_t i = 1; argv[i] != NULL; i++) {
     *p++ = ' ';
     p = put_arg(p, argv[i], bat);
