@@ -31,13 +31,10 @@ static HANDLE kill_job; /* every child that dies with us: kill-on-close */
 /* A job with limits; NULL if it cannot be made (the limits unset would silently change what
  * it means, so a failed SetInformationJobObject drops the job). */
 static HANDLE make_job(DWORD limits) {
+  JOBOBJECT_EXTENDED_LIMIT_INFORMATION info = {.BasicLimitInformation.LimitFlags = limits};
   HANDLE job = CreateJobObjectW(NULL, NULL);
-  if (job == NULL)
-    return NULL;
-  JOBOBJECT_EXTENDED_LIMIT_INFORMATION info;
-  ZeroMemory(&info, sizeof info);
-  info.BasicLimitInformation.LimitFlags = limits;
-  if (!SetInformationJobObject(job, JobObjectExtendedLimitInformation, &info, sizeof info)) {
+  if (job != NULL &&
+      !SetInformationJobObject(job, JobObjectExtendedLimitInformation, &info, sizeof info)) {
     CloseHandle(job);
     return NULL;
   }
@@ -185,8 +182,8 @@ static int check_cwd(const mp_plat_child_spec *s, launch *l) {
   if (a == INVALID_FILE_ATTRIBUTES || !(a & FILE_ATTRIBUTE_DIRECTORY)) {
     char what[600];
     snprintf(what, sizeof what, "cannot start '%s': working directory '%s'", l->name, s->cwd);
-    return mp__os_error_code(MP_ENOENT, a == INVALID_FILE_ATTRIBUTES ? (long)GetLastError() : 267,
-                             what);
+    return mp__os_error_code(
+        MP_ENOENT, a == INVALID_FILE_ATTRIBUTES ? (long)GetLastError() : ERROR_DIRECTORY, what);
   }
   return 0;
 }
@@ -243,14 +240,12 @@ static int start_error(const launch *l, DWORD err) {
 /* One CreateProcessW; *err is its error, read at once before any other call can change it. */
 static BOOL create(const launch *l, const std_dups *d, DWORD flags, PROCESS_INFORMATION *pi,
                    DWORD *err) {
-  STARTUPINFOEXW si;
+  STARTUPINFOEXW si = {.StartupInfo = {.cb = sizeof si,
+                                       .dwFlags = STARTF_USESTDHANDLES,
+                                       .hStdInput = d->h[0],
+                                       .hStdOutput = d->h[1],
+                                       .hStdError = d->h[2]}};
   SIZE_T size = 0;
-  ZeroMemory(&si, sizeof si);
-  si.StartupInfo.cb = sizeof si;
-  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
-  si.StartupInfo.hStdInput = d->h[0];
-  si.StartupInfo.hStdOutput = d->h[1];
-  si.StartupInfo.hStdError = d->h[2];
   InitializeProcThreadAttributeList(NULL, 1, 0, &size);
   si.lpAttributeList = malloc(size);
   BOOL ok = si.lpAttributeList != NULL &&
