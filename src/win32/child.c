@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <tlhelp32.h>
 #include <wchar.h>
 
 #include "../platform.h"
@@ -32,13 +31,10 @@ static HANDLE kill_job; /* every child that dies with us: kill-on-close */
 /* A job with limits; NULL if it cannot be made (the limits unset would silently change what
  * it means, so a failed SetInformationJobObject drops the job). */
 static HANDLE make_job(DWORD limits) {
+  JOBOBJECT_EXTENDED_LIMIT_INFORMATION info = {.BasicLimitInformation.LimitFlags = limits};
   HANDLE job = CreateJobObjectW(NULL, NULL);
-  if (job == NULL)
-    return NULL;
-  JOBOBJECT_EXTENDED_LIMIT_INFORMATION info;
-  ZeroMemory(&info, sizeof info);
-  info.BasicLimitInformation.LimitFlags = limits;
-  if (!SetInformationJobObject(job, JobObjectExtendedLimitInformation, &info, sizeof info)) {
+  if (job != NULL &&
+      !SetInformationJobObject(job, JobObjectExtendedLimitInformation, &info, sizeof info)) {
     CloseHandle(job);
     return NULL;
   }
@@ -71,38 +67,29 @@ static void join_jobs(HANDLE process, mp_plat_child *c) {
   }
 }
 
-/* ---- the command line, environment and directory ----------------------------------------------
- */
+/* ---- the command line, environment and directory ---------------------------------------- */
 
+/* GetModuleFileNameW truncates silently (n == cap): grow until the path fits. */
 static wchar_t *self_exe_w(void) {
-  DWORD cap = MAX_PATH;
-  for (;;) {
+  for (DWORD cap = MAX_PATH;; cap *= 2) {
     wchar_t *buf = malloc(cap * sizeof *buf);
-    if (buf == NULL)
-      return NULL;
-    DWORD n = GetModuleFileNameW(NULL, buf, cap);
-    if (n == 0) {
-      free(buf);
-      return NULL;
-    }
-    if (n < cap)
+    DWORD n = buf != NULL ? GetModuleFileNameW(NULL, buf, cap) : 0;
+    if (n > 0 && n < cap)
       return buf;
     free(buf);
-    cap *= 2;
+    if (n == 0)
+      return NULL;
   }
 }
 
+/* cmd.exe by full path, never found by a search that would look in the current directory. */
 static wchar_t *system_cmd(void) {
-  wchar_t dir[MAX_PATH];
-  UINT n = GetSystemDirectoryW(dir, MAX_PATH);
-  wchar_t *out = malloc((n + 16) * sizeof *out);
-  if (n == 0 || n >= MAX_PATH || out == NULL) {
-    free(out);
+  wchar_t path[MAX_PATH];
+  UINT n = GetSystemDirectoryW(path, MAX_PATH - 8);
+  if (n == 0 || n >= MAX_PATH - 8)
     return NULL;
-  }
-  _snwprintf(out, n + 16, L"%ls\\cmd.exe", dir);
-  out[n + 15] = 0;
-  return out;
+  wcscpy(path + n, L"\\cmd.exe");
+  return _wcsdup(path);
 }
 
 typedef struct launch {
@@ -133,31 +120,25 @@ static int env_block(char *const *envp, wchar_t **out) {
   size_t n = 0, total = 2;
   while (envp[n])
     n++;
-  wchar_t **w = calloc(n + 1, sizeof *w);
-  if (w == NULL)
-    return mp_set_error(MP_ENOMEM, "out of memory for the environment block");
-  int rc = 0;
+  wchar_t **w = calloc(n + 1, sizeof *w), *p = NULL;
+  int rc = w != NULL ? 0 : MP_ENOMEM;
   for (size_t i = 0; i < n && rc == 0; i++) {
     if ((w[i] = mp__to_wide(envp[i])) == NULL)
       rc = mp_set_error(MP_EINVAL, "environment entry \"%s\" is not valid UTF-8", envp[i]);
-    else
-      total += wcslen(w[i]) + 1;
+    total += rc == 0 ? wcslen(w[i]) + 1 : 0;
   }
-  wchar_t *block = rc == 0 ? malloc(total * sizeof *block) : NULL;
-  if (rc == 0 && block == NULL)
-    rc = mp_set_error(MP_ENOMEM, "out of memory for the environment block");
+  if (rc == 0 && (p = *out = malloc(total * sizeof *p)) == NULL)
+    rc = MP_ENOMEM;
   if (rc == 0) {
     qsort(w, n, sizeof *w, cmp_env);
-    wchar_t *p = block;
     for (size_t i = 0; i < n; i++, p++)
       p = wcscpy(p, w[i]) + wcslen(w[i]);
     p[0] = p[1] = 0;
-    *out = block;
   }
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; w != NULL && i < n; i++)
     free(w[i]);
   free(w);
-  return rc;
+  return rc == MP_ENOMEM ? mp_set_error(rc, "out of memory for the environment block") : rc;
 }
 
 static int wide_or_fail(const char *what, const char *s, wchar_t **out) {
@@ -166,33 +147,27 @@ static int wide_or_fail(const char *what, const char *s, wchar_t **out) {
   return 0;
 }
 
-/* The application and command line: a shell command, a batch file through cmd.exe, this
+/* The application and command line: a shell command or a batch file through cmd.exe, this
  * program, or another program. */
 static int build_line(const mp_plat_child_spec *s, launch *l) {
   char *line = NULL;
-  int rc = 0;
+  int rc = 0, batch = !s->shell_cmd && s->program && mp__cmdline_is_batch(s->program);
+  l->name = s->shell_cmd ? "cmd.exe" : s->program ? s->program : s->argv[0];
   if (s->shell_cmd) {
-    l->name = "cmd.exe";
-    l->app = system_cmd();
     size_t n = strlen(s->shell_cmd) + 32;
     if ((line = malloc(n)) != NULL)
       snprintf(line, n, "cmd.exe /d /s /c \"%s\"", s->shell_cmd);
-  } else if (s->program && mp__cmdline_is_batch(s->program)) {
-    l->name = s->program;
-    l->app = system_cmd();
-    if ((rc = mp__cmdline_build_batch(s->program, s->argv, &line)) != 0)
-      return rc;
   } else {
-    l->name = s->program ? s->program : s->argv[0];
-    l->app = s->program ? mp__to_wide(s->program) : self_exe_w();
-    if ((rc = mp__cmdline_build(s->argv, &line)) != 0)
-      return rc;
+    rc = batch ? mp__cmdline_build_batch(s->program, s->argv, &line)
+               : mp__cmdline_build(s->argv, &line);
   }
-  if (line == NULL || l->app == NULL) {
-    free(line);
-    return mp_set_error(MP_ENOMEM, "out of memory for the command line of '%s'", l->name);
-  }
-  rc = wide_or_fail("the command line", line, &l->cmdline);
+  l->app = s->shell_cmd || batch ? system_cmd()
+           : s->program          ? mp__to_wide(s->program)
+                                 : self_exe_w();
+  if (rc == 0 && (line == NULL || l->app == NULL))
+    rc = mp_set_error(MP_ENOMEM, "out of memory for the command line of '%s'", l->name);
+  if (rc == 0)
+    rc = wide_or_fail("the command line", line, &l->cmdline);
   free(line);
   return rc;
 }
@@ -207,25 +182,16 @@ static int check_cwd(const mp_plat_child_spec *s, launch *l) {
   if (a == INVALID_FILE_ATTRIBUTES || !(a & FILE_ATTRIBUTE_DIRECTORY)) {
     char what[600];
     snprintf(what, sizeof what, "cannot start '%s': working directory '%s'", l->name, s->cwd);
-    return mp__os_error_code(MP_ENOENT, a == INVALID_FILE_ATTRIBUTES ? (long)GetLastError() : 267,
-                             what);
+    return mp__os_error_code(
+        MP_ENOENT, a == INVALID_FILE_ATTRIBUTES ? (long)GetLastError() : ERROR_DIRECTORY, what);
   }
   return 0;
 }
 
-static int prepare(const mp_plat_child_spec *s, launch *l) {
-  int rc = build_line(s, l);
-  if (rc == 0 && s->envp)
-    rc = env_block(s->envp, &l->env);
-  if (rc == 0 && s->cwd)
-    rc = check_cwd(s, l);
-  return rc;
-}
+/* ---- CreateProcessW ------------------------------------------------------------------------ */
 
-/* ---- CreateProcessW
- * ------------------------------------------------------------------------------ */
-
-/* Inheritable duplicates of the child's three handles, made for this one call. */
+/* Inheritable duplicates of the child's three handles, made for this one call; list holds
+ * each once (stderr may share stdout's). */
 typedef struct std_dups {
   HANDLE h[3];
   HANDLE list[3];
@@ -233,9 +199,8 @@ typedef struct std_dups {
 } std_dups;
 
 static void close_dups(std_dups *d) {
-  for (int i = 0; i < 3; i++)
-    if (d->h[i] != NULL && !(i == 2 && d->h[2] == d->h[1]))
-      CloseHandle(d->h[i]);
+  while (d->n > 0)
+    CloseHandle(d->list[--d->n]);
 }
 
 static int make_dups(const mp_plat_child_spec *s, std_dups *d) {
@@ -243,12 +208,10 @@ static int make_dups(const mp_plat_child_spec *s, std_dups *d) {
   memset(d, 0, sizeof *d);
   for (int i = 0; i < 3; i++) {
     mp_plat_handle src = s->stdio[i] != MP_PLAT_INVALID ? s->stdio[i] : mp_plat_stdio_parent(i);
-    if (src == MP_PLAT_INVALID)
-      continue;
-    if (i == 2 && s->stdio[2] != MP_PLAT_INVALID && s->stdio[2] == s->stdio[1] && d->h[1]) {
+    if (i == 2 && s->stdio[2] != MP_PLAT_INVALID && s->stdio[2] == s->stdio[1])
       d->h[2] = d->h[1];
+    if (src == MP_PLAT_INVALID || d->h[i] != NULL)
       continue;
-    }
     if (!DuplicateHandle(self, (HANDLE)src, self, &d->h[i], 0, TRUE, DUPLICATE_SAME_ACCESS)) {
       char what[64];
       snprintf(what, sizeof what, "DuplicateHandle (std handle %d)", i);
@@ -263,31 +226,26 @@ static int make_dups(const mp_plat_child_spec *s, std_dups *d) {
 /* The OS's words for err, with the "%1" of messages such as "%1 is not a valid Win32
  * application" filled with the program's name. */
 static int start_error(const launch *l, DWORD err) {
-  char text[400], msg[1000];
+  char text[400];
   mp_plat_os_error_text((long)err, text, sizeof text);
-  char *hole = strstr(text, "%1");
-  if (hole != NULL)
-    snprintf(msg, sizeof msg, "%.*s%s%s", (int)(hole - text), text, l->name, hole + 2);
-  else
-    snprintf(msg, sizeof msg, "%s", text);
+  const char *hole = strstr(text, "%1");
   int code = err == ERROR_FILE_NOT_FOUND || err == ERROR_PATH_NOT_FOUND ? MP_ENOENT
              : err == ERROR_ACCESS_DENIED                               ? MP_EPERM
                                                                         : MP_EOS;
-  return mp_set_error(code, "cannot start '%s': %s (OS error %lu)", l->name, msg,
-                      (unsigned long)err);
+  return mp_set_error(code, "cannot start '%s': %.*s%s%s (OS error %lu)", l->name,
+                      hole ? (int)(hole - text) : (int)sizeof text, text, hole ? l->name : "",
+                      hole ? hole + 2 : "", (unsigned long)err);
 }
 
 /* One CreateProcessW; *err is its error, read at once before any other call can change it. */
 static BOOL create(const launch *l, const std_dups *d, DWORD flags, PROCESS_INFORMATION *pi,
                    DWORD *err) {
-  STARTUPINFOEXW si;
+  STARTUPINFOEXW si = {.StartupInfo = {.cb = sizeof si,
+                                       .dwFlags = STARTF_USESTDHANDLES,
+                                       .hStdInput = d->h[0],
+                                       .hStdOutput = d->h[1],
+                                       .hStdError = d->h[2]}};
   SIZE_T size = 0;
-  ZeroMemory(&si, sizeof si);
-  si.StartupInfo.cb = sizeof si;
-  si.StartupInfo.dwFlags = STARTF_USESTDHANDLES;
-  si.StartupInfo.hStdInput = d->h[0];
-  si.StartupInfo.hStdOutput = d->h[1];
-  si.StartupInfo.hStdError = d->h[2];
   InitializeProcThreadAttributeList(NULL, 1, 0, &size);
   si.lpAttributeList = malloc(size);
   BOOL ok = si.lpAttributeList != NULL &&
@@ -306,15 +264,6 @@ static BOOL create(const launch *l, const std_dups *d, DWORD flags, PROCESS_INFO
   return ok;
 }
 
-static DWORD creation_flags(int flags) {
-  DWORD f = CREATE_UNICODE_ENVIRONMENT | CREATE_SUSPENDED;
-  if (flags & MP_CHILD_NEW_GROUP)
-    f |= CREATE_NEW_PROCESS_GROUP;
-  if (flags & MP_CHILD_DETACHED)
-    f |= DETACHED_PROCESS | CREATE_BREAKAWAY_FROM_JOB;
-  return f;
-}
-
 /* Starts the suspended child; a detached child whose breakaway the enclosing job refuses
  * (Task Scheduler, RunAs, CI agents) starts again inside that job. */
 static int create_suspended(const mp_plat_child_spec *s, const launch *l, PROCESS_INFORMATION *pi) {
@@ -322,7 +271,10 @@ static int create_suspended(const mp_plat_child_spec *s, const launch *l, PROCES
   int rc = make_dups(s, &d);
   if (rc != 0)
     return rc;
-  DWORD flags = creation_flags(s->flags), err = 0;
+  DWORD err = 0;
+  DWORD flags = CREATE_UNICODE_ENVIRONMENT | CREATE_SUSPENDED |
+                (s->flags & MP_CHILD_NEW_GROUP ? CREATE_NEW_PROCESS_GROUP : 0) |
+                (s->flags & MP_CHILD_DETACHED ? DETACHED_PROCESS | CREATE_BREAKAWAY_FROM_JOB : 0);
   BOOL ok = create(l, &d, flags, pi, &err);
   /* Wine under load now and then fails a start with ERROR_INTERNAL_ERROR that the next
    * attempt does not meet (docs/platform-notes.md); Windows does not use the code here. */
@@ -337,44 +289,43 @@ static int create_suspended(const mp_plat_child_spec *s, const launch *l, PROCES
 /* The suspended child can only have ended if someone killed it: that shows as MP_EBROKEN
  * (mp_plat_handle_into), and the start fails. */
 static int give_handles(HANDLE child, const mp_plat_child_spec *s) {
+  mp_plat_handle v;
   for (size_t i = 0; i < s->npass; i++) {
-    mp_plat_handle v;
-    int rc = mp_plat_handle_into((mp_plat_handle)child, s->pass[i], &v);
+    int rc = mp_plat_handle_into((mp_plat_handle)child, s->pass[i], s->passed ? &s->passed[i] : &v);
     if (rc < 0)
       return rc;
-    if (s->passed)
-      s->passed[i] = v;
   }
   return 0;
 }
 
 int mp_plat_child_spawn(const mp_plat_child_spec *s, mp_plat_child *c) {
-  launch l;
+  launch l = {0};
   PROCESS_INFORMATION pi;
-  memset(&l, 0, sizeof l);
   memset(c, 0, sizeof *c);
   c->wait = c->job = MP_PLAT_INVALID;
   c->flags = s->flags;
-  int rc = prepare(s, &l);
+  int rc = build_line(s, &l);
+  if (rc == 0 && s->envp)
+    rc = env_block(s->envp, &l.env);
+  if (rc == 0 && s->cwd)
+    rc = check_cwd(s, &l);
   if (rc == 0)
     rc = create_suspended(s, &l, &pi);
   launch_free(&l);
   if (rc != 0)
     return rc;
+  c->wait = (mp_plat_handle)pi.hProcess;
   join_jobs(pi.hProcess, c);
   if ((rc = give_handles(pi.hProcess, s)) != 0) {
     TerminateProcess(pi.hProcess, MP_WIN_SIGNAL_BASE | MP_SIG_KILL);
     WaitForSingleObject(pi.hProcess, INFINITE);
-    CloseHandle(pi.hThread);
-    CloseHandle(pi.hProcess);
     mp_plat_child_release(c);
-    return rc;
+  } else {
+    ResumeThread(pi.hThread);
+    c->pid = (int64_t)pi.dwProcessId;
   }
-  ResumeThread(pi.hThread);
   CloseHandle(pi.hThread);
-  c->pid = (int64_t)pi.dwProcessId;
-  c->wait = (mp_plat_handle)pi.hProcess;
-  return 0;
+  return rc;
 }
 
 int mp_plat_child_fork(mp_plat_child *c, int flags, const mp_plat_handle *keep, size_t nkeep,
@@ -451,36 +402,20 @@ void mp_plat_child_release(mp_plat_child *c) {
   c->wait = c->job = MP_PLAT_INVALID;
 }
 
-/* ---- in the spawned child
- * ------------------------------------------------------------------------ */
+/* ---- in the spawned child ------------------------------------------------------------------ */
 
 /* Windows has no setuid programs: a child runs with the token its creator gave it. */
 int mp_plat_child_mode_allowed(void) { return 0; }
 
-/* The process that created this one, from the system's process list. */
-static DWORD creator_pid(void) {
-  DWORD me = GetCurrentProcessId(), parent = 0;
-  HANDLE snap = CreateToolhelp32Snapshot(TH32CS_SNAPPROCESS, 0);
-  if (snap == INVALID_HANDLE_VALUE)
-    return 0;
-  PROCESSENTRY32W e;
-  e.dwSize = sizeof e;
-  for (BOOL ok = Process32FirstW(snap, &e); ok; ok = Process32NextW(snap, &e))
-    if (e.th32ProcessID == me)
-      parent = e.th32ParentProcessID;
-  CloseHandle(snap);
-  return parent;
-}
-
 /* The child takes its bootstrap handle out of the process that created it, which closes its
  * own copy once the child has said hello: no handle is ever made inheritable for it. */
 int mp_plat_bootstrap_handle(int64_t parent_pid, int64_t value, mp_plat_handle *out) {
-  DWORD creator = creator_pid();
-  if (creator != (DWORD)parent_pid)
+  int64_t creator = mp_plat_getppid(); /* the creator's id, from the system's process list */
+  if (creator != parent_pid)
     return mp_set_error(MP_EPERM,
                         "bootstrap: process %lld named by the marker did not create "
-                        "this process (%lu did)",
-                        (long long)parent_pid, (unsigned long)creator);
+                        "this process (%lld did)",
+                        (long long)parent_pid, (long long)creator);
   HANDLE parent = OpenProcess(PROCESS_DUP_HANDLE, FALSE, (DWORD)parent_pid);
   if (parent == NULL)
     return mp__os_error("OpenProcess(parent)");
@@ -513,8 +448,7 @@ void mp_plat_child_setup(int64_t parent_pid, int die) {
   SetUnhandledExceptionFilter(crash_filter);
 }
 
-/* ---- identity of this program -------------------------------------------------------------------
- */
+/* ---- identity of this program -------------------------------------------------------------- */
 
 void mp_plat_note_argv0(const char *argv0) { (void)argv0; }
 

@@ -1,5 +1,4 @@
-/* Windows command lines, built in UTF-8 by pure code (win32/cmdline.c) that also compiles and
- * is unit-tested and fuzzed on Linux. Not part of the public API. */
+/* Windows command lines in UTF-8, by pure code that is also tested on Linux (win32/cmdline.c). */
 #ifndef MP_WIN32_CMDLINE_H
 #define MP_WIN32_CMDLINE_H
 
@@ -9,9 +8,8 @@
  * ".cmd" in any case, also behind trailing dots and spaces ("x.bat. ", CVE-2024-43402). */
 int mp__cmdline_is_batch(const char *path);
 
-/* The command line for program argv[0] with arguments argv[1..], each quoted so that the
- * MSVCRT / CommandLineToArgvW parse gives back exactly argv. argv[0] holding '"' is MP_EINVAL.
- * *out is malloc'd. */
+/* The command line (malloc'd) for program argv[0] with arguments argv[1..], quoted so that the
+ * MSVCRT / CommandLineToArgvW parse gives back exactly argv. MP_EINVAL if argv[0] holds '"'. */
 int mp__cmdline_build(const char *const *argv, char **out);
 
 /* The command line that runs batch file script (a full path) with arguments argv[1..]
