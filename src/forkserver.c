@@ -6,7 +6,7 @@
  * Why a fresh run of this program rather than a fork of it taken early: a fork copies the
  * locks, heap and stdio of the moment, as the threads that existed then left them, and a
  * server is (re)started when it is first needed, by then under any number of threads (the
- * program's, and the library's forker and reaper threads). A new image has none of them,
+ * program's, and the library's forker and watcher threads). A new image has none of them,
  * whenever it starts: its state is main's up to mp_init, plus the preload's. */
 #include <stdio.h>
 #include <string.h>

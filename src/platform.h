@@ -294,8 +294,9 @@ int mp_plat_child_caps(void);
 typedef struct mp_plat_child {
   int64_t pid;
   mp_plat_handle wait; /* ready (pollable / waitable) once the child exited: a pidfd, a
-                          reaper notification pipe (POSIX), the process HANDLE (Windows) */
-  mp_plat_handle job;  /* Windows: the child's own job (MP_CHILD_OWN_JOB) or INVALID */
+                          watcher's notification pipe (POSIX), the process HANDLE (Windows) */
+  mp_plat_handle job;  /* Windows: the child's own job (MP_CHILD_OWN_JOB) or INVALID; POSIX:
+                          the watcher's end of the pipe until the wait, or INVALID */
   int flags;           /* the MP_CHILD_* flags it was started with */
   int backend;         /* the backend's own note (how wait was made) */
   int reaped;          /* the exit status is known; never signal the pid again */

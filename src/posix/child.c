@@ -1,12 +1,11 @@
-/* POSIX child engine: one posix_spawn path for this program and for other programs, fork
- * from a long-lived internal thread, waiting on a pidfd (Linux), on the SIGCHLD reaper
- * (posix/reaper.c) or on a fork server's report (posix/forkserver.c), status decoding,
- * signals to one child or its process group.
+/* POSIX child engine: one posix_spawn path for this program and for other programs, fork,
+ * waiting on a pidfd (Linux), on a watcher thread or on a fork server's report
+ * (posix/forkserver.c), status decoding, signals to one child or its process group.
  *
  * Why a forker thread: Linux delivers the parent-death signal when the *thread* that forked
- * exits, not the process. A child started from a short-lived thread would die with that
- * thread. Forking from a thread that lives as long as the process makes the death signal
- * mean what users expect. Children that need no death signal are spawned directly. */
+ * exits, not the process, so a child started from a short-lived thread would die with it.
+ * Children that must die with us are started from a thread that lives as long as the process;
+ * the others are spawned directly. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -23,7 +22,6 @@
 
 #include "engine.h"
 #include "features.h"
-#include "reaper.h"
 #include "util.h"
 #include "../platform.h"
 
@@ -36,93 +34,11 @@
 
 extern char **environ;
 
-/* A spawned child finds its bootstrap at MP_BOOT_FD, then (portable builds,
- * die-with-parent) the lifeline, then the passed handles. */
-
-int mp_plat_child_caps(void) {
-  return MP_CAP_FORK | MP_CAP_ZOMBIES | MP_CAP_BOOT_HANDED | (MP_LINUX ? 0 : MP_CAP_REAPER_THREAD);
-}
+int mp_plat_child_caps(void) { return MP_CAP_FORK | MP_CAP_ZOMBIES | MP_CAP_BOOT_HANDED; }
 
 int64_t mp_plat_bootstrap_value(mp_plat_handle h) {
   (void)h;
   return MP_BOOT_FD;
-}
-
-/* ---- the forker thread ------------------------------------------------------------------ */
-
-typedef struct fork_req {
-  int (*run)(struct fork_req *r); /* executed on the forker thread */
-  sigset_t mask;                  /* the requesting thread's signal mask, for the child */
-  const mp_plat_child_spec *spec;
-  int flags;
-  const mp_plat_handle *keep;
-  size_t nkeep;
-  int (*child_fn)(void *);
-  void *ctx;
-  pid_t pid;
-  int err; /* errno of a failure */
-  int done;
-  struct fork_req *next;
-} fork_req;
-
-static pthread_mutex_t fk_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t fk_cv = PTHREAD_COND_INITIALIZER;
-static fork_req *fk_queue;
-static pid_t fk_owner; /* the process whose forker runs; a fork child has none */
-
-static void *forker_main(void *unused) {
-  (void)unused;
-  pthread_mutex_lock(&fk_mu);
-  for (;;) {
-    while (fk_queue == NULL)
-      pthread_cond_wait(&fk_cv, &fk_mu);
-    fork_req *r = fk_queue;
-    fk_queue = r->next;
-    pthread_mutex_unlock(&fk_mu);
-    r->run(r);
-    pthread_mutex_lock(&fk_mu);
-    r->done = 1;
-    pthread_cond_broadcast(&fk_cv);
-  }
-  return NULL;
-}
-
-static void forker_atfork_child(void) {
-  pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-  pthread_cond_t fresh_cv = PTHREAD_COND_INITIALIZER;
-  fk_mu = fresh;
-  fk_cv = fresh_cv;
-  fk_queue = NULL;
-  fk_owner = 0;
-}
-static void forker_atfork_prepare(void) { pthread_mutex_lock(&fk_mu); }
-static void forker_atfork_parent(void) { pthread_mutex_unlock(&fk_mu); }
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static void install_atfork(void) {
-  pthread_atfork(forker_atfork_prepare, forker_atfork_parent, forker_atfork_child);
-}
-
-static int forker_start_locked(void) {
-  int rc = mp__service_thread(forker_main, "pthread_create(forker thread)");
-  if (rc == 0)
-    fk_owner = getpid();
-  return rc;
-}
-
-/* Runs r on the forker thread, starting it on first use, and waits for the result. */
-static int forker_call(fork_req *r) {
-  pthread_once(&atfork_once, install_atfork);
-  pthread_mutex_lock(&fk_mu);
-  int rc = fk_owner == getpid() ? 0 : forker_start_locked();
-  if (rc == 0) {
-    r->next = fk_queue;
-    fk_queue = r;
-    pthread_cond_broadcast(&fk_cv);
-    while (!r->done)
-      pthread_cond_wait(&fk_cv, &fk_mu);
-  }
-  pthread_mutex_unlock(&fk_mu);
-  return rc;
 }
 
 /* ---- the lifeline: die-with-parent without PR_SET_PDEATHSIG ------------------------------ */
@@ -131,7 +47,6 @@ static int forker_call(fork_req *r) {
  * write end (the kernel does it), the read returns end of file, the child exits. */
 
 static int lifeline[2] = {-1, -1};
-#if !MP_LINUX
 static pthread_mutex_t lifeline_mu = PTHREAD_MUTEX_INITIALIZER;
 static pid_t lifeline_owner;
 
@@ -157,62 +72,56 @@ static void *lifeline_watch(void *arg) {
   _exit(128 + SIGKILL); /* as PR_SET_PDEATHSIG's SIGKILL would */
 }
 
-static void lifeline_arm(int fd) {
-  pthread_t t;
-  if (pthread_create(&t, NULL, lifeline_watch, (void *)(intptr_t)fd) == 0)
-    pthread_detach(t);
-}
-#endif
-
 /* In a child: die with the parent, and catch the race where it already died. */
 void mp__die_with_parent(pid_t expected_parent, int lifeline_fd) {
+  pthread_t t;
 #if MP_LINUX
-  (void)lifeline_fd;
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-#else
-  if (lifeline_fd >= 0)
-    lifeline_arm(lifeline_fd);
 #endif
+  if (lifeline_fd >= 0 &&
+      pthread_create(&t, NULL, lifeline_watch, (void *)(intptr_t)lifeline_fd) == 0)
+    pthread_detach(t);
   if (getppid() != expected_parent)
     _exit(128 + SIGKILL);
 }
 
 /* ---- closing what a child must not hold --------------------------------------------------- */
 
-static int kept(int fd, const mp_plat_handle *keep, size_t nkeep) {
-  for (size_t k = 0; k < nkeep; k++)
-    if ((int)keep[k] == fd)
-      return 1;
-  return 0;
-}
+typedef struct keep_set {
+  const mp_plat_handle *fds;
+  size_t n;
+  int cloexec_only, except;
+} keep_set;
 
-static void close_unless_kept(int fd, int low, int cloexec_only, const mp_plat_handle *keep,
-                              size_t nkeep, int except) {
-  if (fd < low || fd == except || kept(fd, keep, nkeep) || fd == lifeline[0])
-    return;
-  if (!cloexec_only || (fcntl(fd, F_GETFD) & FD_CLOEXEC))
+static int close_unless_kept(int fd, void *arg) {
+  const keep_set *k = arg;
+  for (size_t i = 0; i < k->n; i++)
+    if ((int)k->fds[i] == fd)
+      return 0;
+  if (fd != k->except && fd != lifeline[0] &&
+      (!k->cloexec_only || (fcntl(fd, F_GETFD) & FD_CLOEXEC)))
     close(fd);
+  return 0;
 }
 
 #if MP_LINUX
 /* close_range (Linux 5.9) when nothing above low stays; else getdents64 into a small stack
- * buffer: safe after fork in a threaded parent. One pass is enough: /proc lists descriptors
- * by number from a position, so closing those already listed skips none. Cheap on purpose,
- * since every page a fork child touches costs it a fault: the path is built on the stack (the
- * kernel would fault in a read-only data page to read a literal) and names are parsed here,
- * not by strtol's code and locale tables. */
+ * buffer: safe after fork in a threaded parent, and one pass is enough (/proc lists by number
+ * from a position, so closing those listed skips none). Cheap on purpose, as every page a fork
+ * child touches costs it a fault: the path is built on the stack (a literal would fault in a
+ * read-only data page) and names are parsed here, not by strtol's code and locale tables. */
 void mp__close_from(int low, int cloexec_only, const mp_plat_handle *keep, size_t nkeep) {
 #  ifdef SYS_close_range
   if (!cloexec_only && nkeep == 0 && syscall(SYS_close_range, low, ~0u, 0) == 0)
     return;
 #  endif
   char path[] = {'/', 'p', 'r', 'o', 'c', '/', 's', 'e', 'l', 'f', '/', 'f', 'd', '\0'};
-  int dir = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0)
+  keep_set k = {keep, nkeep, cloexec_only, open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+  if (k.except < 0)
     return;
   char buf[1024];
   long n;
-  while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+  while ((n = syscall(SYS_getdents64, k.except, buf, sizeof buf)) > 0) {
     for (long off = 0; off < n;) {
       struct dirent64 *d = (struct dirent64 *)(buf + off);
       off += d->d_reclen;
@@ -220,207 +129,190 @@ void mp__close_from(int low, int cloexec_only, const mp_plat_handle *keep, size_
       const char *c = d->d_name;
       for (; *c >= '0' && *c <= '9' && fd < (1 << 24); c++)
         fd = fd * 10 + (*c - '0');
-      if (c != d->d_name && *c == '\0')
-        close_unless_kept(fd, low, cloexec_only, keep, nkeep, dir);
+      if (c != d->d_name && *c == '\0' && fd >= low)
+        close_unless_kept(fd, &k);
     }
   }
-  close(dir);
+  close(k.except);
 }
 #else
-/* Portable: poll() reports POLLNVAL for descriptors that are not open, 256 at a time, up to
- * the descriptor limit; poll, fcntl and close are safe after fork. */
-void mp__close_from(int low, int cloexec_only, const mp_plat_handle *keep, size_t nkeep) {
+/* Calls fn(fd, arg) for each open descriptor from low up to the descriptor limit (at most
+ * max) until it returns nonzero: poll() reports POLLNVAL for those not open, 256 at a time.
+ * poll, fcntl and close are safe after fork. */
+static int each_open_fd(int low, int max, int (*fn)(int fd, void *arg), void *arg) {
   struct rlimit rl;
   int limit =
-      getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (1u << 20)
-          ? (int)rl.rlim_cur
-          : 1 << 20;
+      getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)max ? (int)rl.rlim_cur : max;
   struct pollfd p[256];
-  for (int base = low; base < limit; base += 256) {
+  int e = 0;
+  for (int base = low; e == 0 && base < limit; base += 256) {
     int n = limit - base < 256 ? limit - base : 256;
     for (int i = 0; i < n; i++)
       p[i] = (struct pollfd){base + i, 0, 0};
     if (poll(p, (nfds_t)n, 0) < 0)
       continue;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; e == 0 && i < n; i++)
       if (!(p[i].revents & POLLNVAL))
-        close_unless_kept(base + i, low, cloexec_only, keep, nkeep, -1);
+        e = fn(base + i, arg);
   }
+  return e;
+}
+
+void mp__close_from(int low, int cloexec_only, const mp_plat_handle *keep, size_t nkeep) {
+  keep_set k = {keep, nkeep, cloexec_only, -1};
+  each_open_fd(low, 1 << 20, close_unless_kept, &k);
+}
+
+static int close_inheritable(int fd, void *fa) {
+  return (fcntl(fd, F_GETFD) & FD_CLOEXEC) ? 0 : posix_spawn_file_actions_addclose(fa, fd);
 }
 #endif
 
 /* ---- tracking a started child ----------------------------------------------------------- */
 
-/* mp_plat_child.backend: how the child's end is known. WAIT_SERVED: a fork server's child,
- * whose wait handle the server makes readable with the exit status (posix/forkserver.c). */
-enum { WAIT_REAPER = 0, WAIT_PIDFD = 1, WAIT_SERVED = 2 };
+/* mp_plat_child.backend: how the child's end is known (WAIT_SERVED: see engine.h). */
+enum { WAIT_THREAD = 0, WAIT_PIDFD = 1 };
 
 static int no_pidfd_for_tests;
 void mp_plat_child_test_no_pidfd(int on) { no_pidfd_for_tests = on; }
 
-/* A handle to wait on: a pidfd where the kernel gives one, else the reaper's pipe. The child
- * exists already, so a failure here must not lose it: the caller kills and reaps it. */
-static int track(mp_plat_child *c, pid_t pid, int flags) {
-  c->pid = pid;
-  c->flags = flags;
-  c->reaped = 0;
-  c->status = 0;
-  c->job = MP_PLAT_INVALID;
-  c->wait = MP_PLAT_INVALID;
-#if MP_LINUX
-  if (!no_pidfd_for_tests) {
-    int fd = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (fd >= 0) {
-      c->wait = fd;
-      c->backend = WAIT_PIDFD;
-      return 0;
-    }
+/* Without a pidfd (portable POSIX, kernels before 5.3, sandboxes that refuse pidfd_open): a
+ * thread per child sleeps in waitid(WNOWAIT), then writes a byte to the pipe whose read end
+ * is the wait handle. WNOWAIT leaves the child a zombie until collect() reaps it, so children
+ * are never reaped behind the application's back and a kill never hits a recycled pid; no
+ * SIGCHLD handler, no busy waiting. A byte, not end of file, as fork children may hold copies
+ * of the write end; the thread never closes it (c->job holds it): collect() does, once the
+ * byte has come, so no descriptor outlives the wait. */
+static void *watch_exit(void *arg) {
+  int *w = arg, fd = w[1];
+  siginfo_t si;
+  while (waitid(P_PID, (id_t)w[0], &si, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
   }
-#endif
-  int fd;
-  int rc = mp__reaper_watch(pid, &fd);
-  if (rc == 0)
-    c->wait = fd, c->backend = WAIT_REAPER;
-  return rc;
+  free(w);
+  (void)!write(fd, "x", 1); /* also on ECHILD (reaped elsewhere): collect() says so */
+  return NULL;
 }
 
-void mp__track_served(mp_plat_child *c, pid_t pid, int status_fd, int flags) {
+static int watch(mp_plat_child *c) {
+  int p[2], *w = malloc(2 * sizeof *w);
+  if (w == NULL)
+    return mp_set_error(MP_ENOMEM, "out of memory watching a child");
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    free(w);
+    return mp__os_error("pipe2(child exit notification)");
+  }
+  w[0] = (int)c->pid, w[1] = p[1];
+  int rc = mp__service_thread(watch_exit, w, "pthread_create(child watcher)");
+  if (rc != 0) {
+    free(w), close(p[1]), close(p[0]);
+    return rc;
+  }
+  c->wait = p[0], c->job = p[1];
+  return 0;
+}
+
+/* The child exists already, so a failure here must not lose it: the caller kills and reaps
+ * it. The wait handle: served_fd (>= 0), else a pidfd where the kernel gives one, else a
+ * watcher's pipe. */
+int mp__track(mp_plat_child *c, pid_t pid, int flags, int served_fd) {
   memset(c, 0, sizeof *c);
   c->pid = pid;
   c->flags = flags;
   c->job = MP_PLAT_INVALID;
-  c->wait = status_fd;
-  c->backend = WAIT_SERVED;
+  c->wait = served_fd;
+  c->backend = served_fd >= 0 ? WAIT_SERVED : WAIT_PIDFD;
+#if MP_LINUX
+  if (served_fd < 0 && !no_pidfd_for_tests)
+    c->wait = (int)syscall(SYS_pidfd_open, pid, 0);
+#endif
+  if (c->wait >= 0)
+    return 0;
+  c->backend = WAIT_THREAD;
+  return watch(c);
 }
 
-/* A child we could not track: kill it and reap it here, so it neither runs on nor stays. */
-static void kill_untracked(pid_t pid) {
-  kill(pid, SIGKILL);
-  while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-  }
-}
+/* ---- fork and spawn, on the forker thread or not ------------------------------------------ */
 
-/* ---- fork --------------------------------------------------------------------------------- */
+/* A fork, or a spawn of spec, to run for the requesting thread. */
+typedef struct fork_req {
+  const mp_plat_child_spec *spec; /* NULL: a fork of keep, child_fn and ctx */
+  int flags;
+  const mp_plat_handle *keep;
+  size_t nkeep;
+  int (*child_fn)(void *);
+  void *ctx;
+  sigset_t mask; /* the requesting thread's signal mask, for the child */
+  pid_t pid;
+  int err; /* errno of a failure */
+  int done;
+  struct fork_req *next;
+} fork_req;
 
-static int run_fork(fork_req *r) {
+static void run_fork(fork_req *r) {
   pid_t parent = getpid();
   int life = -1;
-#if !MP_LINUX
-  if (r->flags & MP_CHILD_DIE_WITH_PARENT)
+  if (!MP_LINUX && (r->flags & MP_CHILD_DIE_WITH_PARENT))
     life = mp__lifeline_read_end();
-#endif
   /* Or buffered output would be written twice, by parent and child. */
   mp_plat_flush_stdio();
   pid_t pid = fork();
-  if (pid < 0) {
+  if (pid < 0)
     r->err = errno;
-    return -1;
+  if (pid != 0) {
+    r->pid = pid;
+    return;
   }
-  if (pid == 0) {
-    /* r lives on the requesting thread's stack, which this child's glibc hands to the next
-     * thread it creates (the lifeline watcher): keep what the child needs on this stack. */
-    int (*child_fn)(void *) = r->child_fn;
-    void *ctx = r->ctx;
-    sigset_t mask = r->mask;
-    mp__close_from(3, 1, r->keep, r->nkeep);
-    if (r->flags & MP_CHILD_DIE_WITH_PARENT)
-      mp__die_with_parent(parent, life);
-    pthread_sigmask(SIG_SETMASK, &mask, NULL);
-    mp_plat_exit(child_fn(ctx));
-  }
-  r->pid = pid;
-  return 0;
+  /* r lives on the requesting thread's stack, which this child's glibc hands to the next
+   * thread it creates (the lifeline watcher): keep what the child needs on this stack. */
+  int (*child_fn)(void *) = r->child_fn;
+  void *ctx = r->ctx;
+  sigset_t mask = r->mask;
+  mp__close_from(3, 1, r->keep, r->nkeep);
+  if (r->flags & MP_CHILD_DIE_WITH_PARENT)
+    mp__die_with_parent(parent, life);
+  pthread_sigmask(SIG_SETMASK, &mask, NULL);
+  mp_plat_exit(child_fn(ctx));
 }
 
-int mp_plat_child_fork(mp_plat_child *c, int flags, const mp_plat_handle *keep, size_t nkeep,
-                       int (*child_fn)(void *), void *ctx) {
-  fork_req r;
-  memset(&r, 0, sizeof r);
-  r.run = run_fork;
-  r.flags = flags;
-  r.keep = keep;
-  r.nkeep = nkeep;
-  r.child_fn = child_fn;
-  r.ctx = ctx;
-  pthread_sigmask(SIG_SETMASK, NULL, &r.mask);
-  int rc = forker_call(&r);
-  if (rc)
-    return rc;
-  if (r.pid <= 0)
-    return mp__os_error_code(MP_EOS, r.err, "fork");
-  if ((rc = track(c, r.pid, flags)) != 0)
-    kill_untracked(r.pid);
-  return rc;
-}
-
-/* ---- spawn -------------------------------------------------------------------------------- */
-
-/* The child's layout: stdio at 0..2 (when given), the bootstrap at 3, the lifeline next
- * (portable builds), then the passed handles. Sources are first copied above every source and
- * target, so that no dup2 overwrites a descriptor still to be copied and every target is a
+/* The child's layout: stdio at 0..2 (when given), the bootstrap at MP_BOOT_FD, the lifeline
+ * next (portable builds), then the passed handles. Sources are first copied above every source
+ * and target, so that no dup2 overwrites a descriptor still to be copied and every target is a
  * fresh, inheritable copy even where source and target numbers agree. */
-typedef struct layout {
-  int src[3 + 2 + 256];
-  int dst[3 + 2 + 256];
-  int n, top; /* top: the first descriptor above every target */
-} layout;
-
-static int plan_layout(const mp_plat_child_spec *s, int life, layout *l) {
-  l->n = 0;
+static int add_layout(posix_spawn_file_actions_t *fa, const mp_plat_child_spec *s, int life) {
+  int src[3 + 2 + 256], dst[3 + 2 + 256], n = 0, top = MP_BOOT_FD;
   for (int i = 0; i < 3; i++)
     if (s->stdio[i] != MP_PLAT_INVALID)
-      l->src[l->n] = (int)s->stdio[i], l->dst[l->n++] = i;
-  int next = MP_BOOT_FD;
+      src[n] = (int)s->stdio[i], dst[n++] = i;
   if (s->bootstrap != MP_PLAT_INVALID)
-    l->src[l->n] = (int)s->bootstrap, l->dst[l->n++] = next++;
+    src[n] = (int)s->bootstrap, dst[n++] = top++;
   if (life >= 0)
-    l->src[l->n] = life, l->dst[l->n++] = next++;
-  if (s->npass > 256)
-    return mp_set_error(MP_EINVAL, "a child can receive at most 256 handles, not %zu", s->npass);
+    src[n] = life, dst[n++] = top++;
   for (size_t i = 0; i < s->npass; i++) {
     if (s->passed)
-      s->passed[i] = next;
-    l->src[l->n] = (int)s->pass[i], l->dst[l->n++] = next++;
+      s->passed[i] = top;
+    src[n] = (int)s->pass[i], dst[n++] = top++;
   }
-  l->top = next;
-  return 0;
-}
-
-static int add_layout(posix_spawn_file_actions_t *fa, const layout *l) {
-  int base = l->top;
-  for (int i = 0; i < l->n; i++)
-    if (l->src[i] >= base)
-      base = l->src[i] + 1;
-  int e = 0;
-  for (int i = 0; e == 0 && i < l->n; i++)
-    e = posix_spawn_file_actions_adddup2(fa, l->src[i], base + i);
-  for (int i = 0; e == 0 && i < l->n; i++)
-    e = posix_spawn_file_actions_adddup2(fa, base + i, l->dst[i]);
+  int base = top, e = 0;
+  for (int i = 0; i < n; i++)
+    if (src[i] >= base)
+      base = src[i] + 1;
+  for (int i = 0; e == 0 && i < n; i++)
+    e = posix_spawn_file_actions_adddup2(fa, src[i], base + i);
+  for (int i = 0; e == 0 && i < n; i++)
+    e = posix_spawn_file_actions_adddup2(fa, base + i, dst[i]);
 #if MP_LINUX
   /* Nothing else reaches the program, even descriptors someone opened without O_CLOEXEC. */
-  if (e == 0)
-    e = posix_spawn_file_actions_addclosefrom_np(fa, l->top);
+  return e ? e : posix_spawn_file_actions_addclosefrom_np(fa, top);
 #else
-  for (int i = 0; e == 0 && i < l->n; i++)
+  for (int i = 0; e == 0 && i < n; i++)
     e = posix_spawn_file_actions_addclose(fa, base + i);
   /* Descriptors opened without O_CLOEXEC by other code: closed by name (up to 65536). */
-  struct rlimit rl;
-  int limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (int)rl.rlim_cur : 65536;
-  struct pollfd p[256];
-  for (int b = l->top; e == 0 && b < limit; b += 256) {
-    int n = limit - b < 256 ? limit - b : 256;
-    for (int i = 0; i < n; i++)
-      p[i] = (struct pollfd){b + i, 0, 0};
-    if (poll(p, (nfds_t)n, 0) < 0)
-      break;
-    for (int i = 0; e == 0 && i < n; i++)
-      if (!(p[i].revents & POLLNVAL) && !(fcntl(b + i, F_GETFD) & FD_CLOEXEC))
-        e = posix_spawn_file_actions_addclose(fa, b + i);
-  }
+  return e ? e : each_open_fd(top, 65536, close_inheritable, fa);
 #endif
-  return e;
 }
 
+/* The program starts with default dispositions (SIGPIPE not ignored) and the mask of the
+ * thread that started it, as if that thread had run it. */
 static int setup_attr(const mp_plat_child_spec *s, const sigset_t *mask, posix_spawnattr_t *at) {
   sigset_t def;
   short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
@@ -428,8 +320,6 @@ static int setup_attr(const mp_plat_child_spec *s, const sigset_t *mask, posix_s
     flags |= POSIX_SPAWN_SETSID;
   else if (s->flags & MP_CHILD_NEW_GROUP)
     flags |= POSIX_SPAWN_SETPGROUP;
-  /* The program starts with default dispositions (SIGPIPE not ignored) and the mask of the
-   * thread that started it, as if that thread had run it. */
   sigfillset(&def);
   sigdelset(&def, SIGKILL);
   sigdelset(&def, SIGSTOP);
@@ -438,39 +328,28 @@ static int setup_attr(const mp_plat_child_spec *s, const sigset_t *mask, posix_s
     e = posix_spawnattr_setsigmask(at, mask);
   if (e == 0)
     e = posix_spawnattr_setsigdefault(at, &def);
-  if (e == 0)
-    e = posix_spawnattr_setpgroup(at, 0);
-  return e;
+  return e ? e : posix_spawnattr_setpgroup(at, 0);
 }
 
 static int spawn_now(const mp_plat_child_spec *s, const sigset_t *mask, pid_t *pid) {
   char exe[4096];
-  const char *prog = s->program;
   const char *sh_argv[4] = {"/bin/sh", "-c", s->shell_cmd, NULL};
   const char *const *argv = s->shell_cmd ? sh_argv : s->argv;
-  if (s->shell_cmd)
-    prog = "/bin/sh";
+  const char *prog = s->shell_cmd ? "/bin/sh" : s->program;
   if (prog == NULL) {
     if (mp_plat_self_exe(exe, sizeof exe) != 0)
       return errno ? errno : ENOENT;
     prog = exe;
   }
   int life = -1;
-#if !MP_LINUX
-  if ((s->flags & MP_CHILD_DIE_WITH_PARENT) && s->bootstrap != MP_PLAT_INVALID &&
+  if (!MP_LINUX && (s->flags & MP_CHILD_DIE_WITH_PARENT) && s->bootstrap != MP_PLAT_INVALID &&
       (life = mp__lifeline_read_end()) < 0)
     return EMFILE;
-#endif
-  layout l;
-  l.n = 0;
-  l.top = MP_BOOT_FD;
-  if (plan_layout(s, life, &l) != 0)
-    return EINVAL;
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t at;
   posix_spawn_file_actions_init(&fa);
   posix_spawnattr_init(&at);
-  int e = add_layout(&fa, &l);
+  int e = add_layout(&fa, s, life);
   if (e == 0 && s->cwd)
     e = posix_spawn_file_actions_addchdir_np(&fa, s->cwd);
   if (e == 0)
@@ -482,9 +361,67 @@ static int spawn_now(const mp_plat_child_spec *s, const sigset_t *mask, pid_t *p
   return e;
 }
 
-static int run_spawn(fork_req *r) {
-  r->err = spawn_now(r->spec, &r->mask, &r->pid);
-  return r->err ? -1 : 0;
+static void run(fork_req *r) {
+  if (r->spec)
+    r->err = spawn_now(r->spec, &r->mask, &r->pid);
+  else
+    run_fork(r);
+}
+
+static pthread_mutex_t fk_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t fk_cv = PTHREAD_COND_INITIALIZER;
+static fork_req *fk_queue;
+static pid_t fk_owner; /* the process whose forker runs; a fork child has none */
+
+static void *forker_main(void *unused) {
+  (void)unused;
+  pthread_mutex_lock(&fk_mu);
+  for (;;) {
+    while (fk_queue == NULL)
+      pthread_cond_wait(&fk_cv, &fk_mu);
+    fork_req *r = fk_queue;
+    fk_queue = r->next;
+    pthread_mutex_unlock(&fk_mu);
+    run(r);
+    pthread_mutex_lock(&fk_mu);
+    r->done = 1;
+    pthread_cond_broadcast(&fk_cv);
+  }
+  return NULL;
+}
+
+static void forker_atfork_child(void) {
+  pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t fresh_cv = PTHREAD_COND_INITIALIZER;
+  fk_mu = fresh;
+  fk_cv = fresh_cv;
+  fk_queue = NULL;
+  fk_owner = 0;
+}
+static void forker_atfork_prepare(void) { pthread_mutex_lock(&fk_mu); }
+static void forker_atfork_parent(void) { pthread_mutex_unlock(&fk_mu); }
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void install_atfork(void) {
+  pthread_atfork(forker_atfork_prepare, forker_atfork_parent, forker_atfork_child);
+}
+
+/* Runs r on the forker thread, starting it on first use, and waits for the result. */
+static int forker_call(fork_req *r) {
+  pthread_once(&atfork_once, install_atfork);
+  pthread_mutex_lock(&fk_mu);
+  int rc = fk_owner == getpid()
+               ? 0
+               : mp__service_thread(forker_main, NULL, "pthread_create(forker thread)");
+  if (rc == 0) {
+    fk_owner = getpid();
+    r->next = fk_queue;
+    fk_queue = r;
+    pthread_cond_broadcast(&fk_cv);
+    while (!r->done)
+      pthread_cond_wait(&fk_cv, &fk_mu);
+  }
+  pthread_mutex_unlock(&fk_mu);
+  return rc;
 }
 
 static int spawn_error(int e, const mp_plat_child_spec *s) {
@@ -498,30 +435,36 @@ static int spawn_error(int e, const mp_plat_child_spec *s) {
   return mp__os_error_code(s->program || s->shell_cmd ? mp__errno_code(e) : MP_ECHILD, e, what);
 }
 
-int mp_plat_child_spawn(const mp_plat_child_spec *s, mp_plat_child *c) {
-  fork_req r;
-  memset(&r, 0, sizeof r);
-  r.run = run_spawn;
-  r.spec = s;
-  pthread_sigmask(SIG_SETMASK, NULL, &r.mask);
+/* Runs r, on the forker thread if asked, and tracks its child. A child that cannot be tracked
+ * is killed and reaped here, so it neither runs on nor stays. */
+static int start(fork_req *r, int on_forker, mp_plat_child *c) {
   memset(c, 0, sizeof *c);
   c->wait = c->job = MP_PLAT_INVALID;
-  if (s->npass > 256)
-    return mp_set_error(MP_EINVAL, "a child can receive at most 256 handles, not %zu", s->npass);
-  /* Only a child that must die with us needs the long-lived forker thread. */
-  if (s->flags & MP_CHILD_DIE_WITH_PARENT) {
-    int rc = forker_call(&r);
-    if (rc)
-      return rc;
-  } else {
-    run_spawn(&r);
+  if (r->spec && r->spec->npass > 256)
+    return mp_set_error(MP_EINVAL, "a child can receive at most 256 handles, not %zu",
+                        r->spec->npass);
+  pthread_sigmask(SIG_SETMASK, NULL, &r->mask);
+  int rc = on_forker ? forker_call(r) : (run(r), 0);
+  if (rc == 0 && r->err)
+    rc = r->spec ? spawn_error(r->err, r->spec) : mp__os_error_code(MP_EOS, r->err, "fork");
+  if (rc == 0 && (rc = mp__track(c, r->pid, r->flags, -1)) != 0) {
+    kill(r->pid, SIGKILL);
+    while (waitpid(r->pid, NULL, 0) < 0 && errno == EINTR) {
+    }
   }
-  if (r.err != 0)
-    return spawn_error(r.err, s);
-  int rc = track(c, r.pid, s->flags);
-  if (rc != 0)
-    kill_untracked(r.pid);
   return rc;
+}
+
+int mp_plat_child_fork(mp_plat_child *c, int flags, const mp_plat_handle *keep, size_t nkeep,
+                       int (*child_fn)(void *), void *ctx) {
+  fork_req r = {.flags = flags, .keep = keep, .nkeep = nkeep, .child_fn = child_fn, .ctx = ctx};
+  return start(&r, 1, c);
+}
+
+int mp_plat_child_spawn(const mp_plat_child_spec *s, mp_plat_child *c) {
+  fork_req r = {.spec = s, .flags = s->flags};
+  /* Only a child that must die with us needs the long-lived forker thread. */
+  return start(&r, (s->flags & MP_CHILD_DIE_WITH_PARENT) != 0, c);
 }
 
 /* ---- waiting and signalling --------------------------------------------------------------- */
@@ -554,8 +497,9 @@ int mp__wait_readable(int fd, int timeout_ms) {
   }
 }
 
-/* Collects the status once the wait handle said the child exited. */
-static int collect(mp_plat_child *c) {
+/* Collects the status: at once when the wait handle said the child exited, else (WNOHANG)
+ * if it has exited. */
+static int collect(mp_plat_child *c, int nohang) {
   int st = 0;
   if (c->backend == WAIT_SERVED) {
     /* A server that went away killed its children as it went (they die with it). */
@@ -563,25 +507,21 @@ static int collect(mp_plat_child *c) {
     c->reaped = 1;
     return 0;
   }
-  int got = c->backend == WAIT_PIDFD ? -1 : mp__reaper_take((pid_t)c->pid, &st);
-  if (got == 0)
-    return MP_ETIMEDOUT; /* woken early: the reaper has not reaped yet */
-  if (got == 2) {
-    c->reaped = 1;
-    return mp_set_error(MP_ECHILD, "waitpid: the child was reaped elsewhere");
+  pid_t r;
+  while ((r = waitpid((pid_t)c->pid, &st, nohang)) < 0 && errno == EINTR) {
   }
-  if (got < 0) {
-    pid_t r;
-    while ((r = waitpid((pid_t)c->pid, &st, 0)) < 0 && errno == EINTR) {
-    }
-    if (r < 0) {
-      int e = errno;
-      c->reaped = 1; /* someone else (SIGCHLD ignored, waitpid(-1)) took the child */
-      return mp__os_error_code(MP_ECHILD, e, "waitpid: the child was reaped elsewhere");
-    }
-  }
-  c->status = decode_status(st);
+  if (r == 0)
+    return MP_ETIMEDOUT;
+  int e = errno;
   c->reaped = 1; /* the wait handle stays open (and readable) for mp_wait until release */
+  if (c->backend == WAIT_THREAD) { /* its watcher has woken (the child is gone): its byte */
+    mp__wait_readable((int)c->wait, MP_FOREVER);
+    close((int)c->job);
+    c->job = MP_PLAT_INVALID;
+  }
+  if (r < 0) /* someone else (SIGCHLD ignored, waitpid(-1)) took the child */
+    return mp__os_error_code(MP_ECHILD, e, "waitpid: the child was reaped elsewhere");
+  c->status = decode_status(st);
   return 0;
 }
 
@@ -590,13 +530,10 @@ int mp_plat_child_wait(mp_plat_child *c, int timeout_ms) {
     return 0;
   if (c->wait == MP_PLAT_INVALID)
     return mp_set_error(MP_ESTATE, "the child %lld is not tracked", (long long)c->pid);
-  /* The reaper is asked first: an exited child is collected now, not when its thread runs. */
-  int rc = c->backend == WAIT_REAPER ? collect(c) : MP_ETIMEDOUT;
-  while (rc == MP_ETIMEDOUT) {
-    if ((rc = mp__wait_readable((int)c->wait, timeout_ms)) != 0)
-      return rc;
-    rc = collect(c); /* the handle is ready: the child has exited */
-  }
+  /* Asked first: an exited child is collected now, not when its watcher thread runs. */
+  int rc = c->backend == WAIT_SERVED ? MP_ETIMEDOUT : collect(c, WNOHANG);
+  if (rc == MP_ETIMEDOUT && (rc = mp__wait_readable((int)c->wait, timeout_ms)) == 0)
+    rc = collect(c, 0); /* the handle is ready: the child has exited */
   return rc;
 }
 
@@ -611,14 +548,15 @@ int mp_plat_child_signal(mp_plat_child *c, int sig, int tree) {
   }
   if (c->reaped || c->wait == MP_PLAT_INVALID)
     return 0; /* the pid may belong to someone else by now */
-  int e = 0;
+  int e;
+  if (c->backend == WAIT_SERVED)
+    e = mp__served_signal((int)c->wait, s);
 #if MP_LINUX
-  if (c->backend == WAIT_PIDFD)
+  else if (c->backend == WAIT_PIDFD)
     e = syscall(SYS_pidfd_send_signal, (int)c->wait, s, NULL, 0) == 0 ? 0 : errno;
-  else
 #endif
-    e = c->backend == WAIT_SERVED ? mp__served_signal((int)c->wait, s)
-                                  : mp__reaper_kill((pid_t)c->pid, s);
+  else /* not reaped: still our child's pid, a zombie at worst */
+    e = kill((pid_t)c->pid, s) == 0 ? 0 : errno;
   if (e != 0 && e != ESRCH)
     return mp__os_error_code(MP_EOS, e, "signalling the child");
   return 0;
@@ -627,7 +565,7 @@ int mp_plat_child_signal(mp_plat_child *c, int sig, int tree) {
 void mp_plat_child_release(mp_plat_child *c) {
   if (c->wait != MP_PLAT_INVALID)
     close((int)c->wait);
-  c->wait = MP_PLAT_INVALID;
+  c->wait = MP_PLAT_INVALID; /* an unreaped child's watcher keeps its end (job): it writes yet */
 }
 
 /* ---- in the spawned child ------------------------------------------------------------------ */
@@ -644,17 +582,13 @@ int mp_plat_child_mode_allowed(void) {
   return 0;
 }
 
-static pid_t served_by; /* in a fork server's child: the server */
-
-void mp__bootstrap_accept_parent(pid_t server) { served_by = server; }
-
 /* The bootstrap descriptor must be a socket whose peer is the parent named by the marker
  * and is the process that started this one; in a fork server's child the server started
  * it, but the client made the socket pair, so the peer is still the client. */
 int mp_plat_bootstrap_handle(int64_t parent_pid, int64_t value, mp_plat_handle *out) {
   int fd = (int)value;
   pid_t ppid = getppid();
-  if ((pid_t)parent_pid != ppid && (served_by == 0 || ppid != served_by))
+  if ((pid_t)parent_pid != ppid && (mp__served_by == 0 || ppid != mp__served_by))
     return mp_set_error(MP_EPERM,
                         "bootstrap: parent %lld named by the marker is not this "
                         "process's parent (%lld)",
@@ -688,11 +622,9 @@ void mp_plat_child_seal(const mp_plat_handle *h, size_t n) {
 void mp_plat_child_setup(int64_t parent_pid, int die) {
   if (!die)
     return;
-  int life = -1;
-#if !MP_LINUX
-  life = MP_BOOT_FD + 1; /* the layout of plan_layout */
-  fcntl(life, F_SETFD, FD_CLOEXEC);
-#endif
+  int life = MP_LINUX ? -1 : MP_BOOT_FD + 1; /* the layout of add_layout */
+  if (life >= 0)
+    fcntl(life, F_SETFD, FD_CLOEXEC);
   mp__die_with_parent((pid_t)parent_pid, life);
 }
 
@@ -725,12 +657,11 @@ int mp_plat_self_exe(char *buf, size_t size) {
 
 int mp_plat_started_as_child(void) {
 #if MP_LINUX
-  int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return 0;
   char buf[8192];
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
+  int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+  if (fd >= 0)
+    close(fd);
   if (n <= 0)
     return 0;
   buf[n] = '\0';

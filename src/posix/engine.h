@@ -22,10 +22,6 @@ void mp__die_with_parent(pid_t parent, int lifeline_fd);
  * child makes its own), or a negative MP_E* code. */
 int mp__lifeline_read_end(void);
 
-/* In a fork server's child: the server is the direct parent that mp_plat_bootstrap_handle
- * accepts, the client staying the peer it checks. */
-void mp__bootstrap_accept_parent(pid_t server);
-
 /* In a new child: closes the descriptors from low up (only the close-on-exec ones if
  * cloexec_only) but keep[0..nkeep) and a lifeline being watched. Safe after fork. */
 void mp__close_from(int low, int cloexec_only, const mp_plat_handle *keep, size_t nkeep);
@@ -33,10 +29,19 @@ void mp__close_from(int low, int cloexec_only, const mp_plat_handle *keep, size_
 /* Waits up to timeout_ms (MP_FOREVER blocks) until fd is readable: 0, MP_ETIMEDOUT, MP_EOS. */
 int mp__wait_readable(int fd, int timeout_ms);
 
-/* Tracks a fork server's child pid: its wait handle is status_fd (see forkserver.c). */
-void mp__track_served(mp_plat_child *c, pid_t pid, int status_fd, int flags);
+/* Fills c for a started child pid. Its wait handle: served_fd if >= 0 (a fork server's child,
+ * whose status the server reports there), else a pidfd or a watcher thread's pipe. 0, or an
+ * MP_E* code (the child lives on: kill and reap it). */
+int mp__track(mp_plat_child *c, pid_t pid, int flags, int served_fd);
 
 /* ---- forkserver.c ------------------------------------------------------------------------- */
+
+/* mp_plat_child.backend of a fork server's child (child.c has the others). */
+enum { WAIT_SERVED = 2 };
+
+/* In a fork server's child: the server, the direct parent that mp_plat_bootstrap_handle
+ * accepts, the client staying the peer it checks; else 0. */
+extern pid_t mp__served_by;
 
 /* A served child's status handle is readable: 0 with *status (a waitpid status), or 1 if
  * the server went away before it reported one (its children die with it). */

@@ -268,7 +268,7 @@ int mp_plat_forkserver_fork(mp_plat_handle ctl, const mp_plat_child_spec *s, int
     close(req[0]); /* a child forked after all finds its client gone and is killed */
     return rc;
   }
-  mp__track_served(c, pid, req[0], h.flags);
+  mp__track(c, pid, h.flags, req[0]);
   for (size_t i = 0; i < s->npass; i++)
     if (s->passed)
       s->passed[i] = MP_BOOT_FD + 1 + (mp_plat_handle)i; /* where served_child puts them */
@@ -308,6 +308,8 @@ static struct {
   int64_t client;
   void (*child_fn)(int64_t client, int64_t boot);
 } srv;
+
+pid_t mp__served_by;
 
 static void on_sigchld(int sig) {
   (void)sig;
@@ -370,7 +372,7 @@ static void served_child(const fs_header *h, const int *fds, int life) {
   if (h->flags & MP_CHILD_DIE_WITH_PARENT)
     mp__die_with_parent(srv.self, life_at);
   pthread_sigmask(SIG_SETMASK, &h->mask, NULL);
-  mp__bootstrap_accept_parent(srv.self);
+  mp__served_by = srv.self;
   srv.child_fn(srv.client, MP_BOOT_FD);
   _exit(127);
 }

@@ -17,7 +17,7 @@ int mp__errno_code(int e) {
   }
 }
 
-int mp__service_thread(void *(*fn)(void *), const char *what) {
+int mp__service_thread(void *(*fn)(void *), void *arg, const char *what) {
   pthread_t t;
   pthread_attr_t attr;
   sigset_t all, old;
@@ -25,7 +25,7 @@ int mp__service_thread(void *(*fn)(void *), const char *what) {
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  int rc = pthread_create(&t, &attr, fn, NULL);
+  int rc = pthread_create(&t, &attr, fn, arg);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
   return rc == 0 ? 0 : mp__os_error_code(MP_EOS, rc, what);

@@ -5,8 +5,8 @@
 /* The MP_E* code for an errno from starting or opening something. */
 int mp__errno_code(int e);
 
-/* Starts a detached internal thread running fn(NULL) with every signal blocked (signals are
+/* Starts a detached internal thread running fn(arg) with every signal blocked (signals are
  * for the application's threads). 0, or MP_EOS naming what. */
-int mp__service_thread(void *(*fn)(void *), const char *what);
+int mp__service_thread(void *(*fn)(void *), void *arg, const char *what);
 
 #endif /* MP_POSIX_UTIL_H */
