@@ -43,20 +43,6 @@ void mp_plat_flush_stdio(void) {
   flush_pending(stderr);
 }
 
-static int ms_left(uint64_t deadline_ns, int forever) {
-  if (forever)
-    return -1;
-  uint64_t now = mp_plat_monotonic_ns();
-  if (now >= deadline_ns)
-    return 0;
-  uint64_t ms = (deadline_ns - now + 999999u) / 1000000u;
-  return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
-}
-
-static uint64_t deadline_after(int timeout_ms) {
-  return mp_plat_monotonic_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
-}
-
 /* A write to a pipe whose reader is gone raises SIGPIPE; keep it away from the process by
  * blocking it in this thread and consuming the one our write caused. */
 typedef struct sigpipe_guard {
@@ -189,81 +175,6 @@ int mp_plat_stdio_check(mp_plat_handle h, int index) {
 
 /* ---- moving bytes -------------------------------------------------------------------- */
 
-static int wait_fd(int fd, short events, int timeout_ms) {
-  struct pollfd pfd = {fd, events, 0};
-  uint64_t deadline = deadline_after(timeout_ms);
-  for (;;) {
-    int r = poll(&pfd, 1, ms_left(deadline, timeout_ms < 0));
-    if (r > 0)
-      return 0;
-    if (r == 0)
-      return MP_ETIMEDOUT;
-    if (errno != EINTR)
-      return mp__os_error("poll");
-  }
-}
-
-int mp_plat_pipe_read(mp_plat_handle h, void *buf, size_t cap, size_t *n, int timeout_ms) {
-  uint64_t deadline = deadline_after(timeout_ms);
-  for (;;) {
-    ssize_t r = read((int)h, buf, cap);
-    if (r > 0) {
-      *n = (size_t)r;
-      return 0;
-    }
-    if (r == 0)
-      return mp_set_error(MP_EEOF, "end of the child's output");
-    if (errno == EINTR)
-      continue;
-    if (errno != EAGAIN)
-      return mp__os_error("read from the child");
-    int rc = wait_fd((int)h, POLLIN, ms_left(deadline, timeout_ms < 0));
-    if (rc != 0)
-      return rc == MP_ETIMEDOUT ? mp_set_error(rc, "no output from the child in time") : rc;
-  }
-}
-
-/* One non-blocking write: bytes written, 0 if the pipe is full, or an error. */
-static ssize_t write_some(int fd, const char *buf, size_t len, int *epipe) {
-  for (;;) {
-    ssize_t r = write(fd, buf, len > CHUNK ? CHUNK : len);
-    if (r >= 0)
-      return r;
-    if (errno == EINTR)
-      continue;
-    if (errno == EAGAIN)
-      return 0;
-    if (errno == EPIPE) {
-      *epipe = 1;
-      return mp_set_error(MP_EBROKEN, "the child closed its stdin");
-    }
-    return mp__os_error("write to the child");
-  }
-}
-
-int mp_plat_pipe_write(mp_plat_handle h, const void *buf, size_t len, size_t *written,
-                       int timeout_ms) {
-  uint64_t deadline = deadline_after(timeout_ms);
-  sigpipe_guard g;
-  int epipe = 0, rc = 0;
-  sigpipe_block(&g);
-  while (*written < len) {
-    ssize_t r = write_some((int)h, (const char *)buf + *written, len - *written, &epipe);
-    if (r < 0) {
-      rc = (int)r;
-      break;
-    }
-    *written += (size_t)r;
-    if (r == 0 && (rc = wait_fd((int)h, POLLOUT, ms_left(deadline, timeout_ms < 0))) != 0) {
-      if (rc == MP_ETIMEDOUT)
-        mp_set_error(rc, "the child did not read its stdin in time");
-      break;
-    }
-  }
-  sigpipe_restore(&g, epipe);
-  return rc;
-}
-
 void mp_plat_pipe_close(mp_plat_handle h) {
   if (h != MP_PLAT_INVALID)
     close((int)h);
@@ -289,63 +200,61 @@ static int pump_read(mp_plat_handle *h, mp_plat_outbuf *b) {
   return 0;
 }
 
+/* Writes what the ready stdin pipe takes of the input. */
+static int pump_write(mp_plat_handle *h, const char *in, size_t in_len, size_t *in_off, int flags,
+                      int *epipe) {
+  ssize_t w = write((int)*h, in + *in_off, in_len - *in_off > CHUNK ? CHUNK : in_len - *in_off);
+  if (w >= 0) {
+    *in_off += (size_t)w;
+  } else if (errno == EPIPE) {
+    *epipe = 1;
+    if (flags & MP_PUMP_KEEP_STDIN)
+      return MP_EBROKEN;
+    close_pipe(h); /* a child that stopped reading just ends the input */
+  } else if (errno != EAGAIN && errno != EINTR) {
+    return mp__os_error("write to the child");
+  }
+  return 0;
+}
+
+/* One poll of the pipes with work left and the I/O they are ready for: 0, 1 when no pipe has
+ * work left, MP_ETIMEDOUT (late: the deadline passed on an earlier round), or an error. */
 static int pump_round(mp_plat_handle pipes[3], const char *in, size_t in_len, size_t *in_off,
-                      mp_plat_outbuf *bufs[3], int wait_ms, int *epipe) {
+                      mp_plat_outbuf *bufs[3], int64_t deadline, int late, int flags, int *epipe) {
   struct pollfd pfd[3];
-  int idx[3], n = 0;
+  int idx[3], n = 0, rc = 0;
   for (int i = 0; i < 3; i++) {
-    if (pipes[i] == MP_PLAT_INVALID)
+    if (pipes[i] == MP_PLAT_INVALID || (i == 0 && *in_off >= in_len))
       continue;
     pfd[n] = (struct pollfd){(int)pipes[i], (short)(i == 0 ? POLLOUT : POLLIN), 0};
     idx[n++] = i;
   }
   if (n == 0)
     return 1;
-  int r = poll(pfd, (nfds_t)n, wait_ms);
-  if (r < 0)
-    return errno == EINTR ? 0 : mp__os_error("poll");
-  if (r == 0)
-    return MP_ETIMEDOUT;
-  for (int k = 0; k < n; k++) {
-    int i = idx[k], rc = 0;
-    if (pfd[k].revents == 0)
-      continue;
-    if (i != 0) {
-      rc = pump_read(&pipes[i], bufs[i]);
-    } else {
-      ssize_t w = write_some((int)pipes[0], in + *in_off, in_len - *in_off, epipe);
-      if (w >= 0)
-        *in_off += (size_t)w;
-      if (w < 0 && w != MP_EBROKEN)
-        rc = (int)w;
-      if (w == MP_EBROKEN || *in_off == in_len)
-        close_pipe(&pipes[0]); /* a child that stopped reading just ends the input */
-    }
-    if (rc != 0)
-      return rc;
+  /* A child that never stops writing must not hold us past the deadline. */
+  int ms = mp__ms_until(deadline), r = late && ms == 0 ? 0 : poll(pfd, (nfds_t)n, ms);
+  if (r <= 0)
+    return r == 0 ? MP_ETIMEDOUT : errno == EINTR ? 0 : mp__os_error("poll");
+  for (int k = 0; k < n && rc == 0; k++) {
+    int i = idx[k];
+    if (pfd[k].revents != 0)
+      rc = i != 0 ? pump_read(&pipes[i], bufs[i])
+                  : pump_write(&pipes[0], in, in_len, in_off, flags, epipe);
   }
-  return 0;
+  return rc;
 }
 
 int mp_plat_pipe_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, size_t *in_off,
-                      mp_plat_outbuf *out, mp_plat_outbuf *err, int timeout_ms) {
+                      mp_plat_outbuf *out, mp_plat_outbuf *err, int64_t deadline, int flags) {
   mp_plat_outbuf *bufs[3] = {NULL, out, err};
-  uint64_t deadline = deadline_after(timeout_ms);
   sigpipe_guard g;
   int epipe = 0, rc;
   sigpipe_block(&g);
   for (int rounds = 0;; rounds++) {
-    if (pipes[0] != MP_PLAT_INVALID && *in_off >= in_len)
+    if (pipes[0] != MP_PLAT_INVALID && *in_off >= in_len && !(flags & MP_PUMP_KEEP_STDIN))
       close_pipe(&pipes[0]);
-    /* A child that never stops writing must not hold us past the deadline. */
-    int open =
-        pipes[0] != MP_PLAT_INVALID || pipes[1] != MP_PLAT_INVALID || pipes[2] != MP_PLAT_INVALID;
-    if (open && rounds > 0 && timeout_ms >= 0 && ms_left(deadline, 0) == 0) {
-      rc = MP_ETIMEDOUT;
-      break;
-    }
-    rc = pump_round(pipes, in, in_len, in_off, bufs, ms_left(deadline, timeout_ms < 0), &epipe);
-    if (rc != 0)
+    rc = pump_round(pipes, in, in_len, in_off, bufs, deadline, rounds > 0, flags, &epipe);
+    if (rc != 0 || (flags & MP_PUMP_FIRST))
       break;
   }
   sigpipe_restore(&g, epipe);
@@ -354,22 +263,15 @@ int mp_plat_pipe_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, si
 
 /* ---- environment --------------------------------------------------------------------- */
 
+/* The strings are borrowed, not copied: like environ itself, they hold while no other
+ * thread changes the environment (setenv is not thread-safe in POSIX either). */
 int mp_plat_environ(char ***env) {
   size_t n = 0;
   while (environ[n])
     n++;
-  char **copy = calloc(n + 1, sizeof *copy);
-  if (copy == NULL)
+  if ((*env = malloc((n + 1) * sizeof **env)) == NULL)
     return mp_set_error(MP_ENOMEM, "out of memory copying the environment");
-  for (size_t i = 0; i < n; i++) {
-    if ((copy[i] = strdup(environ[i])) == NULL) {
-      for (size_t j = 0; j < i; j++)
-        free(copy[j]);
-      free(copy);
-      return mp_set_error(MP_ENOMEM, "out of memory copying the environment");
-    }
-  }
-  *env = copy;
+  memcpy(*env, environ, (n + 1) * sizeof **env);
   return 0;
 }
 
