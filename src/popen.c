@@ -480,8 +480,9 @@ static int run_common(const char *const *argv, const char *shell_cmd, const mp_p
   int rc = popen_start(&p, argv, shell_cmd, &o);
   if (rc != 0)
     return rc;
+  int t;
   int64_t deadline;
-  (void)mp__deadline_ns(o.timeout_ms > 0 ? o.timeout_ms : MP_FOREVER, &deadline);
+  (void)call_timeout(p, MP_DEFAULT_TIMEOUT, &t, &deadline);
   rc = talk(p, o.input, o.input_len, deadline);
   if (rc == MP_ETIMEDOUT) { /* kill the whole tree, reap the child, keep what the pipes hold */
     (void)mp_popen_kill_tree(p);

@@ -26,49 +26,15 @@ extern char **environ;
 
 #define CHUNK 65536
 
-/* ---- small helpers ------------------------------------------------------------------- */
-
 /* __fpending reads the buffer's fill without the stream's lock: an empty stream is not
  * written to, which saves a fork child (and its parent) a copy-on-write fault. */
-static void flush_pending(FILE *f) {
-#if MP_HAVE_FPENDING
-  if (__fpending(f) == 0)
-    return;
-#endif
-  fflush(f);
-}
-
 void mp_plat_flush_stdio(void) {
-  flush_pending(stdout);
-  flush_pending(stderr);
-}
-
-/* A write to a pipe whose reader is gone raises SIGPIPE; keep it away from the process by
- * blocking it in this thread and consuming the one our write caused. */
-typedef struct sigpipe_guard {
-  sigset_t old;
-  int was_pending;
-} sigpipe_guard;
-
-static void sigpipe_block(sigpipe_guard *g) {
-  sigset_t set, pending;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &set, &g->old);
-  sigpending(&pending);
-  g->was_pending = sigismember(&pending, SIGPIPE);
-}
-
-static void sigpipe_restore(sigpipe_guard *g, int got_epipe) {
-  if (got_epipe && !g->was_pending) {
-    sigset_t set;
-    struct timespec zero = {0, 0};
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+  FILE *streams[2] = {stdout, stderr};
+  for (int i = 0; i < 2; i++)
+#if MP_HAVE_FPENDING
+    if (__fpending(streams[i]) > 0)
+#endif
+      fflush(streams[i]);
 }
 
 /* ---- finding the program ------------------------------------------------------------- */
@@ -89,12 +55,7 @@ static int find_in_path(const char *name, const char *path, char **found) {
     if (cand == NULL)
       return mp_set_error(MP_ENOMEM, "out of memory searching PATH");
     /* An empty PATH entry means the current directory, as in execvp. */
-    if (dlen == 0)
-      memcpy(cand, ".", 2), dlen = 1;
-    else
-      memcpy(cand, dir, dlen);
-    cand[dlen] = '/';
-    memcpy(cand + dlen + 1, name, nlen + 1);
+    snprintf(cand, dlen + nlen + 3, "%.*s/%s", dlen ? (int)dlen : 1, dlen ? dir : ".", name);
     struct stat st;
     if (stat(cand, &st) == 0 && S_ISREG(st.st_mode)) {
       if (access(cand, X_OK) == 0) {
@@ -122,18 +83,6 @@ int mp_plat_find_program(const char *name, const char *path, int search, char **
 
 /* ---- the child's standard streams ---------------------------------------------------- */
 
-static int open_file(const struct mp_stdio *s, int index, int *fd) {
-  int flags = O_CLOEXEC | (index == 0 ? O_RDONLY : O_WRONLY | O_CREAT);
-  if (index != 0)
-    flags |= s->append ? O_APPEND : O_TRUNC;
-  *fd = open(s->path, flags, 0666);
-  if (*fd < 0) {
-    int e = errno;
-    return mp__os_error_code(mp__errno_code(e), e, s->path);
-  }
-  return 0;
-}
-
 static int make_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0)
@@ -146,23 +95,21 @@ static int make_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
 
 int mp_plat_stdio_open(const struct mp_stdio *s, int index, mp_plat_handle *child,
                        mp_plat_handle *parent) {
-  int fd = -1;
   *child = *parent = MP_PLAT_INVALID;
-  switch (s->mode) {
-  case MP_STDIO_PIPE: return make_pipe(index, child, parent);
-  case MP_STDIO_DEVNULL:
-    if ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
-      return mp__os_error("open /dev/null");
-    *child = fd;
-    return 0;
-  case MP_STDIO_FILE: {
-    int rc = open_file(s, index, &fd);
-    *child = fd;
-    return rc;
-  }
-  default:
+  if (s->mode == MP_STDIO_PIPE)
+    return make_pipe(index, child, parent);
+  if (s->mode != MP_STDIO_DEVNULL && s->mode != MP_STDIO_FILE)
     return mp_set_error(MP_EINVAL, "std stream %d: mode %d opens nothing", index, (int)s->mode);
+  int devnull = s->mode == MP_STDIO_DEVNULL;
+  const char *path = devnull ? "/dev/null" : s->path;
+  int flags = index == 0 ? O_RDONLY : O_WRONLY | O_CREAT | (s->append ? O_APPEND : O_TRUNC);
+  int fd = open(path, (devnull ? O_RDWR : flags) | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    int e = errno;
+    return mp__os_error_code(mp__errno_code(e), e, path);
   }
+  *child = fd;
+  return 0;
 }
 
 mp_plat_handle mp_plat_stdio_parent(int index) { return index; }
@@ -247,9 +194,14 @@ static int pump_round(mp_plat_handle pipes[3], const char *in, size_t in_len, si
 int mp_plat_pipe_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, size_t *in_off,
                       mp_plat_outbuf *out, mp_plat_outbuf *err, int64_t deadline, int flags) {
   mp_plat_outbuf *bufs[3] = {NULL, out, err};
-  sigpipe_guard g;
   int epipe = 0, rc;
-  sigpipe_block(&g);
+  /* A write to a pipe whose reader is gone raises SIGPIPE; keep it away from the process by
+   * blocking it in this thread and consuming the one our write caused, if none was pending. */
+  sigset_t sigpipe, old, pending;
+  sigemptyset(&sigpipe);
+  sigaddset(&sigpipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &sigpipe, &old);
+  sigpending(&pending);
   for (int rounds = 0;; rounds++) {
     if (pipes[0] != MP_PLAT_INVALID && *in_off >= in_len && !(flags & MP_PUMP_KEEP_STDIN))
       close_pipe(&pipes[0]);
@@ -257,7 +209,11 @@ int mp_plat_pipe_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, si
     if (rc != 0 || (flags & MP_PUMP_FIRST))
       break;
   }
-  sigpipe_restore(&g, epipe);
+  struct timespec zero = {0, 0};
+  while (epipe && !sigismember(&pending, SIGPIPE) && sigtimedwait(&sigpipe, NULL, &zero) < 0 &&
+         errno == EINTR) {
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   return rc == 1 ? 0 : rc;
 }
 

@@ -176,47 +176,34 @@ static int make_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
   return 0;
 }
 
-static int open_file(const struct mp_stdio *s, int index, HANDLE *out) {
-  wchar_t *path = mp__to_wide(s->path);
-  if (path == NULL)
+int mp_plat_stdio_open(const struct mp_stdio *s, int index, mp_plat_handle *child,
+                       mp_plat_handle *parent) {
+  *child = *parent = MP_PLAT_INVALID;
+  if (s->mode == MP_STDIO_PIPE)
+    return make_pipe(index, child, parent);
+  if (s->mode != MP_STDIO_DEVNULL && s->mode != MP_STDIO_FILE)
+    return mp_set_error(MP_EINVAL, "std stream %d: mode %d opens nothing", index, (int)s->mode);
+  int devnull = s->mode == MP_STDIO_DEVNULL;
+  wchar_t *path = devnull ? NULL : mp__to_wide(s->path);
+  if (!devnull && path == NULL)
     return bad_utf8("file path", s->path);
-  DWORD access = index == 0  ? GENERIC_READ
-                 : s->append ? FILE_APPEND_DATA | SYNCHRONIZE
-                             : GENERIC_WRITE;
-  DWORD disp = index == 0 ? OPEN_EXISTING : s->append ? OPEN_ALWAYS : CREATE_ALWAYS;
-  *out = CreateFileW(path, access, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
-                     disp, FILE_ATTRIBUTE_NORMAL, NULL);
+  DWORD access = devnull || index == 0 ? GENERIC_READ
+                 : s->append           ? FILE_APPEND_DATA | SYNCHRONIZE
+                                       : GENERIC_WRITE;
+  DWORD disp = devnull || index == 0 ? OPEN_EXISTING : s->append ? OPEN_ALWAYS : CREATE_ALWAYS;
+  HANDLE h = CreateFileW(devnull ? L"NUL" : path, access | (devnull ? GENERIC_WRITE : 0),
+                         FILE_SHARE_READ | FILE_SHARE_WRITE | (devnull ? 0 : FILE_SHARE_DELETE),
+                         NULL, disp, devnull ? 0 : FILE_ATTRIBUTE_NORMAL, NULL);
   free(path);
-  if (*out == INVALID_HANDLE_VALUE) {
+  if (h == INVALID_HANDLE_VALUE) {
     DWORD e = GetLastError();
     int code = e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND ? MP_ENOENT
                : e == ERROR_ACCESS_DENIED                             ? MP_EPERM
                                                                       : MP_EOS;
-    return mp__os_error_code(code, (long)e, s->path);
+    return mp__os_error_code(code, (long)e, devnull ? "CreateFileW(NUL)" : s->path);
   }
+  *child = (mp_plat_handle)h;
   return 0;
-}
-
-int mp_plat_stdio_open(const struct mp_stdio *s, int index, mp_plat_handle *child,
-                       mp_plat_handle *parent) {
-  HANDLE h = NULL;
-  int rc = 0;
-  *child = *parent = MP_PLAT_INVALID;
-  switch (s->mode) {
-  case MP_STDIO_PIPE: return make_pipe(index, child, parent);
-  case MP_STDIO_DEVNULL:
-    h = CreateFileW(L"NUL", GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL,
-                    OPEN_EXISTING, 0, NULL);
-    if (h == INVALID_HANDLE_VALUE)
-      return mp__os_error("CreateFileW(NUL)");
-    break;
-  case MP_STDIO_FILE: rc = open_file(s, index, &h); break;
-  default:
-    return mp_set_error(MP_EINVAL, "std stream %d: mode %d opens nothing", index, (int)s->mode);
-  }
-  if (rc == 0)
-    *child = (mp_plat_handle)h;
-  return rc;
 }
 
 void mp_plat_flush_stdio(void) {
