@@ -20,11 +20,8 @@ struct mp_popen {
 };
 
 int mp__ms_until(int64_t deadline_ns) {
-  if (deadline_ns < 0)
-    return -1;
-  uint64_t now = mp_plat_monotonic_ns();
-  return now >= (uint64_t)deadline_ns ? 0
-                                      : (int)(((uint64_t)deadline_ns - now + 999999u) / 1000000u);
+  int64_t left = deadline_ns - (int64_t)mp_plat_monotonic_ns();
+  return deadline_ns < 0 ? -1 : left <= 0 ? 0 : (int)((left + 999999) / 1000000);
 }
 
 char *mp__outbuf_reserve(mp_plat_outbuf *b, size_t extra) {
@@ -149,6 +146,9 @@ static const char *env_lookup(char **env, const char *name, int icase) {
 
 static const mp_popen_opts zero_opts;
 
+/* What a shell child is called in messages: it has no argv of its own. */
+static const char *const shell_argv[] = {"(shell)", NULL};
+
 /* The child's three streams: what it gets (child[i]; INVALID: the parent's own), the
  * parent's pipe ends, and which child ends were opened here (closed after the spawn). */
 typedef struct streams {
@@ -197,6 +197,8 @@ static int popen_start(mp_popen **pp, const char *const *argv, const char *shell
   *pp = NULL;
   if (argv == NULL || argv[0] == NULL || argv[0][0] == '\0')
     return mp_set_error(MP_EINVAL, "argv must name a program (argv[0] non-empty, NULL-terminated)");
+  if (argv == shell_argv && shell_cmd == NULL)
+    return mp_set_error(MP_EINVAL, "mp_popen_create_shell: cmdline is NULL");
   const mp_popen_opts *o = opts ? opts : &zero_opts;
   const mp_stdio *stdio[3] = {&o->std_in, &o->std_out, &o->std_err};
   for (int i = 0; i < 3; i++)
@@ -240,10 +242,9 @@ static int popen_start(mp_popen **pp, const char *const *argv, const char *shell
     free(p);
     return rc;
   }
-  for (int i = 0; i < 3; i++) {
-    p->pipes[i] = st.parent[i];
+  memcpy(p->pipes, st.parent, sizeof st.parent);
+  for (int i = 0; i < 3; i++)
     p->had_pipe[i] = stdio[i]->mode == MP_STDIO_PIPE;
-  }
   p->default_timeout = o->timeout_ms > 0 ? o->timeout_ms : MP_FOREVER;
   *pp = p;
   return 0;
@@ -253,15 +254,7 @@ int mp_popen_create(mp_popen **p, const char *const *argv, const mp_popen_opts *
   return popen_start(p, argv, NULL, opts);
 }
 
-/* What a shell child is called in messages: it has no argv of its own. */
-static const char *const shell_argv[] = {"(shell)", NULL};
-
 int mp_popen_create_shell(mp_popen **p, const char *cmdline, const mp_popen_opts *opts) {
-  if (cmdline == NULL) {
-    if (p)
-      *p = NULL;
-    return mp_set_error(MP_EINVAL, "mp_popen_create_shell: cmdline is NULL");
-  }
   return popen_start(p, shell_argv, cmdline, opts);
 }
 
@@ -466,6 +459,8 @@ static int run_common(const char *const *argv, const char *shell_cmd, const mp_p
   if (r == NULL)
     return mp_set_error(MP_EINVAL, "mp_run: result is NULL");
   memset(r, 0, sizeof *r);
+  if (argv == shell_argv && shell_cmd == NULL)
+    return mp_set_error(MP_EINVAL, "mp_run_shell: cmdline is NULL");
   mp_popen_opts o = opts ? *opts : zero_opts;
   if (o.input_len > 0 && o.input == NULL)
     return mp_set_error(MP_EINVAL, "mp_run: input_len > 0 but input is NULL");
@@ -512,11 +507,6 @@ int mp_run(const char *const *argv, const mp_popen_opts *opts, mp_run_result *re
 }
 
 int mp_run_shell(const char *cmdline, const mp_popen_opts *opts, mp_run_result *result) {
-  if (cmdline == NULL) {
-    if (result)
-      memset(result, 0, sizeof *result);
-    return mp_set_error(MP_EINVAL, "mp_run_shell: cmdline is NULL");
-  }
   return run_common(shell_argv, cmdline, opts, result);
 }
 

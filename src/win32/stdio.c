@@ -149,21 +149,18 @@ static int make_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
   _snwprintf(name, sizeof name / sizeof name[0], L"\\\\.\\pipe\\multiproc-popen-%lu-%ld-%08x",
              GetCurrentProcessId(), InterlockedIncrement(&counter), r);
   name[sizeof name / sizeof name[0] - 1] = 0;
-  int rc = mp__user_sd_init(&sd);
-  if (rc != 0) {
-    mp__user_sd_free(&sd);
-    return rc;
-  }
-  int parent_reads = index != 0;
-  HANDLE p =
-      CreateNamedPipeW(name,
-                       (parent_reads ? PIPE_ACCESS_INBOUND : PIPE_ACCESS_OUTBOUND) |
-                           FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
-                       PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
-                       1, CHUNK, CHUNK, 0, &sd.sa);
+  int rc = mp__user_sd_init(&sd), parent_reads = index != 0;
+  HANDLE p = rc != 0
+                 ? INVALID_HANDLE_VALUE
+                 : CreateNamedPipeW(name,
+                                    (parent_reads ? PIPE_ACCESS_INBOUND : PIPE_ACCESS_OUTBOUND) |
+                                        FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
+                                    PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT |
+                                        PIPE_REJECT_REMOTE_CLIENTS,
+                                    1, CHUNK, CHUNK, 0, &sd.sa);
   mp__user_sd_free(&sd);
   if (p == INVALID_HANDLE_VALUE)
-    return mp__os_error("CreateNamedPipeW");
+    return rc != 0 ? rc : mp__os_error("CreateNamedPipeW");
   HANDLE ch = CreateFileW(name, parent_reads ? GENERIC_WRITE : GENERIC_READ, 0, NULL, OPEN_EXISTING,
                           0, NULL);
   if (ch == INVALID_HANDLE_VALUE) {
