@@ -418,13 +418,12 @@ void mp_plat_exit(int code);
 
 /* ---- a child's standard streams and pipes (posix/stdio.c, win32/stdio.c) --------------- */
 
-struct mp_stdio; /* include/multiproc.h */
-
-/* Opens what stream index (0 stdin, 1 stdout, 2 stderr) of a child should be for s, for
- * MP_STDIO_PIPE / DEVNULL / FILE: *child gets the child's end (owned by the caller, closed
- * after the spawn) and, for a pipe, *parent the parent's end (else INVALID). */
-int mp_plat_stdio_open(const struct mp_stdio *s, int index, mp_plat_handle *child,
-                       mp_plat_handle *parent);
+/* Opens a pipe for stream index (0 stdin, 1 stdout, 2 stderr) of a child: *child gets the
+ * child's end (owned by the caller, closed after the spawn), *parent the parent's. */
+int mp_plat_stdio_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent);
+/* Opens path (NULL: the null device) as stream index of a child, into *child: stdin reads,
+ * stdout and stderr write (append, or truncate). */
+int mp_plat_stdio_file(const char *path, int index, int append, mp_plat_handle *child);
 /* This process's own stdin/stdout/stderr handle (index 0..2), or INVALID if it has none. */
 mp_plat_handle mp_plat_stdio_parent(int index);
 /* Checks that a caller's MP_STDIO_HANDLE is an open handle: 0 or MP_EINVAL. */

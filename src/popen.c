@@ -179,8 +179,13 @@ static int streams_open(const mp_stdio *const stdio[3], streams *st) {
     case MP_STDIO_STDOUT: /* merged: wherever stdout goes, the parent's stdout included */
       st->child[2] = st->child[1] != MP_PLAT_INVALID ? st->child[1] : mp_plat_stdio_parent(1);
       break;
-    default:
-      rc = mp_plat_stdio_open(stdio[i], i, &st->child[i], &st->parent[i]);
+    case MP_STDIO_PIPE:
+      rc = mp_plat_stdio_pipe(i, &st->child[i], &st->parent[i]);
+      st->owned[i] = rc == 0;
+      break;
+    default: /* MP_STDIO_DEVNULL, MP_STDIO_FILE */
+      rc = mp_plat_stdio_file(stdio[i]->mode == MP_STDIO_FILE ? stdio[i]->path : NULL, i,
+                              stdio[i]->append, &st->child[i]);
       st->owned[i] = rc == 0;
     }
   }

@@ -83,7 +83,7 @@ int mp_plat_find_program(const char *name, const char *path, int search, char **
 
 /* ---- the child's standard streams ---------------------------------------------------- */
 
-static int make_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
+int mp_plat_stdio_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0)
     return mp__os_error("pipe2");
@@ -93,20 +93,12 @@ static int make_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
   return 0;
 }
 
-int mp_plat_stdio_open(const struct mp_stdio *s, int index, mp_plat_handle *child,
-                       mp_plat_handle *parent) {
-  *child = *parent = MP_PLAT_INVALID;
-  if (s->mode == MP_STDIO_PIPE)
-    return make_pipe(index, child, parent);
-  if (s->mode != MP_STDIO_DEVNULL && s->mode != MP_STDIO_FILE)
-    return mp_set_error(MP_EINVAL, "std stream %d: mode %d opens nothing", index, (int)s->mode);
-  int devnull = s->mode == MP_STDIO_DEVNULL;
-  const char *path = devnull ? "/dev/null" : s->path;
-  int flags = index == 0 ? O_RDONLY : O_WRONLY | O_CREAT | (s->append ? O_APPEND : O_TRUNC);
-  int fd = open(path, (devnull ? O_RDWR : flags) | O_CLOEXEC, 0666);
+int mp_plat_stdio_file(const char *path, int index, int append, mp_plat_handle *child) {
+  int flags = index == 0 ? O_RDONLY : O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC);
+  int fd = open(path ? path : "/dev/null", (path ? flags : O_RDWR) | O_CLOEXEC, 0666);
   if (fd < 0) {
     int e = errno;
-    return mp__os_error_code(mp__errno_code(e), e, path);
+    return mp__os_error_code(mp__errno_code(e), e, path ? path : "/dev/null");
   }
   *child = fd;
   return 0;

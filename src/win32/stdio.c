@@ -140,7 +140,7 @@ int mp_plat_find_program(const char *name8, const char *path, int search, char *
 
 /* A pipe for one stream: the parent's end overlapped, the child's an ordinary synchronous
  * handle as programs expect of stdio; only the current user may open the name. */
-static int make_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
+int mp_plat_stdio_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
   static volatile LONG counter;
   wchar_t name[96];
   unsigned r = 0;
@@ -173,31 +173,24 @@ static int make_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
   return 0;
 }
 
-int mp_plat_stdio_open(const struct mp_stdio *s, int index, mp_plat_handle *child,
-                       mp_plat_handle *parent) {
-  *child = *parent = MP_PLAT_INVALID;
-  if (s->mode == MP_STDIO_PIPE)
-    return make_pipe(index, child, parent);
-  if (s->mode != MP_STDIO_DEVNULL && s->mode != MP_STDIO_FILE)
-    return mp_set_error(MP_EINVAL, "std stream %d: mode %d opens nothing", index, (int)s->mode);
-  int devnull = s->mode == MP_STDIO_DEVNULL;
-  wchar_t *path = devnull ? NULL : mp__to_wide(s->path);
-  if (!devnull && path == NULL)
-    return bad_utf8("file path", s->path);
-  DWORD access = devnull || index == 0 ? GENERIC_READ
-                 : s->append           ? FILE_APPEND_DATA | SYNCHRONIZE
-                                       : GENERIC_WRITE;
-  DWORD disp = devnull || index == 0 ? OPEN_EXISTING : s->append ? OPEN_ALWAYS : CREATE_ALWAYS;
-  HANDLE h = CreateFileW(devnull ? L"NUL" : path, access | (devnull ? GENERIC_WRITE : 0),
-                         FILE_SHARE_READ | FILE_SHARE_WRITE | (devnull ? 0 : FILE_SHARE_DELETE),
-                         NULL, disp, devnull ? 0 : FILE_ATTRIBUTE_NORMAL, NULL);
+int mp_plat_stdio_file(const char *path8, int index, int append, mp_plat_handle *child) {
+  wchar_t *path = path8 ? mp__to_wide(path8) : NULL;
+  if (path8 && path == NULL)
+    return bad_utf8("file path", path8);
+  DWORD access = !path8 || index == 0 ? GENERIC_READ
+                 : append             ? FILE_APPEND_DATA | SYNCHRONIZE
+                                      : GENERIC_WRITE;
+  DWORD disp = !path8 || index == 0 ? OPEN_EXISTING : append ? OPEN_ALWAYS : CREATE_ALWAYS;
+  HANDLE h = CreateFileW(path8 ? path : L"NUL", access | (path8 ? 0 : GENERIC_WRITE),
+                         FILE_SHARE_READ | FILE_SHARE_WRITE | (path8 ? FILE_SHARE_DELETE : 0), NULL,
+                         disp, path8 ? FILE_ATTRIBUTE_NORMAL : 0, NULL);
   free(path);
   if (h == INVALID_HANDLE_VALUE) {
     DWORD e = GetLastError();
     int code = e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND ? MP_ENOENT
                : e == ERROR_ACCESS_DENIED                             ? MP_EPERM
                                                                       : MP_EOS;
-    return mp__os_error_code(code, (long)e, devnull ? "CreateFileW(NUL)" : s->path);
+    return mp__os_error_code(code, (long)e, path8 ? path8 : "CreateFileW(NUL)");
   }
   *child = (mp_plat_handle)h;
   return 0;
