@@ -275,7 +275,8 @@ static int call_timeout(const mp_popen *p, int timeout_ms, int *t, int64_t *dead
   return mp__deadline_ns(*t, deadline);
 }
 
-/* Moves bytes on one of p's pipes only (a write or a read), as flags say. */
+/* Moves bytes on one of p's pipes only (a write or a read), as flags say. It touches no other
+ * stream's pipe or buffer: stdout and stderr may be read from two threads (mprun does). */
 static int pump_one(mp_popen *p, int which, const void *in, size_t len, size_t *off,
                     int64_t deadline, int flags) {
   mp_plat_handle one[3] = {MP_PLAT_INVALID, MP_PLAT_INVALID, MP_PLAT_INVALID};

@@ -139,27 +139,37 @@ static int pump_read(mp_plat_handle *h, mp_plat_outbuf *b) {
   return 0;
 }
 
-/* Writes what the ready stdin pipe takes of the input. */
-static int pump_write(mp_plat_handle *h, const char *in, size_t in_len, size_t *in_off, int flags,
-                      int *epipe) {
+/* Writes what the ready stdin pipe takes of the input. A write to a pipe whose reader is gone
+ * raises SIGPIPE; keep it away from the process by blocking it in this thread and consuming
+ * the one the write caused, unless one was pending already. */
+static int pump_write(mp_plat_handle *h, const char *in, size_t in_len, size_t *in_off, int flags) {
+  sigset_t sigpipe, old, pending;
+  struct timespec zero = {0, 0};
+  sigemptyset(&sigpipe);
+  sigaddset(&sigpipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &sigpipe, &old);
+  sigpending(&pending);
   ssize_t w = write((int)*h, in + *in_off, in_len - *in_off > CHUNK ? CHUNK : in_len - *in_off);
-  if (w >= 0) {
-    *in_off += (size_t)w;
-  } else if (errno == EPIPE) {
-    *epipe = 1;
-    if (flags & MP_PUMP_KEEP_STDIN)
-      return MP_EBROKEN;
-    close_pipe(h); /* a child that stopped reading just ends the input */
-  } else if (errno != EAGAIN && errno != EINTR) {
-    return mp__os_error("write to the child");
+  int e = errno;
+  while (w < 0 && e == EPIPE && !sigismember(&pending, SIGPIPE) &&
+         sigtimedwait(&sigpipe, NULL, &zero) < 0 && errno == EINTR) {
   }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (w >= 0)
+    *in_off += (size_t)w;
+  else if (e == EPIPE && (flags & MP_PUMP_KEEP_STDIN))
+    return MP_EBROKEN;
+  else if (e == EPIPE)
+    close_pipe(h); /* a child that stopped reading just ends the input */
+  else if (e != EAGAIN && e != EINTR)
+    return mp__os_error_code(MP_EOS, e, "write to the child");
   return 0;
 }
 
 /* One poll of the pipes with work left and the I/O they are ready for: 0, 1 when no pipe has
  * work left, MP_ETIMEDOUT (late: the deadline passed on an earlier round), or an error. */
 static int pump_round(mp_plat_handle pipes[3], const char *in, size_t in_len, size_t *in_off,
-                      mp_plat_outbuf *bufs[3], int64_t deadline, int late, int flags, int *epipe) {
+                      mp_plat_outbuf *bufs[3], int64_t deadline, int late, int flags) {
   struct pollfd pfd[3];
   int idx[3], n = 0, rc = 0;
   for (int i = 0; i < 3; i++) {
@@ -177,8 +187,8 @@ static int pump_round(mp_plat_handle pipes[3], const char *in, size_t in_len, si
   for (int k = 0; k < n && rc == 0; k++) {
     int i = idx[k];
     if (pfd[k].revents != 0)
-      rc = i != 0 ? pump_read(&pipes[i], bufs[i])
-                  : pump_write(&pipes[0], in, in_len, in_off, flags, epipe);
+      rc =
+          i != 0 ? pump_read(&pipes[i], bufs[i]) : pump_write(&pipes[0], in, in_len, in_off, flags);
   }
   return rc;
 }
@@ -186,26 +196,14 @@ static int pump_round(mp_plat_handle pipes[3], const char *in, size_t in_len, si
 int mp_plat_pipe_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, size_t *in_off,
                       mp_plat_outbuf *out, mp_plat_outbuf *err, int64_t deadline, int flags) {
   mp_plat_outbuf *bufs[3] = {NULL, out, err};
-  int epipe = 0, rc;
-  /* A write to a pipe whose reader is gone raises SIGPIPE; keep it away from the process by
-   * blocking it in this thread and consuming the one our write caused, if none was pending. */
-  sigset_t sigpipe, old, pending;
-  sigemptyset(&sigpipe);
-  sigaddset(&sigpipe, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &sigpipe, &old);
-  sigpending(&pending);
+  int rc;
   for (int rounds = 0;; rounds++) {
     if (pipes[0] != MP_PLAT_INVALID && *in_off >= in_len && !(flags & MP_PUMP_KEEP_STDIN))
       close_pipe(&pipes[0]);
-    rc = pump_round(pipes, in, in_len, in_off, bufs, deadline, rounds > 0, flags, &epipe);
+    rc = pump_round(pipes, in, in_len, in_off, bufs, deadline, rounds > 0, flags);
     if (rc != 0 || (flags & MP_PUMP_FIRST))
       break;
   }
-  struct timespec zero = {0, 0};
-  while (epipe && !sigismember(&pending, SIGPIPE) && sigtimedwait(&sigpipe, NULL, &zero) < 0 &&
-         errno == EINTR) {
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
   return rc == 1 ? 0 : rc;
 }
 
