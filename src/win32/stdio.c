@@ -174,23 +174,25 @@ int mp_plat_stdio_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent)
 }
 
 int mp_plat_stdio_file(const char *path8, int index, int append, mp_plat_handle *child) {
-  wchar_t *path = path8 ? mp__to_wide(path8) : NULL;
-  if (path8 && path == NULL)
+  int nul = path8 == NULL; /* the null device, opened both ways whatever the stream */
+  wchar_t *path = nul ? NULL : mp__to_wide(path8);
+  if (!nul && path == NULL)
     return bad_utf8("file path", path8);
-  DWORD access = !path8 || index == 0 ? GENERIC_READ
-                 : append             ? FILE_APPEND_DATA | SYNCHRONIZE
-                                      : GENERIC_WRITE;
-  DWORD disp = !path8 || index == 0 ? OPEN_EXISTING : append ? OPEN_ALWAYS : CREATE_ALWAYS;
-  HANDLE h = CreateFileW(path8 ? path : L"NUL", access | (path8 ? 0 : GENERIC_WRITE),
-                         FILE_SHARE_READ | FILE_SHARE_WRITE | (path8 ? FILE_SHARE_DELETE : 0), NULL,
-                         disp, path8 ? FILE_ATTRIBUTE_NORMAL : 0, NULL);
+  DWORD access = nul          ? GENERIC_READ | GENERIC_WRITE
+                 : index == 0 ? GENERIC_READ
+                 : append     ? FILE_APPEND_DATA | SYNCHRONIZE
+                              : GENERIC_WRITE;
+  DWORD disp = nul || index == 0 ? OPEN_EXISTING : append ? OPEN_ALWAYS : CREATE_ALWAYS;
+  HANDLE h = CreateFileW(nul ? L"NUL" : path, access,
+                         FILE_SHARE_READ | FILE_SHARE_WRITE | (nul ? 0 : FILE_SHARE_DELETE), NULL,
+                         disp, nul ? 0 : FILE_ATTRIBUTE_NORMAL, NULL);
   free(path);
   if (h == INVALID_HANDLE_VALUE) {
     DWORD e = GetLastError();
     int code = e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND ? MP_ENOENT
                : e == ERROR_ACCESS_DENIED                             ? MP_EPERM
                                                                       : MP_EOS;
-    return mp__os_error_code(code, (long)e, path8 ? path8 : "CreateFileW(NUL)");
+    return mp__os_error_code(code, (long)e, nul ? "CreateFileW(NUL)" : path8);
   }
   *child = (mp_plat_handle)h;
   return 0;
