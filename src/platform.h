@@ -418,13 +418,12 @@ void mp_plat_exit(int code);
 
 /* ---- a child's standard streams and pipes (posix/stdio.c, win32/stdio.c) --------------- */
 
-struct mp_stdio; /* include/multiproc.h */
-
-/* Opens what stream index (0 stdin, 1 stdout, 2 stderr) of a child should be for s, for
- * MP_STDIO_PIPE / DEVNULL / FILE: *child gets the child's end (owned by the caller, closed
- * after the spawn) and, for a pipe, *parent the parent's end (else INVALID). */
-int mp_plat_stdio_open(const struct mp_stdio *s, int index, mp_plat_handle *child,
-                       mp_plat_handle *parent);
+/* Opens a pipe for stream index (0 stdin, 1 stdout, 2 stderr) of a child: *child gets the
+ * child's end (owned by the caller, closed after the spawn), *parent the parent's. */
+int mp_plat_stdio_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent);
+/* Opens path (NULL: the null device) as stream index of a child, into *child: stdin reads,
+ * stdout and stderr write (append, or truncate). */
+int mp_plat_stdio_file(const char *path, int index, int append, mp_plat_handle *child);
 /* This process's own stdin/stdout/stderr handle (index 0..2), or INVALID if it has none. */
 mp_plat_handle mp_plat_stdio_parent(int index);
 /* Checks that a caller's MP_STDIO_HANDLE is an open handle: 0 or MP_EINVAL. */
@@ -446,19 +445,20 @@ char *mp__outbuf_reserve(mp_plat_outbuf *b, size_t extra);
 
 /* Closes one of the parent's pipe ends; MP_PLAT_INVALID is ignored. */
 void mp_plat_pipe_close(mp_plat_handle h);
-/* Reads what is there (at most cap) from a read pipe: 0 with *n > 0, MP_EEOF, MP_ETIMEDOUT. */
-int mp_plat_pipe_read(mp_plat_handle h, void *buf, size_t cap, size_t *n, int timeout_ms);
-/* Writes all of buf: 0, MP_ETIMEDOUT or MP_EBROKEN (reader gone); *written says how much. */
-int mp_plat_pipe_write(mp_plat_handle h, const void *buf, size_t len, size_t *written,
-                       int timeout_ms);
-/* Moves data on all three pipes at once until stdin is written and closed and stdout and
+/* Milliseconds left until deadline_ns (rounded up; -1: no deadline). Defined in popen.c. */
+int mp__ms_until(int64_t deadline_ns);
+
+#define MP_PUMP_FIRST 1      /* return after the first wait that found a pipe ready */
+#define MP_PUMP_KEEP_STDIN 2 /* leave stdin open when the input is written; gone: MP_EBROKEN */
+/* Moves data on the open pipes at once until stdin is written and closed and stdout and
  * stderr reach end of file (each pipe is closed and set to MP_PLAT_INVALID when done; a
- * reader that went away ends the input). Returns 0, or MP_ETIMEDOUT with the progress kept
- * in *in_off and the buffers. timeout_ms 0 moves only what is ready now. */
+ * reader that went away ends the input), or as flags say. Returns 0, or MP_ETIMEDOUT (no
+ * message) with the progress kept in *in_off and the buffers. A passed deadline_ns moves
+ * only what is ready now; -1: none. */
 int mp_plat_pipe_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, size_t *in_off,
-                      mp_plat_outbuf *out, mp_plat_outbuf *err, int timeout_ms);
-/* A copy of this process's environment as a malloc'd NULL-terminated array of malloc'd
- * UTF-8 "NAME=value" strings. */
+                      mp_plat_outbuf *out, mp_plat_outbuf *err, int64_t deadline_ns, int flags);
+/* This process's environment as a malloc'd NULL-terminated array of UTF-8 "NAME=value"
+ * strings; free() the array alone (the strings are in its block, or the process's own). */
 int mp_plat_environ(char ***env);
 /* 1 where environment names compare case-insensitively (Windows). */
 int mp_plat_env_icase(void);

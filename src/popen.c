@@ -7,7 +7,7 @@
 
 #include "child.h"
 #include "compat.h"
-#include "popen.h"
+#include "deadline.h"
 #include "platform.h"
 
 struct mp_popen {
@@ -16,8 +16,13 @@ struct mp_popen {
   int had_pipe[3];         /* which streams were MP_STDIO_PIPE, to tell "closed" from "never" */
   int default_timeout;     /* MP_FOREVER when the options gave none */
   size_t in_off;           /* communicate's progress through the input, kept across timeouts */
-  mp_plat_outbuf out, err;
+  mp_plat_outbuf out, err; /* output read but not yet handed over (by read or communicate) */
 };
+
+int mp__ms_until(int64_t deadline_ns) {
+  int64_t left = deadline_ns - (int64_t)mp_plat_monotonic_ns();
+  return deadline_ns < 0 ? -1 : left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+}
 
 char *mp__outbuf_reserve(mp_plat_outbuf *b, size_t extra) {
   if (b->cap - b->len < extra + 1) {
@@ -33,8 +38,9 @@ char *mp__outbuf_reserve(mp_plat_outbuf *b, size_t extra) {
   return b->data + b->len;
 }
 
-/* Gives the buffer's bytes to the caller (NUL-terminated, never NULL) and empties it. */
-static int buf_take(mp_plat_outbuf *b, char **out, size_t *out_len) {
+/* Gives the buffer's bytes to the caller (NUL-terminated, never NULL; out NULL: drops them)
+ * and empties it. Returns rc, or MP_ENOMEM. */
+static int buf_take(mp_plat_outbuf *b, char **out, size_t *out_len, int rc) {
   if (mp__outbuf_reserve(b, 0) == NULL)
     return mp_set_error(MP_ENOMEM, "out of memory for captured output");
   b->data[b->len] = '\0';
@@ -47,7 +53,7 @@ static int buf_take(mp_plat_outbuf *b, char **out, size_t *out_len) {
   }
   b->data = NULL;
   b->len = b->cap = 0;
-  return 0;
+  return rc;
 }
 
 /* ---- checking the options ------------------------------------------------------------ */
@@ -74,94 +80,54 @@ static int check_stdio(const mp_stdio *s, int index) {
   return mp_set_error(MP_EINVAL, "%s: unknown mode %d", names[index], (int)s->mode);
 }
 
-static int check_argv(const char *const *argv) {
-  if (argv == NULL || argv[0] == NULL || argv[0][0] == '\0')
-    return mp_set_error(MP_EINVAL, "argv must name a program (argv[0] non-empty, NULL-terminated)");
-  return 0;
-}
-
 /* ---- the child's environment --------------------------------------------------------- */
 
 static int ascii_lower(int ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
 
-/* Length of the name in "NAME=value" (a leading '=' belongs to the name: "=C:=C:\\"). */
-static size_t env_name_len(const char *entry) {
+/* Whether entry, "NAME=value", is named name (a leading '=' belongs to the name: "=C:=C:\\"). */
+static int env_named(const char *entry, const char *name, size_t len, int icase) {
   const char *eq = strchr(entry + (entry[0] == '='), '=');
-  return eq ? (size_t)(eq - entry) : strlen(entry);
-}
-
-static int env_same_name(const char *a, size_t alen, const char *b, size_t blen, int icase) {
-  if (alen != blen)
+  if ((eq ? (size_t)(eq - entry) : strlen(entry)) != len)
     return 0;
-  for (size_t i = 0; i < alen; i++) {
-    int x = (unsigned char)a[i], y = (unsigned char)b[i];
+  for (size_t i = 0; i < len; i++) {
+    int x = (unsigned char)entry[i], y = (unsigned char)name[i];
     if (icase ? ascii_lower(x) != ascii_lower(y) : x != y)
       return 0;
   }
   return 1;
 }
 
-static void env_free(char **env) {
-  if (env == NULL)
-    return;
-  for (size_t i = 0; env[i]; i++)
-    free(env[i]);
-  free(env);
-}
-
-/* Removes every entry named like edit's name from env (n entries); returns the new count. */
-static size_t env_remove(char **env, size_t n, const char *name, size_t name_len, int icase) {
-  size_t w = 0;
-  for (size_t r = 0; r < n; r++) {
-    if (env_same_name(env[r], env_name_len(env[r]), name, name_len, icase))
-      free(env[r]);
-    else
-      env[w++] = env[r];
-  }
-  env[w] = NULL;
-  return w;
-}
-
-/* Builds the child's environment: the parent's with opts->env applied, or opts->env alone. */
-static int env_build(const mp_popen_opts *o, char ***out) {
+/* Builds the child's environment: the parent's with opts->env applied, or opts->env alone.
+ * It borrows its strings from *parent (the parent's, to free after) and opts->env. */
+static int env_build(const mp_popen_opts *o, char ***parent, char ***out) {
   size_t nedits = 0, n = 0;
-  char **env = NULL;
   int icase = mp_plat_env_icase(), rc;
   while (o->env[nedits])
     nedits++;
-  if (o->env_replace) {
-    env = calloc(nedits + 1, sizeof *env);
-    if (env == NULL)
-      return mp_set_error(MP_ENOMEM, "out of memory for the environment");
-  } else {
-    char **parent;
-    if ((rc = mp_plat_environ(&parent)) != 0)
-      return rc;
-    while (parent[n])
-      n++;
-    env = realloc(parent, (n + nedits + 1) * sizeof *env);
-    if (env == NULL) {
-      env_free(parent);
-      return mp_set_error(MP_ENOMEM, "out of memory for the environment");
-    }
-  }
+  if (!o->env_replace && (rc = mp_plat_environ(parent)) != 0)
+    return rc;
+  while (*parent && (*parent)[n])
+    n++;
+  char **env = malloc((n + nedits + 1) * sizeof *env);
+  if (env == NULL)
+    return mp_set_error(MP_ENOMEM, "out of memory for the environment");
+  if (n > 0)
+    memcpy(env, *parent, n * sizeof *env);
   for (size_t i = 0; i < nedits; i++) {
     const char *e = o->env[i];
     size_t name_len = strcspn(e, "="); /* a caller's name never starts with '=' */
     if (name_len == 0 || (o->env_replace && e[name_len] != '=')) {
-      env[n] = NULL;
-      env_free(env);
+      free(env);
       return mp_set_error(MP_EINVAL, "environment entry \"%s\" is not NAME=value%s", e,
                           o->env_replace ? "" : " or NAME");
     }
-    n = env_remove(env, n, e, name_len, icase);
-    if (e[name_len] == '=') {
-      if ((env[n] = mp__strdup(e)) == NULL) {
-        env_free(env);
-        return mp_set_error(MP_ENOMEM, "out of memory for the environment");
-      }
-      env[++n] = NULL;
-    }
+    size_t kept = 0; /* every entry of that name goes; NAME=value adds one back */
+    for (size_t r = 0; r < n; r++)
+      if (!env_named(env[r], e, name_len, icase))
+        env[kept++] = env[r];
+    n = kept;
+    if (e[name_len] == '=')
+      env[n++] = (char *)e;
   }
   env[n] = NULL;
   *out = env;
@@ -170,17 +136,18 @@ static int env_build(const mp_popen_opts *o, char ***out) {
 
 static const char *env_lookup(char **env, const char *name, int icase) {
   size_t len = strlen(name);
-  for (size_t i = 0; env && env[i]; i++) {
-    size_t nl = env_name_len(env[i]);
-    if (env_same_name(env[i], nl, name, len, icase) && env[i][nl] == '=')
-      return env[i] + nl + 1;
-  }
+  for (size_t i = 0; env && env[i]; i++)
+    if (env_named(env[i], name, len, icase) && env[i][len] == '=')
+      return env[i] + len + 1;
   return NULL;
 }
 
 /* ---- create -------------------------------------------------------------------------- */
 
 static const mp_popen_opts zero_opts;
+
+/* What a shell child is called in messages: it has no argv of its own. */
+static const char *const shell_argv[] = {"(shell)", NULL};
 
 /* The child's three streams: what it gets (child[i]; INVALID: the parent's own), the
  * parent's pipe ends, and which child ends were opened here (closed after the spawn). */
@@ -212,8 +179,13 @@ static int streams_open(const mp_stdio *const stdio[3], streams *st) {
     case MP_STDIO_STDOUT: /* merged: wherever stdout goes, the parent's stdout included */
       st->child[2] = st->child[1] != MP_PLAT_INVALID ? st->child[1] : mp_plat_stdio_parent(1);
       break;
-    default:
-      rc = mp_plat_stdio_open(stdio[i], i, &st->child[i], &st->parent[i]);
+    case MP_STDIO_PIPE:
+      rc = mp_plat_stdio_pipe(i, &st->child[i], &st->parent[i]);
+      st->owned[i] = rc == 0;
+      break;
+    default: /* MP_STDIO_DEVNULL, MP_STDIO_FILE */
+      rc = mp_plat_stdio_file(stdio[i]->mode == MP_STDIO_FILE ? stdio[i]->path : NULL, i,
+                              stdio[i]->append, &st->child[i]);
       st->owned[i] = rc == 0;
     }
   }
@@ -228,6 +200,10 @@ static int popen_start(mp_popen **pp, const char *const *argv, const char *shell
   if (pp == NULL)
     return mp_set_error(MP_EINVAL, "mp_popen_create: p is NULL");
   *pp = NULL;
+  if (argv == NULL || argv[0] == NULL || argv[0][0] == '\0')
+    return mp_set_error(MP_EINVAL, "argv must name a program (argv[0] non-empty, NULL-terminated)");
+  if (argv == shell_argv && shell_cmd == NULL)
+    return mp_set_error(MP_EINVAL, "mp_popen_create_shell: cmdline is NULL");
   const mp_popen_opts *o = opts ? opts : &zero_opts;
   const mp_stdio *stdio[3] = {&o->std_in, &o->std_out, &o->std_err};
   for (int i = 0; i < 3; i++)
@@ -240,11 +216,11 @@ static int popen_start(mp_popen **pp, const char *const *argv, const char *shell
     return mp_set_error(MP_EINVAL, "search_path must be 0, 1 or MP_NO_SEARCH_PATH, not %d",
                         o->search_path);
   mp_popen *p = calloc(1, sizeof *p);
-  char **env = NULL, *prog = NULL;
+  char **env = NULL, **parent_env = NULL, *prog = NULL;
   streams st;
   if (p == NULL)
     return mp_set_error(MP_ENOMEM, "out of memory for a popen object");
-  rc = o->env != NULL ? env_build(o, &env) : 0;
+  rc = o->env != NULL ? env_build(o, &parent_env, &env) : 0;
   /* The child's PATH decides where its program is found, as with Python and Rust. */
   if (rc == 0 && shell_cmd == NULL)
     rc = mp_plat_find_program(argv[0], env ? env_lookup(env, "PATH", mp_plat_env_icase()) : NULL,
@@ -252,113 +228,115 @@ static int popen_start(mp_popen **pp, const char *const *argv, const char *shell
   if (rc == 0)
     rc = streams_open(stdio, &st);
   if (rc == 0) {
-    mp_plat_child_spec spec;
-    memset(&spec, 0, sizeof spec);
-    spec.program = prog;
-    spec.argv = argv;
-    spec.shell_cmd = shell_cmd;
-    spec.envp = env;
-    spec.cwd = o->cwd;
+    mp_plat_child_spec spec = {.program = prog,
+                               .argv = argv,
+                               .shell_cmd = shell_cmd,
+                               .envp = env,
+                               .cwd = o->cwd,
+                               .bootstrap = MP_PLAT_INVALID,
+                               .flags = (o->new_process_group ? MP_CHILD_NEW_GROUP : 0) |
+                                        (o->detached ? MP_CHILD_DETACHED : MP_CHILD_OWN_JOB)};
     memcpy(spec.stdio, st.child, sizeof st.child);
-    spec.bootstrap = MP_PLAT_INVALID;
-    spec.flags = (o->new_process_group ? MP_CHILD_NEW_GROUP : 0) |
-                 (o->detached ? MP_CHILD_DETACHED : MP_CHILD_OWN_JOB);
     rc = mp__child_spawn(&spec, &p->c);
     streams_close(&st, rc != 0);
   }
-  env_free(env);
+  free(env);
+  free(parent_env);
   free(prog);
   if (rc != 0) {
     free(p);
     return rc;
   }
-  for (int i = 0; i < 3; i++) {
-    p->pipes[i] = st.parent[i];
+  memcpy(p->pipes, st.parent, sizeof st.parent);
+  for (int i = 0; i < 3; i++)
     p->had_pipe[i] = stdio[i]->mode == MP_STDIO_PIPE;
-  }
   p->default_timeout = o->timeout_ms > 0 ? o->timeout_ms : MP_FOREVER;
   *pp = p;
   return 0;
 }
 
 int mp_popen_create(mp_popen **p, const char *const *argv, const mp_popen_opts *opts) {
-  int rc = check_argv(argv);
-  if (rc != 0) {
-    if (p)
-      *p = NULL;
-    return rc;
-  }
   return popen_start(p, argv, NULL, opts);
 }
 
-/* What a shell child is called in messages: it has no argv of its own. */
-static const char *const shell_argv[] = {"(shell)", NULL};
-
 int mp_popen_create_shell(mp_popen **p, const char *cmdline, const mp_popen_opts *opts) {
-  if (cmdline == NULL) {
-    if (p)
-      *p = NULL;
-    return mp_set_error(MP_EINVAL, "mp_popen_create_shell: cmdline is NULL");
-  }
   return popen_start(p, shell_argv, cmdline, opts);
 }
 
 /* ---- I/O ----------------------------------------------------------------------------- */
 
-static int resolve_timeout(const mp_popen *p, int timeout_ms) {
-  if (timeout_ms == MP_DEFAULT_TIMEOUT)
-    return p->default_timeout;
-  return timeout_ms < 0 ? MP_FOREVER : timeout_ms;
-}
-
-static int check_timeout(int timeout_ms) {
+/* Checks a call's timeout_ms and resolves it (MP_DEFAULT_TIMEOUT: the popen's own) into *t
+ * and a deadline. 0 or MP_EINVAL. */
+static int call_timeout(const mp_popen *p, int timeout_ms, int *t, int64_t *deadline) {
   if (timeout_ms < MP_DEFAULT_TIMEOUT)
     return mp_set_error(MP_EINVAL, "timeout_ms %d: use >= 0, MP_FOREVER or MP_DEFAULT_TIMEOUT",
                         timeout_ms);
-  return 0;
+  *t = timeout_ms == MP_DEFAULT_TIMEOUT ? p->default_timeout : timeout_ms;
+  return mp__deadline_ns(*t, deadline);
+}
+
+/* Moves bytes on one of p's pipes only (a write or a read), as flags say. It touches no other
+ * stream's pipe or buffer: stdout and stderr may be read from two threads (mprun does). */
+static int pump_one(mp_popen *p, int which, const void *in, size_t len, size_t *off,
+                    int64_t deadline, int flags) {
+  mp_plat_handle one[3] = {MP_PLAT_INVALID, MP_PLAT_INVALID, MP_PLAT_INVALID};
+  one[which] = p->pipes[which];
+  int rc = mp_plat_pipe_pump(one, in, len, off, &p->out, &p->err, deadline, flags);
+  p->pipes[which] = one[which];
+  return rc;
 }
 
 int mp_popen_write(mp_popen *p, const void *buf, size_t len, size_t *written, int timeout_ms) {
   size_t dummy;
-  int rc;
+  int rc, t;
+  int64_t deadline;
   if (written == NULL)
     written = &dummy;
   *written = 0;
   if (p == NULL || (buf == NULL && len > 0))
     return mp_set_error(MP_EINVAL, "mp_popen_write: p or buf is NULL");
-  if ((rc = check_timeout(timeout_ms)) != 0)
+  if ((rc = call_timeout(p, timeout_ms, &t, &deadline)) != 0)
     return rc;
   if (p->pipes[0] == MP_PLAT_INVALID)
     return mp_set_error(p->had_pipe[0] ? MP_ECLOSED : MP_EINVAL,
                         p->had_pipe[0] ? "the child's stdin is already closed"
                                        : "the child's stdin is not a pipe (MP_STDIO_PIPE)");
-  if (len == 0)
-    return 0;
-  return mp_plat_pipe_write(p->pipes[0], buf, len, written, resolve_timeout(p, timeout_ms));
+  rc = pump_one(p, 0, buf, len, written, deadline, MP_PUMP_KEEP_STDIN);
+  if (rc == MP_EBROKEN)
+    return mp_set_error(rc, "the child closed its stdin");
+  return rc == MP_ETIMEDOUT ? mp_set_error(rc, "the child did not read its stdin in time") : rc;
 }
 
+/* Reads through the output buffer: one pump takes what the pipe has, the caller gets up to
+ * cap of it, and the rest waits for the next read or communicate. */
 int mp_popen_read(mp_popen *p, int which, void *buf, size_t cap, size_t *n, int timeout_ms) {
-  int rc;
+  int rc, t;
+  int64_t deadline;
   if (n)
     *n = 0;
   if (p == NULL || buf == NULL || n == NULL || cap == 0)
     return mp_set_error(MP_EINVAL, "mp_popen_read: p, buf or n is NULL, or cap is 0");
   if (which != MP_STDOUT && which != MP_STDERR)
     return mp_set_error(MP_EINVAL, "mp_popen_read: which must be MP_STDOUT or MP_STDERR");
-  if ((rc = check_timeout(timeout_ms)) != 0)
+  if ((rc = call_timeout(p, timeout_ms, &t, &deadline)) != 0)
     return rc;
   const char *name = which == MP_STDOUT ? "stdout" : "stderr";
   if (!p->had_pipe[which])
     return mp_set_error(MP_EINVAL, "the child's %s is not a pipe (MP_STDIO_PIPE)", name);
-  mp_plat_handle *h = &p->pipes[which];
-  if (*h == MP_PLAT_INVALID)
-    return mp_set_error(MP_EEOF, "the child's %s has ended", name);
-  rc = mp_plat_pipe_read(*h, buf, cap, n, resolve_timeout(p, timeout_ms));
-  if (rc == MP_EEOF) {
-    mp_plat_pipe_close(*h);
-    *h = MP_PLAT_INVALID;
-  }
-  return rc;
+  mp_plat_outbuf *b = which == MP_STDOUT ? &p->out : &p->err;
+  size_t none = 0;
+  /* A wake-up can move nothing (a zero-byte pipe message on Windows): pump again. */
+  while (rc == 0 && b->len == 0 && p->pipes[which] != MP_PLAT_INVALID)
+    rc = pump_one(p, which, NULL, 0, &none, deadline, MP_PUMP_FIRST);
+  if (b->len == 0 && rc == MP_ETIMEDOUT)
+    return mp_set_error(rc, "no output from the child in time");
+  if (b->len == 0)
+    return rc != 0 ? rc : mp_set_error(MP_EEOF, "the child's %s has ended", name);
+  *n = b->len < cap ? b->len : cap;
+  memcpy(buf, b->data, *n);
+  b->len -= *n;
+  memmove(b->data, b->data + *n, b->len);
+  return 0;
 }
 
 int mp_popen_close_stdin(mp_popen *p) {
@@ -371,16 +349,23 @@ int mp_popen_close_stdin(mp_popen *p) {
   return 0;
 }
 
-static int remaining_ms(int timeout_ms, uint64_t start_ns) {
-  if (timeout_ms < 0)
-    return MP_FOREVER;
-  uint64_t spent = (mp_plat_monotonic_ns() - start_ns) / 1000000u;
-  return spent >= (uint64_t)timeout_ms ? 0 : timeout_ms - (int)spent;
+/* communicate's work, leaving the output in p's buffers: feeds stdin, reads stdout and stderr
+ * to the end, then waits for the child. */
+static int talk(mp_popen *p, const void *in, size_t in_len, int64_t deadline) {
+  if (p->in_off > in_len)
+    p->in_off = in_len;
+  int rc = mp_plat_pipe_pump(p->pipes, in, in_len, &p->in_off, &p->out, &p->err, deadline, 0);
+  if (rc == 0)
+    rc = mp_plat_child_wait(&p->c, mp__ms_until(deadline));
+  if (rc == 0)
+    p->in_off = 0;
+  return rc;
 }
 
 int mp_popen_communicate(mp_popen *p, const void *in, size_t in_len, char **out, size_t *out_len,
                          char **err, size_t *err_len, int timeout_ms) {
-  int rc;
+  int rc, t;
+  int64_t deadline;
   if (out)
     *out = NULL;
   if (err)
@@ -391,42 +376,30 @@ int mp_popen_communicate(mp_popen *p, const void *in, size_t in_len, char **out,
     *err_len = 0;
   if (p == NULL || (in == NULL && in_len > 0))
     return mp_set_error(MP_EINVAL, "mp_popen_communicate: p or in is NULL");
-  if ((rc = check_timeout(timeout_ms)) != 0)
+  if ((rc = call_timeout(p, timeout_ms, &t, &deadline)) != 0)
     return rc;
   if (in_len > 0 && !p->had_pipe[0])
     return mp_set_error(MP_EINVAL, "input given but the child's stdin is not a pipe");
-  int t = resolve_timeout(p, timeout_ms);
-  uint64_t start = mp_plat_monotonic_ns();
-  if (p->in_off > in_len)
-    p->in_off = in_len;
-  rc = mp_plat_pipe_pump(p->pipes, in, in_len, &p->in_off, &p->out, &p->err, t);
-  if (rc == 0)
-    rc = mp_plat_child_wait(&p->c, remaining_ms(t, start));
-  if (rc == 0 || rc == MP_ETIMEDOUT) {
-    int rc2 = buf_take(&p->out, out, out_len);
-    if (rc2 == 0)
-      rc2 = buf_take(&p->err, err, err_len);
-    if (rc2 != 0)
-      rc = rc2;
-    else if (rc == MP_ETIMEDOUT)
-      mp_set_error(MP_ETIMEDOUT, "communicate: the child did not finish within %d ms", t);
-  }
-  if (rc == 0)
-    p->in_off = 0;
+  rc = talk(p, in, in_len, deadline);
+  if (rc == 0 || rc == MP_ETIMEDOUT)
+    rc = buf_take(&p->err, err, err_len, buf_take(&p->out, out, out_len, rc));
+  if (rc == MP_ETIMEDOUT)
+    mp_set_error(rc, "communicate: the child did not finish within %d ms", t);
   return rc;
 }
 
 /* ---- waiting and signals ------------------------------------------------------------- */
 
 int mp_popen_wait(mp_popen *p, int timeout_ms) {
-  int rc;
+  int rc, t;
+  int64_t deadline;
   if (p == NULL)
     return mp_set_error(MP_EINVAL, "mp_popen_wait: p is NULL");
-  if ((rc = check_timeout(timeout_ms)) != 0)
+  if ((rc = call_timeout(p, timeout_ms, &t, &deadline)) != 0)
     return rc;
   if (p->c.reaped)
     return 0;
-  rc = mp_plat_child_wait(&p->c, resolve_timeout(p, timeout_ms));
+  rc = mp_plat_child_wait(&p->c, t);
   if (rc == MP_ETIMEDOUT)
     mp_set_error(rc, "process %lld is still running", (long long)p->c.pid);
   return rc;
@@ -452,22 +425,18 @@ int mp_popen_returncode(mp_popen *p, int *code) {
 
 int64_t mp_popen_pid(const mp_popen *p) { return p ? p->c.pid : 0; }
 
+static int popen_signal(mp_popen *p, int sig, int tree, const char *fn) {
+  if (p == NULL)
+    return mp_set_error(MP_EINVAL, "%s: p is NULL", fn);
+  return mp_plat_child_signal(&p->c, sig, tree);
+}
+
 int mp_popen_terminate(mp_popen *p) {
-  if (p == NULL)
-    return mp_set_error(MP_EINVAL, "mp_popen_terminate: p is NULL");
-  return mp_plat_child_signal(&p->c, MP_SIG_TERM, 0);
+  return popen_signal(p, MP_SIG_TERM, 0, "mp_popen_terminate");
 }
-
-int mp_popen_kill(mp_popen *p) {
-  if (p == NULL)
-    return mp_set_error(MP_EINVAL, "mp_popen_kill: p is NULL");
-  return mp_plat_child_signal(&p->c, MP_SIG_KILL, 0);
-}
-
+int mp_popen_kill(mp_popen *p) { return popen_signal(p, MP_SIG_KILL, 0, "mp_popen_kill"); }
 int mp_popen_kill_tree(mp_popen *p) {
-  if (p == NULL)
-    return mp_set_error(MP_EINVAL, "mp_popen_kill_tree: p is NULL");
-  return mp_plat_child_signal(&p->c, MP_SIG_KILL, 1);
+  return popen_signal(p, MP_SIG_KILL, 1, "mp_popen_kill_tree");
 }
 
 void mp_popen_free(mp_popen *p) {
@@ -491,20 +460,13 @@ void mp_run_result_free(mp_run_result *r) {
   memset(r, 0, sizeof *r);
 }
 
-/* After a timeout: kill the whole tree, reap the child, keep what the pipes still hold. */
-static void run_kill_and_reap(mp_popen *p) {
-  (void)mp_popen_kill_tree(p);
-  (void)mp_plat_child_wait(&p->c, MP_FOREVER);
-  /* The tree is dead, so the pipes end at once; the bound only guards against a
-   * descendant that escaped the group or job. */
-  (void)mp_plat_pipe_pump(p->pipes, NULL, 0, &p->in_off, &p->out, &p->err, 100);
-}
-
 static int run_common(const char *const *argv, const char *shell_cmd, const mp_popen_opts *opts,
                       mp_run_result *r) {
   if (r == NULL)
     return mp_set_error(MP_EINVAL, "mp_run: result is NULL");
   memset(r, 0, sizeof *r);
+  if (argv == shell_argv && shell_cmd == NULL)
+    return mp_set_error(MP_EINVAL, "mp_run_shell: cmdline is NULL");
   mp_popen_opts o = opts ? *opts : zero_opts;
   if (o.input_len > 0 && o.input == NULL)
     return mp_set_error(MP_EINVAL, "mp_run: input_len > 0 but input is NULL");
@@ -519,37 +481,27 @@ static int run_common(const char *const *argv, const char *shell_cmd, const mp_p
   int rc = popen_start(&p, argv, shell_cmd, &o);
   if (rc != 0)
     return rc;
-  int t = o.timeout_ms > 0 ? o.timeout_ms : MP_FOREVER;
-  rc = mp_popen_communicate(p, o.input, o.input_len, &r->out, &r->out_len, &r->err, &r->err_len, t);
-  if (rc == MP_ETIMEDOUT) {
-    run_kill_and_reap(p);
-    /* Append what was still in the pipes to what communicate returned. */
-    mp_plat_outbuf outs[2] = {{r->out, r->out_len, r->out_len + 1},
-                              {r->err, r->err_len, r->err_len + 1}};
-    mp_plat_outbuf *more[2] = {&p->out, &p->err};
-    for (int i = 0; i < 2; i++) {
-      char *dst = mp__outbuf_reserve(&outs[i], more[i]->len);
-      if (dst != NULL && more[i]->len > 0) {
-        memcpy(dst, more[i]->data, more[i]->len);
-        outs[i].len += more[i]->len;
-        outs[i].data[outs[i].len] = '\0';
-      }
-    }
-    r->out = outs[0].data, r->out_len = outs[0].len;
-    r->err = outs[1].data, r->err_len = outs[1].len;
-    mp_set_error(MP_ETIMEDOUT, "'%s' did not finish within %d ms; its process tree was killed",
-                 shell_cmd ? shell_cmd : argv[0], o.timeout_ms);
+  int t;
+  int64_t deadline;
+  (void)call_timeout(p, MP_DEFAULT_TIMEOUT, &t, &deadline);
+  rc = talk(p, o.input, o.input_len, deadline);
+  if (rc == MP_ETIMEDOUT) { /* kill the whole tree, reap the child, keep what the pipes hold */
+    (void)mp_popen_kill_tree(p);
+    (void)mp_plat_child_wait(&p->c, MP_FOREVER);
+    /* The tree is dead, so the pipes end at once; the bound only guards against a
+     * descendant that escaped the group or job. */
+    (void)mp__deadline_ns(100, &deadline);
+    (void)mp_plat_pipe_pump(p->pipes, NULL, 0, &p->in_off, &p->out, &p->err, deadline, 0);
   }
+  if (rc == 0 || rc == MP_ETIMEDOUT) {
+    rc = buf_take(&p->out, o.std_out.mode == MP_STDIO_PIPE ? &r->out : NULL, &r->out_len, rc);
+    rc = buf_take(&p->err, o.std_err.mode == MP_STDIO_PIPE ? &r->err : NULL, &r->err_len, rc);
+  }
+  if (rc == MP_ETIMEDOUT)
+    mp_set_error(rc, "'%s' did not finish within %d ms; its process tree was killed",
+                 shell_cmd ? shell_cmd : argv[0], o.timeout_ms);
   if (p->c.reaped)
     r->returncode = p->c.status;
-  if (o.std_out.mode != MP_STDIO_PIPE && r->out) {
-    free(r->out);
-    r->out = NULL;
-  }
-  if (o.std_err.mode != MP_STDIO_PIPE && r->err) {
-    free(r->err);
-    r->err = NULL;
-  }
   mp_popen_free(p);
   if (rc != 0 && rc != MP_ETIMEDOUT)
     mp_run_result_free(r);
@@ -557,21 +509,10 @@ static int run_common(const char *const *argv, const char *shell_cmd, const mp_p
 }
 
 int mp_run(const char *const *argv, const mp_popen_opts *opts, mp_run_result *result) {
-  int rc = check_argv(argv);
-  if (rc != 0) {
-    if (result)
-      memset(result, 0, sizeof *result);
-    return rc;
-  }
   return run_common(argv, NULL, opts, result);
 }
 
 int mp_run_shell(const char *cmdline, const mp_popen_opts *opts, mp_run_result *result) {
-  if (cmdline == NULL) {
-    if (result)
-      memset(result, 0, sizeof *result);
-    return mp_set_error(MP_EINVAL, "mp_run_shell: cmdline is NULL");
-  }
   return run_common(shell_argv, cmdline, opts, result);
 }
 

@@ -1202,9 +1202,8 @@ static void windows_program_names_and_errors(void **state) {
 
 static void stream_pipes_admit_only_this_user(void **state) {
   (void)state;
-  mp_stdio pipe_mode = {MP_STDIO_PIPE, NULL, 0, 0};
   mp_plat_handle child, parent;
-  assert_mp_ok(mp_plat_stdio_open(&pipe_mode, 1, &child, &parent));
+  assert_mp_ok(mp_plat_stdio_pipe(1, &child, &parent));
   PACL dacl = NULL;
   PSECURITY_DESCRIPTOR sd = NULL;
   assert_int_equal(GetSecurityInfo((HANDLE)parent, SE_KERNEL_OBJECT, DACL_SECURITY_INFORMATION,

@@ -26,63 +26,15 @@ extern char **environ;
 
 #define CHUNK 65536
 
-/* ---- small helpers ------------------------------------------------------------------- */
-
 /* __fpending reads the buffer's fill without the stream's lock: an empty stream is not
  * written to, which saves a fork child (and its parent) a copy-on-write fault. */
-static void flush_pending(FILE *f) {
-#if MP_HAVE_FPENDING
-  if (__fpending(f) == 0)
-    return;
-#endif
-  fflush(f);
-}
-
 void mp_plat_flush_stdio(void) {
-  flush_pending(stdout);
-  flush_pending(stderr);
-}
-
-static int ms_left(uint64_t deadline_ns, int forever) {
-  if (forever)
-    return -1;
-  uint64_t now = mp_plat_monotonic_ns();
-  if (now >= deadline_ns)
-    return 0;
-  uint64_t ms = (deadline_ns - now + 999999u) / 1000000u;
-  return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
-}
-
-static uint64_t deadline_after(int timeout_ms) {
-  return mp_plat_monotonic_ns() + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms) * 1000000u;
-}
-
-/* A write to a pipe whose reader is gone raises SIGPIPE; keep it away from the process by
- * blocking it in this thread and consuming the one our write caused. */
-typedef struct sigpipe_guard {
-  sigset_t old;
-  int was_pending;
-} sigpipe_guard;
-
-static void sigpipe_block(sigpipe_guard *g) {
-  sigset_t set, pending;
-  sigemptyset(&set);
-  sigaddset(&set, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &set, &g->old);
-  sigpending(&pending);
-  g->was_pending = sigismember(&pending, SIGPIPE);
-}
-
-static void sigpipe_restore(sigpipe_guard *g, int got_epipe) {
-  if (got_epipe && !g->was_pending) {
-    sigset_t set;
-    struct timespec zero = {0, 0};
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    while (sigtimedwait(&set, NULL, &zero) < 0 && errno == EINTR) {
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &g->old, NULL);
+  FILE *streams[2] = {stdout, stderr};
+  for (int i = 0; i < 2; i++)
+#if MP_HAVE_FPENDING
+    if (__fpending(streams[i]) > 0)
+#endif
+      fflush(streams[i]);
 }
 
 /* ---- finding the program ------------------------------------------------------------- */
@@ -103,12 +55,7 @@ static int find_in_path(const char *name, const char *path, char **found) {
     if (cand == NULL)
       return mp_set_error(MP_ENOMEM, "out of memory searching PATH");
     /* An empty PATH entry means the current directory, as in execvp. */
-    if (dlen == 0)
-      memcpy(cand, ".", 2), dlen = 1;
-    else
-      memcpy(cand, dir, dlen);
-    cand[dlen] = '/';
-    memcpy(cand + dlen + 1, name, nlen + 1);
+    snprintf(cand, dlen + nlen + 3, "%.*s/%s", dlen ? (int)dlen : 1, dlen ? dir : ".", name);
     struct stat st;
     if (stat(cand, &st) == 0 && S_ISREG(st.st_mode)) {
       if (access(cand, X_OK) == 0) {
@@ -136,19 +83,7 @@ int mp_plat_find_program(const char *name, const char *path, int search, char **
 
 /* ---- the child's standard streams ---------------------------------------------------- */
 
-static int open_file(const struct mp_stdio *s, int index, int *fd) {
-  int flags = O_CLOEXEC | (index == 0 ? O_RDONLY : O_WRONLY | O_CREAT);
-  if (index != 0)
-    flags |= s->append ? O_APPEND : O_TRUNC;
-  *fd = open(s->path, flags, 0666);
-  if (*fd < 0) {
-    int e = errno;
-    return mp__os_error_code(mp__errno_code(e), e, s->path);
-  }
-  return 0;
-}
-
-static int make_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
+int mp_plat_stdio_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0)
     return mp__os_error("pipe2");
@@ -158,25 +93,15 @@ static int make_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
   return 0;
 }
 
-int mp_plat_stdio_open(const struct mp_stdio *s, int index, mp_plat_handle *child,
-                       mp_plat_handle *parent) {
-  int fd = -1;
-  *child = *parent = MP_PLAT_INVALID;
-  switch (s->mode) {
-  case MP_STDIO_PIPE: return make_pipe(index, child, parent);
-  case MP_STDIO_DEVNULL:
-    if ((fd = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
-      return mp__os_error("open /dev/null");
-    *child = fd;
-    return 0;
-  case MP_STDIO_FILE: {
-    int rc = open_file(s, index, &fd);
-    *child = fd;
-    return rc;
+int mp_plat_stdio_file(const char *path, int index, int append, mp_plat_handle *child) {
+  int flags = index == 0 ? O_RDONLY : O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC);
+  int fd = open(path ? path : "/dev/null", (path ? flags : O_RDWR) | O_CLOEXEC, 0666);
+  if (fd < 0) {
+    int e = errno;
+    return mp__os_error_code(mp__errno_code(e), e, path ? path : "/dev/null");
   }
-  default:
-    return mp_set_error(MP_EINVAL, "std stream %d: mode %d opens nothing", index, (int)s->mode);
-  }
+  *child = fd;
+  return 0;
 }
 
 mp_plat_handle mp_plat_stdio_parent(int index) { return index; }
@@ -188,81 +113,6 @@ int mp_plat_stdio_check(mp_plat_handle h, int index) {
 }
 
 /* ---- moving bytes -------------------------------------------------------------------- */
-
-static int wait_fd(int fd, short events, int timeout_ms) {
-  struct pollfd pfd = {fd, events, 0};
-  uint64_t deadline = deadline_after(timeout_ms);
-  for (;;) {
-    int r = poll(&pfd, 1, ms_left(deadline, timeout_ms < 0));
-    if (r > 0)
-      return 0;
-    if (r == 0)
-      return MP_ETIMEDOUT;
-    if (errno != EINTR)
-      return mp__os_error("poll");
-  }
-}
-
-int mp_plat_pipe_read(mp_plat_handle h, void *buf, size_t cap, size_t *n, int timeout_ms) {
-  uint64_t deadline = deadline_after(timeout_ms);
-  for (;;) {
-    ssize_t r = read((int)h, buf, cap);
-    if (r > 0) {
-      *n = (size_t)r;
-      return 0;
-    }
-    if (r == 0)
-      return mp_set_error(MP_EEOF, "end of the child's output");
-    if (errno == EINTR)
-      continue;
-    if (errno != EAGAIN)
-      return mp__os_error("read from the child");
-    int rc = wait_fd((int)h, POLLIN, ms_left(deadline, timeout_ms < 0));
-    if (rc != 0)
-      return rc == MP_ETIMEDOUT ? mp_set_error(rc, "no output from the child in time") : rc;
-  }
-}
-
-/* One non-blocking write: bytes written, 0 if the pipe is full, or an error. */
-static ssize_t write_some(int fd, const char *buf, size_t len, int *epipe) {
-  for (;;) {
-    ssize_t r = write(fd, buf, len > CHUNK ? CHUNK : len);
-    if (r >= 0)
-      return r;
-    if (errno == EINTR)
-      continue;
-    if (errno == EAGAIN)
-      return 0;
-    if (errno == EPIPE) {
-      *epipe = 1;
-      return mp_set_error(MP_EBROKEN, "the child closed its stdin");
-    }
-    return mp__os_error("write to the child");
-  }
-}
-
-int mp_plat_pipe_write(mp_plat_handle h, const void *buf, size_t len, size_t *written,
-                       int timeout_ms) {
-  uint64_t deadline = deadline_after(timeout_ms);
-  sigpipe_guard g;
-  int epipe = 0, rc = 0;
-  sigpipe_block(&g);
-  while (*written < len) {
-    ssize_t r = write_some((int)h, (const char *)buf + *written, len - *written, &epipe);
-    if (r < 0) {
-      rc = (int)r;
-      break;
-    }
-    *written += (size_t)r;
-    if (r == 0 && (rc = wait_fd((int)h, POLLOUT, ms_left(deadline, timeout_ms < 0))) != 0) {
-      if (rc == MP_ETIMEDOUT)
-        mp_set_error(rc, "the child did not read its stdin in time");
-      break;
-    }
-  }
-  sigpipe_restore(&g, epipe);
-  return rc;
-}
 
 void mp_plat_pipe_close(mp_plat_handle h) {
   if (h != MP_PLAT_INVALID)
@@ -289,87 +139,85 @@ static int pump_read(mp_plat_handle *h, mp_plat_outbuf *b) {
   return 0;
 }
 
+/* Writes what the ready stdin pipe takes of the input. A write to a pipe whose reader is gone
+ * raises SIGPIPE; keep it away from the process by blocking it in this thread and consuming
+ * the one the write caused, unless one was pending already. */
+static int pump_write(mp_plat_handle *h, const char *in, size_t in_len, size_t *in_off, int flags) {
+  sigset_t sigpipe, old, pending;
+  struct timespec zero = {0, 0};
+  sigemptyset(&sigpipe);
+  sigaddset(&sigpipe, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &sigpipe, &old);
+  sigpending(&pending);
+  ssize_t w = write((int)*h, in + *in_off, in_len - *in_off > CHUNK ? CHUNK : in_len - *in_off);
+  int e = errno;
+  while (w < 0 && e == EPIPE && !sigismember(&pending, SIGPIPE) &&
+         sigtimedwait(&sigpipe, NULL, &zero) < 0 && errno == EINTR) {
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (w >= 0)
+    *in_off += (size_t)w;
+  else if (e == EPIPE && (flags & MP_PUMP_KEEP_STDIN))
+    return MP_EBROKEN;
+  else if (e == EPIPE)
+    close_pipe(h); /* a child that stopped reading just ends the input */
+  else if (e != EAGAIN && e != EINTR)
+    return mp__os_error_code(MP_EOS, e, "write to the child");
+  return 0;
+}
+
+/* One poll of the pipes with work left and the I/O they are ready for: 0, 1 when no pipe has
+ * work left, MP_ETIMEDOUT (late: the deadline passed on an earlier round), or an error. */
 static int pump_round(mp_plat_handle pipes[3], const char *in, size_t in_len, size_t *in_off,
-                      mp_plat_outbuf *bufs[3], int wait_ms, int *epipe) {
+                      mp_plat_outbuf *bufs[3], int64_t deadline, int late, int flags) {
   struct pollfd pfd[3];
-  int idx[3], n = 0;
+  int idx[3], n = 0, rc = 0;
   for (int i = 0; i < 3; i++) {
-    if (pipes[i] == MP_PLAT_INVALID)
+    if (pipes[i] == MP_PLAT_INVALID || (i == 0 && *in_off >= in_len))
       continue;
     pfd[n] = (struct pollfd){(int)pipes[i], (short)(i == 0 ? POLLOUT : POLLIN), 0};
     idx[n++] = i;
   }
   if (n == 0)
     return 1;
-  int r = poll(pfd, (nfds_t)n, wait_ms);
-  if (r < 0)
-    return errno == EINTR ? 0 : mp__os_error("poll");
-  if (r == 0)
-    return MP_ETIMEDOUT;
-  for (int k = 0; k < n; k++) {
-    int i = idx[k], rc = 0;
-    if (pfd[k].revents == 0)
-      continue;
-    if (i != 0) {
-      rc = pump_read(&pipes[i], bufs[i]);
-    } else {
-      ssize_t w = write_some((int)pipes[0], in + *in_off, in_len - *in_off, epipe);
-      if (w >= 0)
-        *in_off += (size_t)w;
-      if (w < 0 && w != MP_EBROKEN)
-        rc = (int)w;
-      if (w == MP_EBROKEN || *in_off == in_len)
-        close_pipe(&pipes[0]); /* a child that stopped reading just ends the input */
-    }
-    if (rc != 0)
-      return rc;
+  /* A child that never stops writing must not hold us past the deadline. */
+  int ms = mp__ms_until(deadline), r = late && ms == 0 ? 0 : poll(pfd, (nfds_t)n, ms);
+  if (r <= 0)
+    return r == 0 ? MP_ETIMEDOUT : errno == EINTR ? 0 : mp__os_error("poll");
+  for (int k = 0; k < n && rc == 0; k++) {
+    int i = idx[k];
+    if (pfd[k].revents != 0)
+      rc =
+          i != 0 ? pump_read(&pipes[i], bufs[i]) : pump_write(&pipes[0], in, in_len, in_off, flags);
   }
-  return 0;
+  return rc;
 }
 
 int mp_plat_pipe_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, size_t *in_off,
-                      mp_plat_outbuf *out, mp_plat_outbuf *err, int timeout_ms) {
+                      mp_plat_outbuf *out, mp_plat_outbuf *err, int64_t deadline, int flags) {
   mp_plat_outbuf *bufs[3] = {NULL, out, err};
-  uint64_t deadline = deadline_after(timeout_ms);
-  sigpipe_guard g;
-  int epipe = 0, rc;
-  sigpipe_block(&g);
+  int rc;
   for (int rounds = 0;; rounds++) {
-    if (pipes[0] != MP_PLAT_INVALID && *in_off >= in_len)
+    if (pipes[0] != MP_PLAT_INVALID && *in_off >= in_len && !(flags & MP_PUMP_KEEP_STDIN))
       close_pipe(&pipes[0]);
-    /* A child that never stops writing must not hold us past the deadline. */
-    int open =
-        pipes[0] != MP_PLAT_INVALID || pipes[1] != MP_PLAT_INVALID || pipes[2] != MP_PLAT_INVALID;
-    if (open && rounds > 0 && timeout_ms >= 0 && ms_left(deadline, 0) == 0) {
-      rc = MP_ETIMEDOUT;
-      break;
-    }
-    rc = pump_round(pipes, in, in_len, in_off, bufs, ms_left(deadline, timeout_ms < 0), &epipe);
-    if (rc != 0)
+    rc = pump_round(pipes, in, in_len, in_off, bufs, deadline, rounds > 0, flags);
+    if (rc != 0 || (flags & MP_PUMP_FIRST))
       break;
   }
-  sigpipe_restore(&g, epipe);
   return rc == 1 ? 0 : rc;
 }
 
 /* ---- environment --------------------------------------------------------------------- */
 
+/* The strings are borrowed, not copied: like environ itself, they hold while no other
+ * thread changes the environment (setenv is not thread-safe in POSIX either). */
 int mp_plat_environ(char ***env) {
   size_t n = 0;
   while (environ[n])
     n++;
-  char **copy = calloc(n + 1, sizeof *copy);
-  if (copy == NULL)
+  if ((*env = malloc((n + 1) * sizeof **env)) == NULL)
     return mp_set_error(MP_ENOMEM, "out of memory copying the environment");
-  for (size_t i = 0; i < n; i++) {
-    if ((copy[i] = strdup(environ[i])) == NULL) {
-      for (size_t j = 0; j < i; j++)
-        free(copy[j]);
-      free(copy);
-      return mp_set_error(MP_ENOMEM, "out of memory copying the environment");
-    }
-  }
-  *env = copy;
+  memcpy(*env, environ, (n + 1) * sizeof **env);
   return 0;
 }
 

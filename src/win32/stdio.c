@@ -140,7 +140,7 @@ int mp_plat_find_program(const char *name8, const char *path, int search, char *
 
 /* A pipe for one stream: the parent's end overlapped, the child's an ordinary synchronous
  * handle as programs expect of stdio; only the current user may open the name. */
-static int make_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
+int mp_plat_stdio_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
   static volatile LONG counter;
   wchar_t name[96];
   unsigned r = 0;
@@ -149,21 +149,18 @@ static int make_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
   _snwprintf(name, sizeof name / sizeof name[0], L"\\\\.\\pipe\\multiproc-popen-%lu-%ld-%08x",
              GetCurrentProcessId(), InterlockedIncrement(&counter), r);
   name[sizeof name / sizeof name[0] - 1] = 0;
-  int rc = mp__user_sd_init(&sd);
-  if (rc != 0) {
-    mp__user_sd_free(&sd);
-    return rc;
-  }
-  int parent_reads = index != 0;
-  HANDLE p =
-      CreateNamedPipeW(name,
-                       (parent_reads ? PIPE_ACCESS_INBOUND : PIPE_ACCESS_OUTBOUND) |
-                           FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
-                       PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS,
-                       1, CHUNK, CHUNK, 0, &sd.sa);
+  int rc = mp__user_sd_init(&sd), parent_reads = index != 0;
+  HANDLE p = rc != 0
+                 ? INVALID_HANDLE_VALUE
+                 : CreateNamedPipeW(name,
+                                    (parent_reads ? PIPE_ACCESS_INBOUND : PIPE_ACCESS_OUTBOUND) |
+                                        FILE_FLAG_OVERLAPPED | FILE_FLAG_FIRST_PIPE_INSTANCE,
+                                    PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT |
+                                        PIPE_REJECT_REMOTE_CLIENTS,
+                                    1, CHUNK, CHUNK, 0, &sd.sa);
   mp__user_sd_free(&sd);
   if (p == INVALID_HANDLE_VALUE)
-    return mp__os_error("CreateNamedPipeW");
+    return rc != 0 ? rc : mp__os_error("CreateNamedPipeW");
   HANDLE ch = CreateFileW(name, parent_reads ? GENERIC_WRITE : GENERIC_READ, 0, NULL, OPEN_EXISTING,
                           0, NULL);
   if (ch == INVALID_HANDLE_VALUE) {
@@ -176,47 +173,29 @@ static int make_pipe(int index, mp_plat_handle *child, mp_plat_handle *parent) {
   return 0;
 }
 
-static int open_file(const struct mp_stdio *s, int index, HANDLE *out) {
-  wchar_t *path = mp__to_wide(s->path);
-  if (path == NULL)
-    return bad_utf8("file path", s->path);
-  DWORD access = index == 0  ? GENERIC_READ
-                 : s->append ? FILE_APPEND_DATA | SYNCHRONIZE
-                             : GENERIC_WRITE;
-  DWORD disp = index == 0 ? OPEN_EXISTING : s->append ? OPEN_ALWAYS : CREATE_ALWAYS;
-  *out = CreateFileW(path, access, FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, NULL,
-                     disp, FILE_ATTRIBUTE_NORMAL, NULL);
+int mp_plat_stdio_file(const char *path8, int index, int append, mp_plat_handle *child) {
+  int nul = path8 == NULL; /* the null device, opened both ways whatever the stream */
+  wchar_t *path = nul ? NULL : mp__to_wide(path8);
+  if (!nul && path == NULL)
+    return bad_utf8("file path", path8);
+  DWORD access = nul          ? GENERIC_READ | GENERIC_WRITE
+                 : index == 0 ? GENERIC_READ
+                 : append     ? FILE_APPEND_DATA | SYNCHRONIZE
+                              : GENERIC_WRITE;
+  DWORD disp = nul || index == 0 ? OPEN_EXISTING : append ? OPEN_ALWAYS : CREATE_ALWAYS;
+  HANDLE h = CreateFileW(nul ? L"NUL" : path, access,
+                         FILE_SHARE_READ | FILE_SHARE_WRITE | (nul ? 0 : FILE_SHARE_DELETE), NULL,
+                         disp, nul ? 0 : FILE_ATTRIBUTE_NORMAL, NULL);
   free(path);
-  if (*out == INVALID_HANDLE_VALUE) {
+  if (h == INVALID_HANDLE_VALUE) {
     DWORD e = GetLastError();
     int code = e == ERROR_FILE_NOT_FOUND || e == ERROR_PATH_NOT_FOUND ? MP_ENOENT
                : e == ERROR_ACCESS_DENIED                             ? MP_EPERM
                                                                       : MP_EOS;
-    return mp__os_error_code(code, (long)e, s->path);
+    return mp__os_error_code(code, (long)e, nul ? "CreateFileW(NUL)" : path8);
   }
+  *child = (mp_plat_handle)h;
   return 0;
-}
-
-int mp_plat_stdio_open(const struct mp_stdio *s, int index, mp_plat_handle *child,
-                       mp_plat_handle *parent) {
-  HANDLE h = NULL;
-  int rc = 0;
-  *child = *parent = MP_PLAT_INVALID;
-  switch (s->mode) {
-  case MP_STDIO_PIPE: return make_pipe(index, child, parent);
-  case MP_STDIO_DEVNULL:
-    h = CreateFileW(L"NUL", GENERIC_READ | GENERIC_WRITE, FILE_SHARE_READ | FILE_SHARE_WRITE, NULL,
-                    OPEN_EXISTING, 0, NULL);
-    if (h == INVALID_HANDLE_VALUE)
-      return mp__os_error("CreateFileW(NUL)");
-    break;
-  case MP_STDIO_FILE: rc = open_file(s, index, &h); break;
-  default:
-    return mp_set_error(MP_EINVAL, "std stream %d: mode %d opens nothing", index, (int)s->mode);
-  }
-  if (rc == 0)
-    *child = (mp_plat_handle)h;
-  return rc;
 }
 
 void mp_plat_flush_stdio(void) {
@@ -244,118 +223,39 @@ void mp_plat_pipe_close(mp_plat_handle h) {
 
 /* ---- overlapped I/O ------------------------------------------------------------------ */
 
-static DWORD wait_ms(int timeout_ms) { return timeout_ms < 0 ? INFINITE : (DWORD)timeout_ms; }
-
 static int broken(DWORD e) {
   return e == ERROR_BROKEN_PIPE || e == ERROR_NO_DATA || e == ERROR_PIPE_NOT_CONNECTED;
 }
 
-/* One overlapped operation on h, waited for up to timeout_ms; cancelled (keeping what it
- * moved) when the time runs out. Returns 0, MP_ETIMEDOUT, MP_EEOF (pipe closed) or MP_EOS. */
-static int io_once(HANDLE h, int writing, void *buf, DWORD len, DWORD *done, int timeout_ms) {
-  OVERLAPPED ov;
-  memset(&ov, 0, sizeof ov);
-  *done = 0;
-  ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
-  if (ov.hEvent == NULL)
-    return mp__os_error("CreateEventW");
-  BOOL ok = writing ? WriteFile(h, buf, len, NULL, &ov) : ReadFile(h, buf, len, NULL, &ov);
-  DWORD e = ok ? 0 : GetLastError();
-  int rc = 0;
-  if (!ok && e != ERROR_IO_PENDING) {
-    rc = broken(e) ? MP_EEOF
-                   : mp__os_error_code(MP_EOS, (long)e, writing ? "WriteFile" : "ReadFile");
-  } else {
-    int timed_out = !ok && WaitForSingleObject(ov.hEvent, wait_ms(timeout_ms)) == WAIT_TIMEOUT;
-    if (timed_out)
-      CancelIoEx(h, &ov);
-    if (!GetOverlappedResult(h, &ov, done, TRUE)) {
-      e = GetLastError();
-      rc = e == ERROR_OPERATION_ABORTED ? MP_ETIMEDOUT
-           : broken(e)                  ? MP_EEOF
-                                        : mp__os_error_code(MP_EOS, (long)e, "GetOverlappedResult");
-    } else if (timed_out && *done == 0) {
-      rc = MP_ETIMEDOUT;
-    }
-  }
-  CloseHandle(ov.hEvent);
-  return rc;
-}
-
-static int ms_left(uint64_t deadline, int timeout_ms) {
-  if (timeout_ms < 0)
-    return -1;
-  uint64_t now = mp_plat_monotonic_ns();
-  return now >= deadline ? 0 : (int)((deadline - now + 999999u) / 1000000u);
-}
-
-int mp_plat_pipe_read(mp_plat_handle h, void *buf, size_t cap, size_t *n, int timeout_ms) {
-  uint64_t deadline =
-      mp_plat_monotonic_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
-  for (;;) {
-    DWORD got;
-    int rc = io_once((HANDLE)h, 0, buf, cap > CHUNK ? CHUNK : (DWORD)cap, &got,
-                     ms_left(deadline, timeout_ms));
-    if (rc == MP_EEOF)
-      return mp_set_error(MP_EEOF, "end of the child's output");
-    if (rc == MP_ETIMEDOUT)
-      return mp_set_error(rc, "no output from the child in time");
-    if (rc != 0)
-      return rc;
-    if (got > 0) {
-      *n = got;
-      return 0;
-    }
-    /* A zero-byte message is not end of file on a pipe; wait for more. */
-  }
-}
-
-int mp_plat_pipe_write(mp_plat_handle h, const void *buf, size_t len, size_t *written,
-                       int timeout_ms) {
-  uint64_t deadline =
-      mp_plat_monotonic_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
-  while (*written < len) {
-    DWORD done, chunk = len - *written > CHUNK ? CHUNK : (DWORD)(len - *written);
-    int rc =
-        io_once((HANDLE)h, 1, (char *)buf + *written, chunk, &done, ms_left(deadline, timeout_ms));
-    *written += done;
-    if (rc == MP_EEOF)
-      return mp_set_error(MP_EBROKEN, "the child closed its stdin");
-    if (rc == MP_ETIMEDOUT)
-      return mp_set_error(rc, "the child did not read its stdin in time");
-    if (rc != 0)
-      return rc;
-  }
-  return 0;
-}
-
-/* communicate's engine: one overlapped operation in flight per pipe, all waited for at
- * once, so a child blocked writing stderr never stalls our writes to its stdin. */
+/* The pump: one overlapped operation in flight per pipe, all waited for at once, so a child
+ * blocked writing stderr never stalls our writes to its stdin. */
 typedef struct stream {
   OVERLAPPED ov;
   int pending;
-  DWORD asked;
 } stream;
 
-static void close_stream(mp_plat_handle *h) {
-  CloseHandle((HANDLE)*h);
-  *h = MP_PLAT_INVALID;
+/* Pipe i was closed by the child: end of its output, or a child that stopped reading its
+ * input, which ends the input unless the caller keeps stdin (a write: MP_EBROKEN). */
+static int pipe_gone(mp_plat_handle pipes[3], int i, int flags) {
+  if (i == 0 && (flags & MP_PUMP_KEEP_STDIN))
+    return MP_EBROKEN;
+  CloseHandle((HANDLE)pipes[i]);
+  pipes[i] = MP_PLAT_INVALID;
+  return 0;
 }
 
 /* Starts an operation on pipe i unless one is in flight; closes pipes that are finished. */
 static int pump_issue(mp_plat_handle pipes[3], stream *s, int i, const char *in, size_t in_len,
-                      size_t in_off, mp_plat_outbuf *b) {
+                      size_t in_off, mp_plat_outbuf *b, int flags) {
   if (s->pending || pipes[i] == MP_PLAT_INVALID)
     return 0;
-  if (i == 0 && in_off >= in_len) {
-    close_stream(&pipes[0]);
-    return 0;
-  }
+  if (i == 0 && in_off >= in_len)
+    return flags & MP_PUMP_KEEP_STDIN ? 0 : pipe_gone(pipes, 0, 0);
   ResetEvent(s->ov.hEvent);
   BOOL ok;
   if (i == 0) {
-    s->asked = in_len - in_off > CHUNK ? CHUNK : (DWORD)(in_len - in_off);
-    ok = WriteFile((HANDLE)pipes[0], in + in_off, s->asked, NULL, &s->ov);
+    DWORD len = in_len - in_off > CHUNK ? CHUNK : (DWORD)(in_len - in_off);
+    ok = WriteFile((HANDLE)pipes[0], in + in_off, len, NULL, &s->ov);
   } else {
     char *dst = mp__outbuf_reserve(b, CHUNK);
     if (dst == NULL)
@@ -367,16 +267,14 @@ static int pump_issue(mp_plat_handle pipes[3], stream *s, int i, const char *in,
     s->pending = 1;
     return 0;
   }
-  if (broken(e)) {
-    close_stream(&pipes[i]); /* end of output, or a child that stopped reading its input */
-    return 0;
-  }
+  if (broken(e))
+    return pipe_gone(pipes, i, flags);
   return mp__os_error_code(MP_EOS, (long)e, i == 0 ? "WriteFile" : "ReadFile");
 }
 
 /* Collects a finished operation on pipe i (wait: block until it finishes). */
 static int pump_collect(mp_plat_handle pipes[3], stream *s, int i, size_t *in_off,
-                        mp_plat_outbuf *b, BOOL wait) {
+                        mp_plat_outbuf *b, BOOL wait, int flags) {
   DWORD done = 0;
   BOOL ok = GetOverlappedResult((HANDLE)pipes[i], &s->ov, &done, wait);
   DWORD e = ok ? 0 : GetLastError();
@@ -389,89 +287,76 @@ static int pump_collect(mp_plat_handle pipes[3], stream *s, int i, size_t *in_of
     b->len += done;
   if (ok || e == ERROR_OPERATION_ABORTED)
     return 0;
-  if (broken(e)) {
-    close_stream(&pipes[i]);
-    return 0;
-  }
+  if (broken(e))
+    return pipe_gone(pipes, i, flags);
   return mp__os_error_code(MP_EOS, (long)e, "GetOverlappedResult");
 }
 
-static void pump_cancel(mp_plat_handle pipes[3], stream *s, size_t *in_off, mp_plat_outbuf **bufs) {
-  for (int i = 0; i < 3; i++) {
-    if (!s[i].pending)
-      continue;
-    CancelIoEx((HANDLE)pipes[i], &s[i].ov);
-    (void)pump_collect(pipes, &s[i], i, in_off, bufs[i], TRUE);
-  }
-}
-
 int mp_plat_pipe_pump(mp_plat_handle pipes[3], const void *in, size_t in_len, size_t *in_off,
-                      mp_plat_outbuf *out, mp_plat_outbuf *err, int timeout_ms) {
+                      mp_plat_outbuf *out, mp_plat_outbuf *err, int64_t deadline, int flags) {
   mp_plat_outbuf *bufs[3] = {NULL, out, err};
   stream s[3];
-  uint64_t deadline =
-      mp_plat_monotonic_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
   int rc = 0, rounds = 0;
   memset(s, 0, sizeof s);
   for (int i = 0; i < 3; i++)
-    if ((s[i].ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL)) == NULL)
+    if (pipes[i] != MP_PLAT_INVALID &&
+        (s[i].ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL)) == NULL)
       rc = mp__os_error("CreateEventW");
   while (rc == 0) {
     HANDLE evs[3];
     int idx[3], n = 0;
     for (int i = 0; i < 3 && rc == 0; i++)
-      rc = pump_issue(pipes, &s[i], i, in, in_len, *in_off, bufs[i]);
+      rc = pump_issue(pipes, &s[i], i, in, in_len, *in_off, bufs[i], flags);
     for (int i = 0; i < 3; i++)
       if (s[i].pending)
         evs[n] = s[i].ov.hEvent, idx[n++] = i;
     if (rc != 0 || n == 0)
       break;
     /* A child that never stops writing must not hold us past the deadline. */
-    if (rounds++ > 0 && timeout_ms >= 0 && ms_left(deadline, timeout_ms) == 0) {
-      rc = MP_ETIMEDOUT;
-      break;
-    }
-    DWORD r = WaitForMultipleObjects((DWORD)n, evs, FALSE, wait_ms(ms_left(deadline, timeout_ms)));
-    if (r == WAIT_TIMEOUT) {
-      rc = MP_ETIMEDOUT;
-      break;
-    }
-    if (r >= WAIT_OBJECT_0 + (DWORD)n) {
-      rc = mp__os_error("WaitForMultipleObjects");
+    int ms = mp__ms_until(deadline);
+    DWORD r = rounds++ > 0 && ms == 0
+                  ? WAIT_TIMEOUT
+                  : WaitForMultipleObjects((DWORD)n, evs, FALSE, ms < 0 ? INFINITE : (DWORD)ms);
+    if (r == WAIT_TIMEOUT || r >= WAIT_OBJECT_0 + (DWORD)n) {
+      rc = r == WAIT_TIMEOUT ? MP_ETIMEDOUT : mp__os_error("WaitForMultipleObjects");
       break;
     }
     int k = idx[r - WAIT_OBJECT_0];
-    rc = pump_collect(pipes, &s[k], k, in_off, bufs[k], FALSE);
+    rc = pump_collect(pipes, &s[k], k, in_off, bufs[k], FALSE, flags);
+    if (flags & MP_PUMP_FIRST)
+      break;
   }
-  pump_cancel(pipes, s, in_off, bufs);
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 3; i++) {
+    if (s[i].pending) { /* cancelled, it keeps what it moved */
+      CancelIoEx((HANDLE)pipes[i], &s[i].ov);
+      (void)pump_collect(pipes, &s[i], i, in_off, bufs[i], TRUE, flags);
+    }
     if (s[i].ov.hEvent)
       CloseHandle(s[i].ov.hEvent);
+  }
   return rc;
 }
 
 /* ---- environment --------------------------------------------------------------------- */
 
+/* One block: the array, then the strings it points to. */
 int mp_plat_environ(char ***env) {
   wchar_t *block = GetEnvironmentStringsW();
   if (block == NULL)
     return mp__os_error("GetEnvironmentStringsW");
-  size_t n = 0;
-  for (wchar_t *p = block; *p; p += wcslen(p) + 1)
-    n++;
-  char **out = calloc(n + 1, sizeof *out);
-  int rc = out ? 0 : mp_set_error(MP_ENOMEM, "out of memory copying the environment");
-  size_t i = 0;
-  for (wchar_t *p = block; rc == 0 && *p; p += wcslen(p) + 1, i++)
-    if ((out[i] = mp__to_utf8(p, -1)) == NULL)
-      rc = mp_set_error(MP_ENOMEM, "out of memory copying the environment");
-  FreeEnvironmentStringsW(block);
-  if (rc != 0) {
-    for (size_t j = 0; out && j < i; j++)
-      free(out[j]);
-    free(out);
-    return rc;
+  size_t n = 0, bytes = 0, i = 0;
+  for (wchar_t *p = block; *p; p += wcslen(p) + 1, n++)
+    bytes += (size_t)WideCharToMultiByte(CP_UTF8, 0, p, -1, NULL, 0, NULL, NULL);
+  char **out = malloc((n + 1) * sizeof *out + bytes);
+  if (out != NULL) {
+    char *dst = (char *)(out + n + 1), *end = dst + bytes;
+    for (wchar_t *p = block; *p; p += wcslen(p) + 1)
+      dst += WideCharToMultiByte(CP_UTF8, 0, p, -1, out[i++] = dst, (int)(end - dst), NULL, NULL);
+    out[n] = NULL;
   }
+  FreeEnvironmentStringsW(block);
+  if (out == NULL)
+    return mp_set_error(MP_ENOMEM, "out of memory copying the environment");
   *env = out;
   return 0;
 }
