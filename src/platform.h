@@ -280,13 +280,11 @@ enum {
 
 /* What the backend can do; core asks instead of testing the OS (mp_plat_child_caps). */
 enum {
-  MP_CAP_FORK = 1,          /* mp_plat_child_fork works */
-  MP_CAP_ZOMBIES = 2,       /* an exited child must be reaped (its release does not reap it) */
-  MP_CAP_REAPER_THREAD = 8, /* exited children are reaped by a library thread as soon as
-                               they exit (no pidfds): a waitpid elsewhere races with it */
-  MP_CAP_BOOT_HANDED = 4    /* the child holds its bootstrap handle once spawn returns, so the
-                               parent may close its copy at once (POSIX); otherwise the child
-                               takes it from the parent, which keeps it until "hello" */
+  MP_CAP_FORK = 1,       /* mp_plat_child_fork works */
+  MP_CAP_ZOMBIES = 2,    /* an exited child must be reaped (its release does not reap it) */
+  MP_CAP_BOOT_HANDED = 4 /* the child holds its bootstrap handle once spawn returns, so the
+                            parent may close its copy at once (POSIX); otherwise the child
+                            takes it from the parent, which keeps it until "hello" */
 };
 int mp_plat_child_caps(void);
 
