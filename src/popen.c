@@ -268,10 +268,11 @@ int mp_popen_create_shell(mp_popen **p, const char *cmdline, const mp_popen_opts
 /* Checks a call's timeout_ms and resolves it (MP_DEFAULT_TIMEOUT: the popen's own) into *t
  * and a deadline. 0 or MP_EINVAL. */
 static int call_timeout(const mp_popen *p, int timeout_ms, int *t, int64_t *deadline) {
+  *t = timeout_ms == MP_DEFAULT_TIMEOUT ? p->default_timeout : timeout_ms;
+  *deadline = -1;
   if (timeout_ms < MP_DEFAULT_TIMEOUT)
     return mp_set_error(MP_EINVAL, "timeout_ms %d: use >= 0, MP_FOREVER or MP_DEFAULT_TIMEOUT",
                         timeout_ms);
-  *t = timeout_ms == MP_DEFAULT_TIMEOUT ? p->default_timeout : timeout_ms;
   return mp__deadline_ns(*t, deadline);
 }
 
