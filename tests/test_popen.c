@@ -880,7 +880,7 @@ static void freed_running_child_is_reaped_later(void **state) {
   assert_int_equal(errno, ECHILD);
 }
 
-/* Kernels before 5.3 (and sandboxes) refuse pidfds: timed waits then use the SIGCHLD reaper. */
+/* Kernels before 5.3 (and sandboxes) refuse pidfds: timed waits then use a watcher thread. */
 static void timed_wait_works_without_a_pidfd(void **state) {
   (void)state;
   mp_popen *p;
