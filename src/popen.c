@@ -17,6 +17,7 @@ struct mp_popen {
   int default_timeout;     /* MP_FOREVER when the options gave none */
   size_t in_off;           /* communicate's progress through the input, kept across timeouts */
   mp_plat_outbuf out, err; /* output read but not yet handed over (by read or communicate) */
+  size_t head[3];          /* how much of out/err mp_popen_read has already handed over */
 };
 
 int mp__ms_until(int64_t deadline_ns) {
@@ -325,18 +326,21 @@ int mp_popen_read(mp_popen *p, int which, void *buf, size_t cap, size_t *n, int 
   if (!p->had_pipe[which])
     return mp_set_error(MP_EINVAL, "the child's %s is not a pipe (MP_STDIO_PIPE)", name);
   mp_plat_outbuf *b = which == MP_STDOUT ? &p->out : &p->err;
-  size_t none = 0;
+  size_t none = 0, *head = &p->head[which];
   /* A wake-up can move nothing (a zero-byte pipe message on Windows): pump again. */
-  while (rc == 0 && b->len == 0 && p->pipes[which] != MP_PLAT_INVALID)
+  while (rc == 0 && b->len == *head && p->pipes[which] != MP_PLAT_INVALID)
     rc = pump_one(p, which, NULL, 0, &none, deadline, MP_PUMP_FIRST);
-  if (b->len == 0 && rc == MP_ETIMEDOUT)
+  if (b->len == *head && rc == MP_ETIMEDOUT)
     return mp_set_error(rc, "no output from the child in time");
-  if (b->len == 0)
+  if (b->len == *head)
     return rc != 0 ? rc : mp_set_error(MP_EEOF, "the child's %s has ended", name);
-  *n = b->len < cap ? b->len : cap;
-  memcpy(buf, b->data, *n);
-  b->len -= *n;
-  memmove(b->data, b->data + *n, b->len);
+  /* Handed over from a moving head, not by moving the rest down: small reads of a big chunk
+   * stay linear. An emptied buffer starts again at its beginning. */
+  *n = b->len - *head < cap ? b->len - *head : cap;
+  memcpy(buf, b->data + *head, *n);
+  *head += *n;
+  if (*head == b->len)
+    b->len = *head = 0;
   return 0;
 }
 
@@ -381,6 +385,14 @@ int mp_popen_communicate(mp_popen *p, const void *in, size_t in_len, char **out,
     return rc;
   if (in_len > 0 && !p->had_pipe[0])
     return mp_set_error(MP_EINVAL, "input given but the child's stdin is not a pipe");
+  for (int i = 1; i < 3; i++) { /* what mp_popen_read handed over is not output any more */
+    mp_plat_outbuf *b = i == MP_STDOUT ? &p->out : &p->err;
+    if (p->head[i] == 0)
+      continue;
+    b->len -= p->head[i];
+    memmove(b->data, b->data + p->head[i], b->len);
+    p->head[i] = 0;
+  }
   rc = talk(p, in, in_len, deadline);
   if (rc == 0 || rc == MP_ETIMEDOUT)
     rc = buf_take(&p->err, err, err_len, buf_take(&p->out, out, out_len, rc));
